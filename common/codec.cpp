@@ -1,0 +1,393 @@
+// Cap'n Proto <-> msg:: structs. Every field is read inside the one try block in decode(),
+// because capnp checks traversal and nesting limits lazily, when a field is read.
+#include "common/codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+
+#include <cstring>
+#include <memory>
+
+#include "schema/flame.capnp.h"
+
+namespace flame {
+
+std::string_view errorCodeName(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::None: return "none";
+    case ErrorCode::BadRequest: return "bad_request";
+    case ErrorCode::UnsupportedVersion: return "unsupported_version";
+    case ErrorCode::UnknownPool: return "unknown_pool";
+    case ErrorCode::UnknownFunction: return "unknown_function";
+    case ErrorCode::PayloadTooLarge: return "payload_too_large";
+    case ErrorCode::Timeout: return "timeout";
+    case ErrorCode::RunnerLost: return "runner_lost";
+    case ErrorCode::Cancelled: return "cancelled";
+    case ErrorCode::HandlerError: return "handler_error";
+    case ErrorCode::QueueFull: return "queue_full";
+    case ErrorCode::BootFailed: return "boot_failed";
+    case ErrorCode::Unauthorized: return "unauthorized";
+    case ErrorCode::NotFound: return "not_found";
+    case ErrorCode::ShuttingDown: return "shutting_down";
+    case ErrorCode::UnknownPeer: return "unknown_peer";
+    case ErrorCode::Internal: return "internal";
+    case ErrorCode::BrokerUnreachable: return "broker_unreachable";
+  }
+  return "unknown_error";
+}
+
+std::string_view modeName(Mode mode) {
+  switch (mode) {
+    case Mode::Call: return "call";
+    case Mode::Cast: return "cast";
+    case Mode::Place: return "place";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using wire::Envelope;
+
+wire::Mode toWire(Mode m) { return static_cast<wire::Mode>(static_cast<uint16_t>(m)); }
+wire::ErrorCode toWire(ErrorCode c) {
+  // Client-only codes never travel; map them to internal rather than send a bogus number.
+  if (static_cast<uint16_t>(c) > static_cast<uint16_t>(ErrorCode::Internal)) return wire::ErrorCode::INTERNAL;
+  return static_cast<wire::ErrorCode>(static_cast<uint16_t>(c));
+}
+Mode fromWire(wire::Mode m) {
+  auto v = static_cast<uint16_t>(m);
+  if (v > 2) throw std::invalid_argument("unknown mode " + std::to_string(v));
+  return static_cast<Mode>(v);
+}
+ErrorCode fromWire(wire::ErrorCode c) {
+  auto v = static_cast<uint16_t>(c);
+  // Codes from a newer peer that we do not know are reported as internal, not trusted.
+  if (v > static_cast<uint16_t>(ErrorCode::Internal)) return ErrorCode::Internal;
+  return static_cast<ErrorCode>(v);
+}
+std::string str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// ---- encoding ----
+struct Filler {
+  Envelope::Body::Builder b;
+  void operator()(const msg::Submit& m) {
+    auto s = b.initSubmit();
+    s.setRequestId(m.requestId);
+    s.setMode(toWire(m.mode));
+    s.setPool(m.pool);
+    s.setFunction(m.function);
+    s.setTimeoutMs(m.timeoutMs);
+    s.setIdempotent(m.idempotent);
+    s.setRetries(m.retries);
+    s.setLink(m.link);
+  }
+  void operator()(const msg::Cancel& m) { b.initCancel().setRequestId(m.requestId); }
+  void operator()(const msg::StopChild& m) { b.initStopChild().setChildId(m.childId); }
+  void operator()(const msg::StatusRequest& m) { b.initStatusRequest().setRequestId(m.requestId); }
+  void operator()(const msg::Result& m) {
+    auto r = b.initResult();
+    r.setRequestId(m.requestId);
+    r.setJobId(m.jobId);
+  }
+  void operator()(const msg::Error& m) {
+    auto e = b.initError();
+    e.setRequestId(m.requestId);
+    e.setCode(toWire(m.code));
+    e.setMessage(m.message);
+    e.setJobId(m.jobId);
+  }
+  void operator()(const msg::Accepted& m) {
+    auto a = b.initAccepted();
+    a.setRequestId(m.requestId);
+    a.setJobId(m.jobId);
+  }
+  void operator()(const msg::Placed& m) {
+    auto p = b.initPlaced();
+    p.setRequestId(m.requestId);
+    p.setChildId(m.childId);
+    p.setRunnerId(m.runnerId);
+  }
+  void operator()(const msg::ChildExited& m) {
+    auto c = b.initChildExited();
+    c.setChildId(m.childId);
+    c.setCode(toWire(m.code));
+    c.setMessage(m.message);
+  }
+  void operator()(const msg::Stopped& m) { b.initStopped().setChildId(m.childId); }
+  void operator()(const msg::StatusReply& m) {
+    auto s = b.initStatusReply();
+    s.setRequestId(m.requestId);
+    auto pools = s.initPools(static_cast<unsigned>(m.pools.size()));
+    for (unsigned i = 0; i < m.pools.size(); ++i) {
+      const auto& p = m.pools[i];
+      auto w = pools[i];
+      w.setName(p.name);
+      w.setQueued(p.queued);
+      w.setSlotsUsed(p.slotsUsed);
+      w.setSlotsTotal(p.slotsTotal);
+      w.setCompleted(p.completed);
+      w.setFailed(p.failed);
+      w.setBooting(p.booting);
+      w.setBoots(p.boots);
+      w.setBootFailures(p.bootFailures);
+      w.setMin(p.min);
+      w.setMax(p.max);
+      auto runners = w.initRunners(static_cast<unsigned>(p.runners.size()));
+      for (unsigned j = 0; j < p.runners.size(); ++j) {
+        const auto& r = p.runners[j];
+        auto rw = runners[j];
+        rw.setRunnerId(r.runnerId);
+        rw.setState(r.state);
+        rw.setSlotsUsed(r.slotsUsed);
+        rw.setSlotsTotal(r.slotsTotal);
+        rw.setPid(r.pid);
+        rw.setHost(r.host);
+        rw.setIdleMs(r.idleMs);
+      }
+    }
+  }
+  void operator()(const msg::Heartbeat& m) { b.initHeartbeat().setSentMs(m.sentMs); }
+  void operator()(const msg::Ready& m) {
+    auto r = b.initReady();
+    r.setRunnerId(m.runnerId);
+    r.setPool(m.pool);
+    r.setSlots(m.slots);
+    auto fns = r.initFunctions(static_cast<unsigned>(m.functions.size()));
+    for (unsigned i = 0; i < m.functions.size(); ++i) fns.set(i, m.functions[i]);
+    r.setToken(m.token);
+    r.setBusy(m.busy);
+    r.setPid(m.pid);
+    r.setHost(m.host);
+  }
+  void operator()(const msg::JobDone& m) {
+    auto d = b.initJobDone();
+    d.setJobId(m.jobId);
+    d.setCode(toWire(m.code));
+    d.setMessage(m.message);
+  }
+  void operator()(const msg::Leaving& m) { b.initLeaving().setReason(m.reason); }
+  void operator()(const msg::Welcome& m) {
+    auto w = b.initWelcome();
+    w.setHeartbeatIntervalMs(m.heartbeatIntervalMs);
+    w.setLiveness(m.liveness);
+  }
+  void operator()(const msg::Job& m) {
+    auto j = b.initJob();
+    j.setJobId(m.jobId);
+    j.setFunction(m.function);
+    j.setMode(toWire(m.mode));
+    j.setBudgetMs(m.budgetMs);
+  }
+  void operator()(const msg::CancelJob& m) { b.initCancelJob().setJobId(m.jobId); }
+  void operator()(const msg::Drain& m) { b.initDrain().setGraceMs(m.graceMs); }
+};
+
+template <class T>
+zmq::message_t encodeVersioned(const T& m, uint16_t version) {
+  // A stack first segment keeps small messages allocation-free until the copy into the frame.
+  capnp::word scratch[128];
+  memset(scratch, 0, sizeof(scratch));
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch, 128));
+  auto env = builder.initRoot<Envelope>();
+  env.setVersion(version);
+  Filler fill{env.getBody()};
+  if constexpr (std::is_same_v<T, Message>) {
+    std::visit(fill, m);
+  } else {
+    fill(m);
+  }
+  size_t words = capnp::computeSerializedSizeInWords(builder);
+  zmq::message_t out(words * sizeof(capnp::word));
+  kj::ArrayOutputStream stream(kj::arrayPtr(static_cast<kj::byte*>(out.data()), out.size()));
+  capnp::writeMessage(stream, builder);
+  return out;
+}
+
+// ---- decoding ----
+Message read(Envelope::Reader env) {
+  auto b = env.getBody();
+  switch (b.which()) {
+    case Envelope::Body::SUBMIT: {
+      auto s = b.getSubmit();
+      msg::Submit m;
+      m.requestId = s.getRequestId();
+      m.mode = fromWire(s.getMode());
+      m.pool = str(s.getPool());
+      m.function = str(s.getFunction());
+      m.timeoutMs = s.getTimeoutMs();
+      m.idempotent = s.getIdempotent();
+      m.retries = s.getRetries();
+      m.link = s.getLink();
+      return m;
+    }
+    case Envelope::Body::CANCEL: return msg::Cancel{b.getCancel().getRequestId()};
+    case Envelope::Body::STOP_CHILD: return msg::StopChild{b.getStopChild().getChildId()};
+    case Envelope::Body::STATUS_REQUEST: return msg::StatusRequest{b.getStatusRequest().getRequestId()};
+    case Envelope::Body::RESULT: {
+      auto r = b.getResult();
+      return msg::Result{r.getRequestId(), r.getJobId()};
+    }
+    case Envelope::Body::ERROR: {
+      auto e = b.getError();
+      return msg::Error{e.getRequestId(), fromWire(e.getCode()), str(e.getMessage()), e.getJobId()};
+    }
+    case Envelope::Body::ACCEPTED: {
+      auto a = b.getAccepted();
+      return msg::Accepted{a.getRequestId(), a.getJobId()};
+    }
+    case Envelope::Body::PLACED: {
+      auto p = b.getPlaced();
+      return msg::Placed{p.getRequestId(), p.getChildId(), str(p.getRunnerId())};
+    }
+    case Envelope::Body::CHILD_EXITED: {
+      auto c = b.getChildExited();
+      return msg::ChildExited{c.getChildId(), fromWire(c.getCode()), str(c.getMessage())};
+    }
+    case Envelope::Body::STOPPED: return msg::Stopped{b.getStopped().getChildId()};
+    case Envelope::Body::STATUS_REPLY: {
+      auto s = b.getStatusReply();
+      msg::StatusReply m;
+      m.requestId = s.getRequestId();
+      for (auto p : s.getPools()) {
+        msg::PoolStatus ps;
+        ps.name = str(p.getName());
+        ps.queued = p.getQueued();
+        ps.slotsUsed = p.getSlotsUsed();
+        ps.slotsTotal = p.getSlotsTotal();
+        ps.completed = p.getCompleted();
+        ps.failed = p.getFailed();
+        ps.booting = p.getBooting();
+        ps.boots = p.getBoots();
+        ps.bootFailures = p.getBootFailures();
+        ps.min = p.getMin();
+        ps.max = p.getMax();
+        for (auto r : p.getRunners()) {
+          ps.runners.push_back(msg::RunnerStatus{str(r.getRunnerId()), str(r.getState()),
+                                                 r.getSlotsUsed(), r.getSlotsTotal(), r.getPid(),
+                                                 str(r.getHost()), r.getIdleMs()});
+        }
+        m.pools.push_back(std::move(ps));
+      }
+      return m;
+    }
+    case Envelope::Body::HEARTBEAT: return msg::Heartbeat{b.getHeartbeat().getSentMs()};
+    case Envelope::Body::READY: {
+      auto r = b.getReady();
+      msg::Ready m;
+      m.runnerId = str(r.getRunnerId());
+      m.pool = str(r.getPool());
+      m.slots = r.getSlots();
+      for (auto f : r.getFunctions()) m.functions.push_back(str(f));
+      m.token = str(r.getToken());
+      m.busy = r.getBusy();
+      m.pid = r.getPid();
+      m.host = str(r.getHost());
+      return m;
+    }
+    case Envelope::Body::JOB_DONE: {
+      auto d = b.getJobDone();
+      return msg::JobDone{d.getJobId(), fromWire(d.getCode()), str(d.getMessage())};
+    }
+    case Envelope::Body::LEAVING: return msg::Leaving{str(b.getLeaving().getReason())};
+    case Envelope::Body::WELCOME: {
+      auto w = b.getWelcome();
+      return msg::Welcome{w.getHeartbeatIntervalMs(), w.getLiveness()};
+    }
+    case Envelope::Body::JOB: {
+      auto j = b.getJob();
+      return msg::Job{j.getJobId(), str(j.getFunction()), fromWire(j.getMode()), j.getBudgetMs()};
+    }
+    case Envelope::Body::CANCEL_JOB: return msg::CancelJob{b.getCancelJob().getJobId()};
+    case Envelope::Body::DRAIN: return msg::Drain{b.getDrain().getGraceMs()};
+  }
+  throw std::invalid_argument("unknown message kind " + std::to_string(static_cast<int>(b.which())));
+}
+
+DecodeResult fail(ErrorCode code, std::string why, uint64_t requestId = 0) {
+  DecodeResult r;
+  r.code = code;
+  r.error = std::move(why);
+  r.requestId = requestId;
+  return r;
+}
+
+}  // namespace
+
+DecodeResult decode(const void* data, size_t size, const DecodeLimits& limits) {
+  if (size == 0) return fail(ErrorCode::BadRequest, "empty header frame");
+  if (size > limits.maxHeaderBytes)
+    return fail(ErrorCode::BadRequest, "header frame of " + std::to_string(size) +
+                                           " bytes exceeds the limit of " +
+                                           std::to_string(limits.maxHeaderBytes));
+  if (size % sizeof(capnp::word) != 0)
+    return fail(ErrorCode::BadRequest,
+                "header frame of " + std::to_string(size) + " bytes is not a whole number of 8-byte words");
+  // Cap'n Proto refuses unaligned data; libzmq hands out unaligned buffers for many sizes.
+  const capnp::word* words = static_cast<const capnp::word*>(data);
+  std::unique_ptr<capnp::word[]> aligned;
+  if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) != 0) {
+    aligned.reset(new capnp::word[size / sizeof(capnp::word)]);
+    memcpy(aligned.get(), data, size);
+    words = aligned.get();
+  }
+  uint64_t requestId = 0;
+  try {
+    capnp::ReaderOptions options;
+    // A message can never legitimately traverse more words than it has (plus list overhead).
+    options.traversalLimitInWords = size / sizeof(capnp::word) * 4 + 64;
+    options.nestingLimit = limits.nestingLimit;
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, size / sizeof(capnp::word)), options);
+    auto env = reader.getRoot<Envelope>();
+    auto body = env.getBody();
+    if (body.which() == Envelope::Body::SUBMIT) requestId = body.getSubmit().getRequestId();
+    if (env.getVersion() != kProtocolVersion)
+      return fail(ErrorCode::UnsupportedVersion,
+                  "protocol version " + std::to_string(env.getVersion()) +
+                      " is not supported; this peer speaks version " + std::to_string(kProtocolVersion),
+                  requestId);
+    DecodeResult r;
+    r.message = read(env);
+    r.requestId = requestId;
+    return r;
+  } catch (const kj::Exception& e) {
+    return fail(ErrorCode::BadRequest, std::string("malformed message: ") + e.getDescription().cStr(), requestId);
+  } catch (const std::exception& e) {
+    return fail(ErrorCode::BadRequest, std::string("malformed message: ") + e.what(), requestId);
+  }
+}
+
+template <class T>
+zmq::message_t encode(const T& message) {
+  return encodeVersioned(message, kProtocolVersion);
+}
+zmq::message_t encodeMessage(const Message& message) { return encodeVersioned(message, kProtocolVersion); }
+zmq::message_t encodeWithVersion(const Message& message, uint16_t version) {
+  return encodeVersioned(message, version);
+}
+
+#define FLAME_ENCODE(T) template zmq::message_t encode<msg::T>(const msg::T&);
+FLAME_ENCODE(Submit)
+FLAME_ENCODE(Cancel)
+FLAME_ENCODE(StopChild)
+FLAME_ENCODE(StatusRequest)
+FLAME_ENCODE(Result)
+FLAME_ENCODE(Error)
+FLAME_ENCODE(Accepted)
+FLAME_ENCODE(Placed)
+FLAME_ENCODE(ChildExited)
+FLAME_ENCODE(Stopped)
+FLAME_ENCODE(StatusReply)
+FLAME_ENCODE(Heartbeat)
+FLAME_ENCODE(Ready)
+FLAME_ENCODE(JobDone)
+FLAME_ENCODE(Leaving)
+FLAME_ENCODE(Welcome)
+FLAME_ENCODE(Job)
+FLAME_ENCODE(CancelJob)
+FLAME_ENCODE(Drain)
+#undef FLAME_ENCODE
+
+}  // namespace flame

@@ -1,0 +1,182 @@
+# flame wire protocol, version 1. docs/PROTOCOL.md is the normative description.
+# Rules: fields are only ever added (new ordinals), never renumbered, retyped or removed.
+@0xb3f1c2d4e5a69788;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("flame::wire");
+
+const protocolVersion :UInt16 = 1;
+
+# Every message (the header frame) is one Envelope. Bytes of a job's payload or result travel
+# in a separate, opaque frame after the header so that the broker never copies or parses them.
+struct Envelope {
+  version @0 :UInt16;  # must equal protocolVersion
+  body :union {
+    # ---- client -> broker ----
+    submit @1 :Submit;            # call, cast or place; payload frame follows (may be empty)
+    cancel @2 :Cancel;            # cancel one of this client's calls/casts by request id
+    stopChild @3 :StopChild;      # stop a placed child by id (any client may)
+    statusRequest @4 :StatusRequest;
+    # ---- broker -> client ----
+    result @5 :Result;            # a call finished; payload frame follows
+    error @6 :Error;              # a request failed, or a message was rejected
+    accepted @7 :Accepted;        # a cast was queued
+    placed @8 :Placed;            # a child was started
+    childExited @9 :ChildExited;  # a linked child ended (only to linked placers)
+    stopped @10 :Stopped;         # answer to stopChild
+    statusReply @11 :StatusReply;
+    # ---- either direction, every peer ----
+    heartbeat @12 :Heartbeat;
+    # ---- runner -> broker ----
+    ready @13 :Ready;             # register (or re-register) a runner
+    jobDone @14 :JobDone;         # a job (call, cast or child) ended; payload frame follows
+    leaving @15 :Leaving;         # runner stops taking work (drain, retire, failsafe)
+    # ---- broker -> runner ----
+    welcome @16 :Welcome;         # READY accepted
+    job @17 :Job;                 # run this; payload frame follows
+    cancelJob @18 :CancelJob;     # cooperative cancel of a running job
+    drain @19 :Drain;             # finish in-flight work and exit
+  }
+}
+
+enum Mode {
+  call @0;   # synchronous; the client waits for `result` or `error`
+  cast @1;   # fire and forget; the broker answers `accepted` at once
+  place @2;  # long-running child; the broker answers `placed` once it runs
+}
+
+enum ErrorCode {
+  none @0;
+  badRequest @1;          # malformed, truncated, unparsable or missing fields
+  unsupportedVersion @2;  # envelope.version differs from the broker's
+  unknownPool @3;         # no pool of that name was ever declared
+  unknownFunction @4;     # the pool's runners do not serve that function
+  payloadTooLarge @5;     # payload frame bigger than the configured limit
+  timeout @6;             # the job's deadline passed
+  runnerLost @7;          # the runner died or vanished while running the job
+  cancelled @8;           # the job was cancelled (by its client, or its client went away)
+  handlerError @9;        # the function ran and returned an error; message is its text
+  queueFull @10;          # the pool's queue is at its limit
+  bootFailed @11;         # the pool cannot boot runners
+  unauthorized @12;       # bad boot token
+  notFound @13;           # stopChild/cancel for an unknown id
+  shuttingDown @14;       # the broker or runner is stopping
+  unknownPeer @15;        # runner message from an unregistered connection: send `ready`
+  internal @16;           # a bug; please report
+}
+
+struct Submit {
+  requestId @0 :UInt64;   # client-chosen, echoed in every answer; unique per client connection
+  mode @1 :Mode;
+  pool @2 :Text;
+  function @3 :Text;
+  timeoutMs @4 :UInt32;   # budget from receipt; 0 = the pool's default; 0xFFFFFFFF = infinite
+  idempotent @5 :Bool;    # may be retried on another runner if its runner is lost
+  retries @6 :UInt8;      # how many such retries (only with idempotent)
+  link @7 :Bool;          # tie to this client's session (the client must heartbeat)
+}
+
+struct Cancel { requestId @0 :UInt64; }
+struct StopChild { childId @0 :UInt64; }
+struct StatusRequest { requestId @0 :UInt64; }
+
+struct Result {
+  requestId @0 :UInt64;
+  jobId @1 :UInt64;
+}
+
+struct Error {
+  requestId @0 :UInt64;   # 0 when the request could not be read far enough to know it
+  code @1 :ErrorCode;
+  message @2 :Text;
+  jobId @3 :UInt64;       # 0 when no job was created
+}
+
+struct Accepted { requestId @0 :UInt64; jobId @1 :UInt64; }
+
+struct Placed {
+  requestId @0 :UInt64;
+  childId @1 :UInt64;
+  runnerId @2 :Text;
+}
+
+struct ChildExited {
+  childId @0 :UInt64;
+  code @1 :ErrorCode;     # none = returned normally
+  message @2 :Text;
+}
+
+struct Stopped { childId @0 :UInt64; }
+
+struct Heartbeat {
+  sentMs @0 :UInt64;      # sender's clock, informational
+}
+
+struct Ready {
+  runnerId @0 :Text;      # stable for the life of the runner process
+  pool @1 :Text;
+  slots @2 :UInt32;       # max concurrency
+  functions @3 :List(Text);
+  token @4 :Text;         # one-time boot token (empty for static runners)
+  busy @5 :UInt32;        # jobs still running here (non-zero on re-registration)
+  pid @6 :UInt32;
+  host @7 :Text;
+}
+
+struct Welcome {
+  heartbeatIntervalMs @0 :UInt32;
+  liveness @1 :UInt32;    # peer is dead after interval x liveness of silence
+}
+
+struct Job {
+  jobId @0 :UInt64;
+  function @1 :Text;
+  mode @2 :Mode;
+  budgetMs @3 :UInt32;    # remaining time from receipt; 0xFFFFFFFF = infinite
+}
+
+struct JobDone {
+  jobId @0 :UInt64;
+  code @1 :ErrorCode;     # none = success, payload frame is the result
+  message @2 :Text;
+}
+
+struct CancelJob { jobId @0 :UInt64; }
+
+struct Leaving {
+  reason @0 :Text;
+}
+
+struct Drain {
+  graceMs @0 :UInt32;
+}
+
+struct StatusReply {
+  requestId @0 :UInt64;
+  pools @1 :List(PoolStatus);
+}
+
+struct PoolStatus {
+  name @0 :Text;
+  queued @1 :UInt32;
+  slotsUsed @2 :UInt32;
+  slotsTotal @3 :UInt32;
+  runners @4 :List(RunnerStatus);
+  completed @5 :UInt64;
+  failed @6 :UInt64;
+  booting @7 :UInt32;
+  boots @8 :UInt64;
+  bootFailures @9 :UInt64;
+  min @10 :UInt32;
+  max @11 :UInt32;
+}
+
+struct RunnerStatus {
+  runnerId @0 :Text;
+  state @1 :Text;         # booting | ready | draining
+  slotsUsed @2 :UInt32;
+  slotsTotal @3 :UInt32;
+  pid @4 :UInt32;
+  host @5 :Text;
+  idleMs @6 :UInt64;
+}
