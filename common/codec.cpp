@@ -149,7 +149,11 @@ struct Filler {
       }
     }
   }
-  void operator()(const msg::Heartbeat& m) { b.initHeartbeat().setSentMs(m.sentMs); }
+  void operator()(const msg::Heartbeat& m) {
+    auto h = b.initHeartbeat();
+    h.setSentMs(m.sentMs);
+    h.setIntervalMs(m.intervalMs);
+  }
   void operator()(const msg::Ready& m) {
     auto r = b.initReady();
     r.setRunnerId(m.runnerId);
@@ -168,7 +172,11 @@ struct Filler {
     d.setCode(toWire(m.code));
     d.setMessage(m.message);
   }
-  void operator()(const msg::Leaving& m) { b.initLeaving().setReason(m.reason); }
+  void operator()(const msg::Leaving& m) {
+    auto l = b.initLeaving();
+    l.setReason(m.reason);
+    l.setExiting(m.exiting);
+  }
   void operator()(const msg::Welcome& m) {
     auto w = b.initWelcome();
     w.setHeartbeatIntervalMs(m.heartbeatIntervalMs);
@@ -273,7 +281,10 @@ Message read(Envelope::Reader env) {
       }
       return m;
     }
-    case Envelope::Body::HEARTBEAT: return msg::Heartbeat{b.getHeartbeat().getSentMs()};
+    case Envelope::Body::HEARTBEAT: {
+      auto h = b.getHeartbeat();
+      return msg::Heartbeat{h.getSentMs(), h.getIntervalMs()};
+    }
     case Envelope::Body::READY: {
       auto r = b.getReady();
       msg::Ready m;
@@ -291,7 +302,10 @@ Message read(Envelope::Reader env) {
       auto d = b.getJobDone();
       return msg::JobDone{d.getJobId(), fromWire(d.getCode()), str(d.getMessage())};
     }
-    case Envelope::Body::LEAVING: return msg::Leaving{str(b.getLeaving().getReason())};
+    case Envelope::Body::LEAVING: {
+      auto l = b.getLeaving();
+      return msg::Leaving{str(l.getReason()), l.getExiting()};
+    }
     case Envelope::Body::WELCOME: {
       auto w = b.getWelcome();
       return msg::Welcome{w.getHeartbeatIntervalMs(), w.getLiveness()};

@@ -97,7 +97,7 @@ struct PoolStatus {
 };
 struct StatusReply { uint64_t requestId = 0; std::vector<PoolStatus> pools; };
 
-struct Heartbeat { uint64_t sentMs = 0; };
+struct Heartbeat { uint64_t sentMs = 0; uint32_t intervalMs = 0; };
 
 struct Ready {
   std::string runnerId;
@@ -113,7 +113,7 @@ struct Welcome { uint32_t heartbeatIntervalMs = 0; uint32_t liveness = 0; };
 struct Job { uint64_t jobId = 0; std::string function; Mode mode = Mode::Call; uint32_t budgetMs = kInfiniteMs; };
 struct JobDone { uint64_t jobId = 0; ErrorCode code = ErrorCode::None; std::string message; };
 struct CancelJob { uint64_t jobId = 0; };
-struct Leaving { std::string reason; };
+struct Leaving { std::string reason; bool exiting = false; };
 struct Drain { uint32_t graceMs = 0; };
 
 }  // namespace msg

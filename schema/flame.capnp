@@ -110,6 +110,7 @@ struct Stopped { childId @0 :UInt64; }
 
 struct Heartbeat {
   sentMs @0 :UInt64;      # sender's clock, informational
+  intervalMs @1 :UInt32;  # the sender's heartbeat interval (the broker tells clients its own)
 }
 
 struct Ready {
@@ -145,6 +146,7 @@ struct CancelJob { jobId @0 :UInt64; }
 
 struct Leaving {
   reason @0 :Text;
+  exiting @1 :Bool;       # false: draining (finish in-flight, take nothing new); true: gone now
 }
 
 struct Drain {
