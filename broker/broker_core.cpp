@@ -1,0 +1,635 @@
+// Why the core looks the way it does:
+// - Every path that ends a job goes through finish(), so slots, sessions, queue counts and the
+//   deadline bookkeeping cannot drift apart.
+// - A client is answered at most once per request (Job::answered); a runner's slot is freed only
+//   by its jobDone (or its death), never by a timeout, so credit is exact.
+#include "broker/broker_core.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "common/codec.h"
+#include "common/duration.h"
+#include "common/log.h"
+
+namespace flame {
+
+namespace {
+constexpr size_t kMaxNameBytes = 128;
+constexpr uint32_t kMaxSlots = 1'000'000;
+constexpr size_t kMaxFunctions = 10'000;
+
+// Routing ids are binary; logs show them in hex.
+std::string hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+uint64_t millis(TimePoint t) { return static_cast<uint64_t>(t.time_since_epoch().count()); }
+
+bool validName(const std::string& name) { return !name.empty() && name.size() <= kMaxNameBytes; }
+}  // namespace
+
+BrokerCore::BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox)
+    : options_(std::move(options)), clock_(clock), outbox_(outbox), listener_(&noListener_) {
+  nextSweep_ = clock_.now() + options_.heartbeatInterval;
+}
+
+BrokerCore::~BrokerCore() = default;
+
+template <class M>
+SendStatus BrokerCore::sendClient(const std::string& client, const M& m, zmq::message_t* payload) {
+  return outbox_.toClient(client, encode(m), payload);
+}
+
+template <class M>
+SendStatus BrokerCore::sendRunner(RunnerState& runner, const M& m, zmq::message_t* payload) {
+  return outbox_.toRunner(runner.routingId, encode(m), payload);
+}
+
+Pool& BrokerCore::declarePool(const std::string& name, const PoolSettings& settings) {
+  Pool& pool = ensurePool(name);
+  pool.placement = settings.placement;
+  pool.defaultTimeout = settings.defaultTimeout;
+  pool.maxQueue = settings.maxQueue;
+  return pool;
+}
+
+Pool& BrokerCore::ensurePool(const std::string& name) {
+  auto it = pools_.find(name);
+  if (it != pools_.end()) return *it->second;
+  auto pool = std::make_unique<Pool>();
+  pool->name = name;
+  pool->placement = options_.placement;
+  pool->defaultTimeout = options_.defaultTimeout;
+  pool->maxQueue = options_.maxQueue;
+  logger("broker")->info("pool={} created", name);
+  return *pools_.emplace(name, std::move(pool)).first->second;
+}
+
+const Pool* BrokerCore::findPool(const std::string& name) const {
+  auto it = pools_.find(name);
+  return it == pools_.end() ? nullptr : it->second.get();
+}
+Pool* BrokerCore::findPool(const std::string& name) {
+  auto it = pools_.find(name);
+  return it == pools_.end() ? nullptr : it->second.get();
+}
+RunnerState* BrokerCore::findRunner(const std::string& runnerId) {
+  auto it = runners_.find(runnerId);
+  return it == runners_.end() ? nullptr : it->second.get();
+}
+const Job* BrokerCore::findJob(JobId id) const {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+// ---------------------------------------------------------------- clients
+
+void BrokerCore::onClient(const std::string& client, Message message, zmq::message_t payload) {
+  auto now = clock_.now();
+  auto& session = sessions_[client];
+  session.lastSeen = now;
+  if (auto* submit = std::get_if<msg::Submit>(&message)) {
+    handleSubmit(client, *submit, std::move(payload));
+  } else if (auto* cancel = std::get_if<msg::Cancel>(&message)) {
+    handleCancel(client, *cancel);
+  } else if (auto* stop = std::get_if<msg::StopChild>(&message)) {
+    handleStopChild(client, *stop);
+  } else if (auto* req = std::get_if<msg::StatusRequest>(&message)) {
+    sendClient(client, status(req->requestId));
+  } else if (std::holds_alternative<msg::Heartbeat>(message)) {
+    sendClient(client, msg::Heartbeat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count())});
+  } else {
+    onClientInvalid(client, ErrorCode::BadRequest,
+                    "this message kind is not accepted on the client endpoint", 0);
+  }
+}
+
+void BrokerCore::onClientInvalid(const std::string& client, ErrorCode code, const std::string& why,
+                                 uint64_t requestId) {
+  logger("broker")->warn("client={} sent a bad message: {} ({})", hex(client), why, errorCodeName(code));
+  replyError(client, requestId, code, why);
+}
+
+void BrokerCore::replyError(const std::string& client, uint64_t requestId, ErrorCode code,
+                            const std::string& message, JobId job) {
+  sendClient(client, msg::Error{requestId, code, message, job});
+}
+
+void BrokerCore::handleSubmit(const std::string& client, msg::Submit& s, zmq::message_t payload) {
+  auto reject = [&](ErrorCode code, const std::string& why) {
+    logger("broker")->warn("client={} request={} pool={} function={} rejected: {}: {}", hex(client),
+                           s.requestId, s.pool, s.function, errorCodeName(code), why);
+    replyError(client, s.requestId, code, why);
+  };
+  if (!validName(s.pool)) return reject(ErrorCode::BadRequest, "pool name must be 1 to 128 bytes");
+  if (!validName(s.function)) return reject(ErrorCode::BadRequest, "function name must be 1 to 128 bytes");
+  if (payload.size() > options_.maxPayloadBytes)
+    return reject(ErrorCode::PayloadTooLarge, "payload of " + std::to_string(payload.size()) +
+                                                  " bytes exceeds the limit of " +
+                                                  std::to_string(options_.maxPayloadBytes) + " bytes");
+  auto& session = sessions_[client];
+  if (session.requests.count(s.requestId))
+    return reject(ErrorCode::BadRequest, "request id " + std::to_string(s.requestId) + " is already in flight");
+  Pool* pool = findPool(s.pool);
+  if (!pool) return reject(ErrorCode::UnknownPool, "no pool named '" + s.pool + "'");
+  if (!pool->runners.empty() && !pool->functionRunners.count(s.function))
+    return reject(ErrorCode::UnknownFunction, "no runner of pool '" + s.pool + "' serves function '" + s.function + "'");
+  if (pool->maxQueue != 0 && pool->queue.size() >= pool->maxQueue)
+    return reject(ErrorCode::QueueFull, "the queue of pool '" + s.pool + "' is full (" +
+                                            std::to_string(pool->maxQueue) + " jobs)");
+
+  auto now = clock_.now();
+  JobId id = nextJobId_++;
+  Duration timeout = s.timeoutMs == 0 ? (s.mode == Mode::Place ? kInfinite : pool->defaultTimeout)
+                                      : fromWireMs(s.timeoutMs);
+  Job& job = jobs_[id];
+  job.id = id;
+  job.mode = s.mode;
+  job.link = s.link;
+  job.idempotent = s.idempotent;
+  job.retriesLeft = s.idempotent ? s.retries : 0;
+  job.pool = pool;
+  job.function = std::move(s.function);
+  job.client = client;
+  job.requestId = s.requestId;
+  job.deadline = addSaturating(now, timeout);
+  job.payload = std::move(payload);
+  if (job.deadline != TimePoint::max()) {
+    deadlines_.push(job.deadline, id);
+    ++timedJobs_;
+  }
+  session.requests.emplace(s.requestId, id);
+  if (job.link) ++session.linked;
+  pool->queue.pushBack(id);
+  logger("broker")->debug("pool={} job={} {} function={} queued", pool->name, id, modeName(job.mode), job.function);
+  if (job.mode == Mode::Cast) sendClient(client, msg::Accepted{s.requestId, id});
+  dispatch(*pool);
+  listener_->demandChanged(*pool);
+}
+
+void BrokerCore::handleCancel(const std::string& client, const msg::Cancel& c) {
+  auto& session = sessions_[client];
+  auto it = session.requests.find(c.requestId);
+  if (it == session.requests.end()) {
+    replyError(client, c.requestId, ErrorCode::NotFound, "no request " + std::to_string(c.requestId) + " in flight");
+    return;
+  }
+  Job& job = jobs_.at(it->second);
+  logger("broker")->info("pool={} job={} cancelled by its client", job.pool->name, job.id);
+  if (!job.answered) replyError(client, job.requestId, ErrorCode::Cancelled, "cancelled by the client", job.id);
+  job.answered = true;
+  if (job.state == JobState::Queued) {
+    finish(job);
+  } else {
+    cancelRunning(job);
+  }
+}
+
+void BrokerCore::handleStopChild(const std::string& client, const msg::StopChild& s) {
+  auto it = jobs_.find(s.childId);
+  if (it == jobs_.end() || it->second.mode != Mode::Place) {
+    replyError(client, 0, ErrorCode::NotFound, "no child " + std::to_string(s.childId), s.childId);
+    return;
+  }
+  Job& job = it->second;
+  logger("broker")->info("pool={} child={} stop requested", job.pool->name, job.id);
+  if (job.state == JobState::Queued) {
+    answerError(job, ErrorCode::Cancelled, "stopped before it was placed");
+    finish(job);
+    sendClient(client, msg::Stopped{s.childId});
+    return;
+  }
+  stopWaiters_[job.id].push_back(client);
+  cancelRunning(job);
+}
+
+void BrokerCore::cancelRunning(Job& job) {
+  if (job.runner) sendRunner(*job.runner, msg::CancelJob{job.id});
+}
+
+void BrokerCore::answerError(Job& job, ErrorCode code, const std::string& message) {
+  if (job.answered) return;
+  job.answered = true;
+  if (job.mode == Mode::Cast) {
+    logger("broker")->warn("pool={} job={} cast function={} failed: {}: {}", job.pool->name, job.id,
+                           job.function, errorCodeName(code), message);
+    return;
+  }
+  if (job.mode == Mode::Place && job.state == JobState::Running) {
+    // The placer already had `placed`; only a linked placer hears about the end.
+    if (job.link) sendClient(job.client, msg::ChildExited{job.id, code, message});
+    return;
+  }
+  replyError(job.client, job.requestId, code, message, job.id);
+}
+
+void BrokerCore::notifyStopWaiters(JobId child) {
+  auto it = stopWaiters_.find(child);
+  if (it == stopWaiters_.end()) return;
+  for (auto& client : it->second) sendClient(client, msg::Stopped{child});
+  stopWaiters_.erase(it);
+}
+
+// ---------------------------------------------------------------- dispatch
+
+void BrokerCore::dispatch(Pool& pool) {
+  while (!pool.queue.empty() && !pool.available.empty()) {
+    JobId id = pool.queue.peekRaw();
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || it->second.state != JobState::Queued) {
+      pool.queue.popStale();
+      continue;
+    }
+    Job& job = it->second;
+    RunnerState* runner = pool.available.pick(pool.placement, job.function);
+    if (!runner) break;  // head of line waits for a runner serving its function
+    pool.queue.popFront();
+    if (!sendJob(*runner, job)) break;
+  }
+}
+
+bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
+  auto now = clock_.now();
+  uint32_t budget = job.deadline == TimePoint::max()
+                        ? kInfiniteMs
+                        : toWireMs(std::max(Duration(0), job.deadline - now));
+  // Idempotent jobs keep their payload for a retry; zmq copies share the buffer (refcounted).
+  zmq::message_t payload;
+  if (job.retriesLeft > 0) payload.copy(job.payload);
+  else payload = std::move(job.payload);
+  auto status = sendRunner(runner, msg::Job{job.id, job.function, job.mode, budget}, &payload);
+  if (status != SendStatus::Ok) {
+    if (job.retriesLeft == 0) job.payload = std::move(payload);
+    job.pool->queue.pushFront(job.id);
+    if (status == SendStatus::Unreachable) {
+      removeRunner(runner, ErrorCode::RunnerLost, "connection gone");
+    } else {
+      logger("broker")->error("pool={} runner={} send queue full (flow-control bug); job={} requeued",
+                              runner.pool->name, runner.id, job.id);
+    }
+    return false;
+  }
+  job.state = JobState::Running;
+  job.runner = &runner;
+  runner.jobs.insert(job.id);
+  ++runner.used;
+  runner.pool->available.update(runner);
+  logger("broker")->debug("pool={} job={} -> runner={} ({}/{})", runner.pool->name, job.id, runner.id,
+                          runner.used, runner.slots);
+  if (job.mode == Mode::Place) sendClient(job.client, msg::Placed{job.requestId, job.id, runner.id});
+  return true;
+}
+
+void BrokerCore::requeue(Job& job) {
+  job.state = JobState::Queued;
+  job.runner = nullptr;
+  job.pool->queue.pushFront(job.id);
+}
+
+void BrokerCore::freeSlot(RunnerState& runner, JobId id) {
+  if (runner.jobs.erase(id) == 0) return;
+  --runner.used;
+  if (runner.used == 0) runner.idleSince = clock_.now();
+  runner.pool->available.update(runner);
+}
+
+void BrokerCore::finish(Job& job) {
+  if (job.state == JobState::Queued) job.pool->queue.forget();
+  if (job.runner) freeSlot(*job.runner, job.id);
+  if (job.deadline != TimePoint::max()) --timedJobs_;
+  auto s = sessions_.find(job.client);
+  if (s != sessions_.end()) {
+    auto r = s->second.requests.find(job.requestId);
+    if (r != s->second.requests.end() && r->second == job.id) {
+      s->second.requests.erase(r);
+      if (job.link && s->second.linked > 0) --s->second.linked;
+    }
+  }
+  jobs_.erase(job.id);
+}
+
+// ---------------------------------------------------------------- runners
+
+void BrokerCore::onRunner(const std::string& routingId, Message message, zmq::message_t payload) {
+  if (auto* ready = std::get_if<msg::Ready>(&message)) return handleReady(routingId, *ready);
+  auto it = byRouting_.find(routingId);
+  if (it == byRouting_.end()) {
+    logger("broker")->debug("connection={} is not registered; asking it to send ready", hex(routingId));
+    outbox_.toRunner(routingId, encode(msg::Error{0, ErrorCode::UnknownPeer, "unknown connection: send ready", 0}), nullptr);
+    return;
+  }
+  RunnerState& runner = *it->second;
+  runner.lastSeen = clock_.now();
+  if (auto* done = std::get_if<msg::JobDone>(&message)) {
+    handleJobDone(runner, *done, std::move(payload));
+  } else if (std::holds_alternative<msg::Heartbeat>(message)) {
+    // lastSeen is all a heartbeat does
+  } else if (auto* leaving = std::get_if<msg::Leaving>(&message)) {
+    handleLeaving(runner, *leaving);
+  } else {
+    onRunnerInvalid(routingId, ErrorCode::BadRequest, "this message kind is not accepted on the runner endpoint");
+  }
+}
+
+void BrokerCore::onRunnerInvalid(const std::string& routingId, ErrorCode code, const std::string& why) {
+  auto it = byRouting_.find(routingId);
+  logger("broker")->warn("runner={} connection={} sent a bad message: {}",
+                         it == byRouting_.end() ? std::string("?") : it->second->id, hex(routingId), why);
+  outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr);
+}
+
+void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
+  auto refuse = [&](ErrorCode code, const std::string& why) {
+    logger("broker")->warn("runner={} pool={} refused: {}", ready.runnerId, ready.pool, why);
+    outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr);
+  };
+  if (!validName(ready.runnerId)) return refuse(ErrorCode::BadRequest, "runner id must be 1 to 128 bytes");
+  if (!validName(ready.pool)) return refuse(ErrorCode::BadRequest, "pool name must be 1 to 128 bytes");
+  if (ready.slots == 0 || ready.slots > kMaxSlots)
+    return refuse(ErrorCode::BadRequest, "slots must be between 1 and " + std::to_string(kMaxSlots));
+  if (ready.functions.size() > kMaxFunctions) return refuse(ErrorCode::BadRequest, "too many functions");
+  for (auto& f : ready.functions)
+    if (!validName(f)) return refuse(ErrorCode::BadRequest, "function names must be 1 to 128 bytes");
+
+  auto now = clock_.now();
+  msg::Welcome welcome{static_cast<uint32_t>(options_.heartbeatInterval.count()), options_.liveness};
+  if (auto known = runners_.find(ready.runnerId); known != runners_.end()) {
+    RunnerState& r = *known->second;
+    if (r.pool->name != ready.pool)
+      return refuse(ErrorCode::BadRequest, "runner id '" + ready.runnerId + "' is registered in pool '" + r.pool->name + "'");
+    if (r.routingId != routingId) {
+      byRouting_.erase(r.routingId);
+      r.routingId = routingId;
+      byRouting_[routingId] = &r;
+    }
+    r.lastSeen = now;
+    logger("broker")->info("pool={} runner={} reconnected ({} jobs still assigned)", r.pool->name, r.id, r.jobs.size());
+    sendRunner(r, welcome);
+    return;
+  }
+  if (ErrorCode verdict = listener_->admitRunner(ready); verdict != ErrorCode::None)
+    return refuse(verdict, "runner '" + ready.runnerId + "' was not admitted (bad boot token)");
+  if (auto old = byRouting_.find(routingId); old != byRouting_.end())
+    removeRunner(*old->second, ErrorCode::RunnerLost, "its connection re-registered as another runner");
+
+  Pool& pool = ensurePool(ready.pool);
+  auto owned = std::make_unique<RunnerState>();
+  RunnerState& r = *owned;
+  r.id = ready.runnerId;
+  r.routingId = routingId;
+  r.pool = &pool;
+  r.seq = nextRunnerSeq_++;
+  r.slots = ready.slots;
+  r.phantom = std::min(ready.busy, ready.slots);
+  r.used = r.phantom;
+  r.lastSeen = now;
+  r.idleSince = now;
+  r.pid = ready.pid;
+  r.host = ready.host;
+  for (auto& f : ready.functions)
+    if (r.functions.insert(f).second) ++pool.functionRunners[f];
+  runners_.emplace(r.id, std::move(owned));
+  byRouting_[routingId] = &r;
+  pool.runners.insert(&r);
+  pool.available.update(r);
+  logger("broker")->info("pool={} runner={} ready: {} slots, {} functions, pid {} on {}", pool.name, r.id,
+                         r.slots, r.functions.size(), r.pid, r.host);
+  sendRunner(r, welcome);
+  listener_->runnerJoined(r);
+  dispatch(pool);
+}
+
+void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zmq::message_t payload) {
+  Pool& pool = *runner.pool;
+  auto it = jobs_.find(done.jobId);
+  if (it == jobs_.end() || it->second.runner != &runner) {
+    if (runner.phantom > 0) {
+      // A job a previous broker (or connection) gave it: its slot comes back now.
+      --runner.phantom;
+      --runner.used;
+      if (runner.used == 0) runner.idleSince = clock_.now();
+      pool.available.update(runner);
+      dispatch(pool);
+      listener_->demandChanged(pool);
+    } else {
+      logger("broker")->debug("pool={} runner={} finished unknown job={}", pool.name, runner.id, done.jobId);
+    }
+    return;
+  }
+  Job& job = it->second;
+  ErrorCode code = done.code;
+  std::string message = done.message;
+  if (code == ErrorCode::None && payload.size() > options_.maxPayloadBytes) {
+    code = ErrorCode::PayloadTooLarge;
+    message = "result of " + std::to_string(payload.size()) + " bytes exceeds the limit of " +
+              std::to_string(options_.maxPayloadBytes) + " bytes";
+  }
+  if (code == ErrorCode::None) ++pool.counters.completed;
+  else ++pool.counters.failed;
+  logger("broker")->debug("pool={} job={} done on runner={}: {}", pool.name, job.id, runner.id, errorCodeName(code));
+  if (code == ErrorCode::None && job.mode == Mode::Call) {
+    if (!job.answered) {
+      job.answered = true;
+      sendClient(job.client, msg::Result{job.requestId, job.id}, &payload);
+    }
+  } else if (code == ErrorCode::None && job.mode == Mode::Place) {
+    if (!job.answered && job.link) sendClient(job.client, msg::ChildExited{job.id, ErrorCode::None, ""});
+    job.answered = true;
+  } else if (code != ErrorCode::None) {
+    answerError(job, code, message);
+  }
+  if (job.mode == Mode::Place) notifyStopWaiters(job.id);
+  finish(job);
+  dispatch(pool);
+  listener_->demandChanged(pool);
+}
+
+void BrokerCore::handleLeaving(RunnerState& runner, const msg::Leaving& leaving) {
+  if (leaving.exiting) {
+    removeRunner(runner, ErrorCode::RunnerLost, "runner " + runner.id + " exited: " + leaving.reason);
+    return;
+  }
+  logger("broker")->info("pool={} runner={} draining: {}", runner.pool->name, runner.id, leaving.reason);
+  runner.phase = RunnerPhase::Draining;
+  runner.pool->available.erase(runner);
+  listener_->demandChanged(*runner.pool);
+}
+
+void BrokerCore::drainRunner(RunnerState& runner, Duration grace) {
+  runner.phase = RunnerPhase::Draining;
+  runner.pool->available.erase(runner);
+  sendRunner(runner, msg::Drain{toWireMs(grace)});
+}
+
+void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::string& why) {
+  Pool& pool = *runner.pool;
+  std::vector<JobId> ids(runner.jobs.begin(), runner.jobs.end());
+  auto log = logger("broker");
+  if (ids.empty()) log->info("pool={} runner={} removed: {}", pool.name, runner.id, why);
+  else log->warn("pool={} runner={} lost with {} jobs: {}", pool.name, runner.id, ids.size(), why);
+  pool.available.erase(runner);
+  pool.runners.erase(&runner);
+  for (auto& f : runner.functions) {
+    auto fr = pool.functionRunners.find(f);
+    if (fr != pool.functionRunners.end() && --fr->second == 0) pool.functionRunners.erase(fr);
+  }
+  std::string message = code == ErrorCode::RunnerLost ? "runner " + runner.id + " lost: " + why : why;
+  for (JobId id : ids) {
+    Job& job = jobs_.at(id);
+    runner.jobs.erase(id);
+    job.runner = nullptr;
+    if (job.idempotent && job.retriesLeft > 0 && !job.answered) {
+      --job.retriesLeft;
+      log->info("pool={} job={} retried on another runner ({} retries left)", pool.name, id, job.retriesLeft);
+      requeue(job);
+      continue;
+    }
+    ++pool.counters.failed;
+    answerError(job, code, message);
+    if (job.mode == Mode::Place) notifyStopWaiters(id);
+    finish(job);
+  }
+  byRouting_.erase(runner.routingId);
+  listener_->runnerLeft(runner, why);
+  runners_.erase(runner.id);  // `runner` dies here
+  dispatch(pool);
+  listener_->demandChanged(pool);
+}
+
+// ---------------------------------------------------------------- time
+
+void BrokerCore::tick() {
+  auto now = clock_.now();
+  expireDeadlines(now);
+  if (now >= nextSweep_) {
+    nextSweep_ = now + options_.heartbeatInterval;
+    sweepPeers(now);
+  }
+  if (deadlines_.size() > 2 * timedJobs_ + 1024) {
+    deadlines_.rebuild([this](const DeadlineHeap::Entry& e) {
+      auto it = jobs_.find(e.second);
+      return it != jobs_.end() && it->second.deadline == e.first;
+    });
+  }
+}
+
+TimePoint BrokerCore::nextWakeup() const {
+  TimePoint next = nextSweep_;
+  if (!deadlines_.empty()) next = std::min(next, deadlines_.top().first);
+  return next;
+}
+
+void BrokerCore::expireDeadlines(TimePoint now) {
+  while (!deadlines_.empty() && deadlines_.top().first <= now) {
+    auto [deadline, id] = deadlines_.top();
+    deadlines_.pop();
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || it->second.deadline != deadline) continue;
+    Job& job = it->second;
+    job.deadline = TimePoint::max();  // fired: never again
+    --timedJobs_;
+    Pool& pool = *job.pool;
+    if (job.state == JobState::Queued) {
+      logger("broker")->info("pool={} job={} timed out in the queue ({} runners, {} queued)", pool.name, id,
+                             pool.runners.size(), pool.queue.size());
+      ++pool.counters.failed;
+      answerError(job, ErrorCode::Timeout,
+                  "deadline passed while queued in pool '" + pool.name + "' (no free runner)");
+      finish(job);
+      continue;
+    }
+    logger("broker")->info("pool={} job={} timed out on runner={}; cancelling", pool.name, id, job.runner->id);
+    if (job.mode == Mode::Call) answerError(job, ErrorCode::Timeout, "deadline passed while running on runner " + job.runner->id);
+    else if (job.mode == Mode::Cast) answerError(job, ErrorCode::Timeout, "deadline passed");
+    cancelRunning(job);  // the slot comes back with the runner's jobDone
+  }
+}
+
+void BrokerCore::sweepPeers(TimePoint now) {
+  Duration window = options_.livenessWindow();
+  std::vector<RunnerState*> dead;
+  msg::Heartbeat beat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count())};
+  auto header = encode(beat);
+  for (auto& [id, r] : runners_) {
+    if (now - r->lastSeen > window) {
+      dead.push_back(r.get());
+      continue;
+    }
+    zmq::message_t copy;
+    copy.copy(header);
+    if (outbox_.toRunner(r->routingId, std::move(copy), nullptr) == SendStatus::Unreachable) dead.push_back(r.get());
+  }
+  for (RunnerState* r : dead) {
+    auto silent = std::chrono::duration_cast<Duration>(now - r->lastSeen);
+    removeRunner(*r, ErrorCode::RunnerLost, "no heartbeat for " + formatDuration(silent));
+  }
+
+  std::vector<std::string> gone;
+  for (auto& [client, session] : sessions_) {
+    if (now - session.lastSeen <= window) continue;
+    if (session.linked > 0 || session.requests.empty()) gone.push_back(client);
+  }
+  for (auto& client : gone) {
+    auto it = sessions_.find(client);
+    if (it->second.linked > 0) clientGone(client, it->second);
+    if (it->second.requests.empty()) sessions_.erase(it);
+  }
+}
+
+void BrokerCore::clientGone(const std::string& client, ClientSession& session) {
+  std::vector<JobId> linked;
+  for (auto& [req, id] : session.requests)
+    if (jobs_.at(id).link) linked.push_back(id);
+  logger("broker")->info("client={} silent for {}: cancelling its {} linked jobs", hex(client),
+                         formatDuration(options_.livenessWindow()), linked.size());
+  for (JobId id : linked) {
+    Job& job = jobs_.at(id);
+    job.answered = true;  // nobody to answer
+    session.requests.erase(job.requestId);
+    job.link = false;     // no longer counted in the session
+    if (job.state == JobState::Queued) finish(job);
+    else cancelRunning(job);
+  }
+  session.linked = 0;
+}
+
+// ---------------------------------------------------------------- status
+
+msg::StatusReply BrokerCore::status(uint64_t requestId) const {
+  auto now = clock_.now();
+  msg::StatusReply reply;
+  reply.requestId = requestId;
+  std::vector<const Pool*> pools;
+  for (auto& [name, p] : pools_) pools.push_back(p.get());
+  std::sort(pools.begin(), pools.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  for (const Pool* p : pools) {
+    msg::PoolStatus ps;
+    ps.name = p->name;
+    ps.queued = static_cast<uint32_t>(p->queue.size());
+    ps.completed = p->counters.completed;
+    ps.failed = p->counters.failed;
+    ps.boots = p->counters.boots;
+    ps.bootFailures = p->counters.bootFailures;
+    std::vector<const RunnerState*> runners(p->runners.begin(), p->runners.end());
+    std::sort(runners.begin(), runners.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+    for (const RunnerState* r : runners) {
+      ps.slotsUsed += r->used;
+      ps.slotsTotal += r->slots;
+      uint64_t idle = r->used == 0 ? static_cast<uint64_t>((now - r->idleSince).count()) : 0;
+      ps.runners.push_back(msg::RunnerStatus{r->id, r->phase == RunnerPhase::Ready ? "ready" : "draining",
+                                             r->used, r->slots, r->pid, r->host, idle});
+    }
+    reply.pools.push_back(std::move(ps));
+  }
+  return reply;
+}
+
+}  // namespace flame

@@ -1,0 +1,147 @@
+// BrokerCore: the broker's whole state machine, with no sockets. It takes decoded messages
+// and the time from a Clock, and emits messages through an Outbox. The socket loop
+// (BrokerServer) and the unit tests (with a ManualClock and a recording Outbox) drive it.
+//
+// Not thread-safe: one thread (the socket loop) calls everything.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "broker/deadline_heap.h"
+#include "broker/job.h"
+#include "broker/options.h"
+#include "broker/pool.h"
+#include "common/clock.h"
+#include "common/messages.h"
+#include "common/transport.h"
+
+namespace flame {
+
+// Where BrokerCore's messages go. `header` is an encoded Envelope; `payload` (may be null) is
+// moved from when the send succeeds. Unreachable means that peer is gone.
+class Outbox {
+ public:
+  virtual ~Outbox() = default;
+  virtual SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) = 0;
+  virtual SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload) = 0;
+};
+
+// Settings of a pool declared up front (config file) rather than by a runner's ready.
+struct PoolSettings {
+  Placement placement = Placement::Pack;
+  Duration defaultTimeout{30000};
+  uint32_t maxQueue = 0;
+};
+
+// Hooks for the scaler: it is told about lifecycle events and decides on admissions.
+class BrokerListener {
+ public:
+  virtual ~BrokerListener() = default;
+  // A runner sent ready. Return an error code (Unauthorized) to refuse it, None to admit.
+  virtual ErrorCode admitRunner(const msg::Ready& ready) { return ErrorCode::None; }
+  virtual void runnerJoined(RunnerState& runner) {}
+  virtual void runnerLeft(RunnerState& runner, const std::string& why) {}
+  // A job was queued or a slot freed: demand may have changed.
+  virtual void demandChanged(Pool& pool) {}
+};
+
+class BrokerCore {
+ public:
+  BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox);
+  ~BrokerCore();
+
+  void setListener(BrokerListener* listener) { listener_ = listener; }
+
+  // Declares a pool (config file or scaler). Redeclaring updates its settings.
+  Pool& declarePool(const std::string& name, const PoolSettings& settings);
+
+  // A decoded message from a client connection; `payload` is its payload frame (empty if none).
+  void onClient(const std::string& client, Message message, zmq::message_t payload);
+  // A client message that could not be decoded: answered with an error, logged.
+  void onClientInvalid(const std::string& client, ErrorCode code, const std::string& why, uint64_t requestId);
+  // A decoded message from a runner connection.
+  void onRunner(const std::string& routingId, Message message, zmq::message_t payload);
+  void onRunnerInvalid(const std::string& routingId, ErrorCode code, const std::string& why);
+
+  // Expires deadlines, sends heartbeats, detects dead runners and clients. Call whenever the
+  // clock may have reached nextWakeup() (the socket loop calls it on every iteration).
+  void tick();
+  // When tick() next has work to do.
+  TimePoint nextWakeup() const;
+
+  // Asks a runner to drain (finish in-flight work, then exit). Used by the scaler.
+  void drainRunner(RunnerState& runner, Duration grace);
+
+  msg::StatusReply status(uint64_t requestId) const;
+
+  // Introspection for tests and the scaler.
+  const Pool* findPool(const std::string& name) const;
+  Pool* findPool(const std::string& name);
+  RunnerState* findRunner(const std::string& runnerId);
+  const Job* findJob(JobId id) const;
+  size_t jobCount() const { return jobs_.size(); }
+  size_t clientSessionCount() const { return sessions_.size(); }
+  const BrokerOptions& options() const { return options_; }
+
+ private:
+  struct ClientSession {
+    TimePoint lastSeen{};
+    std::unordered_map<uint64_t, JobId> requests;  // outstanding request id -> job
+    uint32_t linked = 0;                            // how many of them are linked
+  };
+
+  void handleSubmit(const std::string& client, msg::Submit& submit, zmq::message_t payload);
+  void handleCancel(const std::string& client, const msg::Cancel& cancel);
+  void handleStopChild(const std::string& client, const msg::StopChild& stop);
+  void handleReady(const std::string& routingId, msg::Ready& ready);
+  void handleJobDone(RunnerState& runner, const msg::JobDone& done, zmq::message_t payload);
+  void handleLeaving(RunnerState& runner, const msg::Leaving& leaving);
+
+  Pool& ensurePool(const std::string& name);
+  void dispatch(Pool& pool);
+  bool sendJob(RunnerState& runner, Job& job);
+  void requeue(Job& job);
+  // Removes the job everywhere and frees its slot. The job reference dies.
+  void finish(Job& job);
+  void freeSlot(RunnerState& runner, JobId id);
+  void removeRunner(RunnerState& runner, ErrorCode code, const std::string& why);
+  void expireDeadlines(TimePoint now);
+  void sweepPeers(TimePoint now);
+  void clientGone(const std::string& client, ClientSession& session);
+  void cancelRunning(Job& job);
+  void stopQueuedChild(Job& job);
+
+  // Client answers. `answer*` mark the job answered; a job already answered is not answered twice.
+  void answerError(Job& job, ErrorCode code, const std::string& message);
+  void replyError(const std::string& client, uint64_t requestId, ErrorCode code, const std::string& message, JobId job = 0);
+  void notifyStopWaiters(JobId child);
+  template <class M>
+  SendStatus sendClient(const std::string& client, const M& m, zmq::message_t* payload = nullptr);
+  template <class M>
+  SendStatus sendRunner(RunnerState& runner, const M& m, zmq::message_t* payload = nullptr);
+
+  BrokerOptions options_;
+  const Clock& clock_;
+  Outbox& outbox_;
+  BrokerListener* listener_ = nullptr;
+  BrokerListener noListener_;
+
+  std::unordered_map<std::string, std::unique_ptr<Pool>> pools_;
+  std::unordered_map<std::string, std::unique_ptr<RunnerState>> runners_;  // by runner id
+  std::unordered_map<std::string, RunnerState*> byRouting_;
+  std::unordered_map<JobId, Job> jobs_;
+  std::unordered_map<std::string, ClientSession> sessions_;
+  std::unordered_map<JobId, std::vector<std::string>> stopWaiters_;  // child -> clients awaiting `stopped`
+  DeadlineHeap deadlines_;
+  size_t timedJobs_ = 0;  // jobs with a finite deadline (to know when the heap is mostly stale)
+  JobId nextJobId_ = 1;
+  uint64_t nextRunnerSeq_ = 1;
+  TimePoint nextSweep_{};
+};
+
+}  // namespace flame

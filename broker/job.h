@@ -1,0 +1,42 @@
+// A job as the broker tracks it from submit until its client has been answered and its
+// runner has given the slot back. Plain data; BrokerCore owns every Job.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "common/clock.h"
+#include "common/messages.h"
+
+namespace flame {
+
+struct Pool;
+struct RunnerState;
+
+using JobId = uint64_t;
+
+enum class JobState : uint8_t {
+  Queued,   // waiting in its pool's queue
+  Running,  // dispatched to `runner`, which holds a slot for it
+};
+
+struct Job {
+  JobId id = 0;
+  Mode mode = Mode::Call;
+  JobState state = JobState::Queued;
+  bool link = false;
+  bool idempotent = false;
+  bool answered = false;  // the client has had its final answer (result, error or timeout)
+  uint8_t retriesLeft = 0;
+  Pool* pool = nullptr;
+  RunnerState* runner = nullptr;  // set while Running
+  std::string function;
+  std::string client;             // routing id of the submitting client
+  uint64_t requestId = 0;
+  TimePoint deadline = TimePoint::max();
+  zmq::message_t payload;         // kept while queued, and while running if idempotent (retries)
+};
+
+}  // namespace flame

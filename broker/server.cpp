@@ -1,0 +1,148 @@
+#include "broker/server.h"
+
+#include <cstdio>
+
+#include "common/log.h"
+
+namespace flame {
+
+namespace {
+// How many messages one readiness event may process before the loop checks timers again.
+constexpr int kBatch = 256;
+// [routing id][empty][header][payload] from clients; [routing id][header][payload] from runners.
+constexpr size_t kMaxClientFrames = 4;
+constexpr size_t kMaxRunnerFrames = 3;
+
+SocketLimits socketLimits(const BrokerOptions& o) {
+  SocketLimits l;
+  // libzmq drops a connection whose frame exceeds MAXMSGSIZE without telling anyone; keep that
+  // far above the application limit so oversized payloads get a clear error reply instead.
+  l.maxFrameBytes = static_cast<int64_t>(o.maxPayloadBytes) * 2 + 1024 * 1024;
+  return l;
+}
+}  // namespace
+
+BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock)
+    : options_(std::move(options)),
+      clock_(clock),
+      clients_(bindRouter(ctx, options_.clientsEndpoint, socketLimits(options_))),
+      runners_(bindRouter(ctx, options_.runnersEndpoint, socketLimits(options_))),
+      wakeRecv_(ctx, zmq::socket_type::pull),
+      wakeSend_(ctx, zmq::socket_type::push),
+      core_(options_, clock, *this) {
+  clientsEndpoint_ = boundEndpoint(clients_);
+  runnersEndpoint_ = boundEndpoint(runners_);
+  char name[64];
+  std::snprintf(name, sizeof name, "inproc://flame-broker-wake-%p", static_cast<void*>(this));
+  wakeRecv_.set(zmq::sockopt::linger, 0);
+  wakeSend_.set(zmq::sockopt::linger, 0);
+  wakeRecv_.bind(name);
+  wakeSend_.connect(name);
+  limits_.maxHeaderBytes = options_.maxHeaderBytes;
+}
+
+BrokerServer::~BrokerServer() = default;
+
+void BrokerServer::stop() {
+  stopping_ = true;
+  std::lock_guard lock(wakeMutex_);
+  wakeSend_.send(zmq::str_buffer("x"), zmq::send_flags::dontwait);
+}
+
+void BrokerServer::run(const std::function<void()>& onIdle) {
+  Reactor reactor;
+  reactor.add(clients_, [this] { readClients(); });
+  reactor.add(runners_, [this] { readRunners(); });
+  reactor.add(wakeRecv_, [this] {
+    zmq::message_t m;
+    while (wakeRecv_.recv(m, zmq::recv_flags::dontwait)) {
+    }
+  });
+  logger("broker")->info("serving clients on {} and runners on {}", clientsEndpoint_, runnersEndpoint_);
+  while (!stopping_) {
+    auto now = clock_.now();
+    auto wait = std::max(Duration(0), std::min(core_.nextWakeup() - now, options_.heartbeatInterval));
+    reactor.pollOnce(wait);
+    core_.tick();
+    if (onIdle) onIdle();
+  }
+  logger("broker")->info("stopped");
+}
+
+void BrokerServer::readClients() {
+  bool truncated = false;
+  for (int i = 0; i < kBatch; ++i) {
+    if (!recvFrames(clients_, frames_, kMaxClientFrames, truncated)) return;
+    const std::string client = frames_[0].to_string();
+    if (frames_.size() < 3 || frames_[1].size() != 0) {
+      core_.onClientInvalid(client, ErrorCode::BadRequest,
+                            "expected [empty delimiter][header][payload?] frames", 0);
+      continue;
+    }
+    if (truncated) {
+      auto d = decode(frames_[2], limits_);
+      core_.onClientInvalid(client, ErrorCode::BadRequest, "too many frames (at most 3: delimiter, header, payload)",
+                            d.requestId);
+      continue;
+    }
+    auto d = decode(frames_[2], limits_);
+    if (!d.ok()) {
+      core_.onClientInvalid(client, d.code, d.error, d.requestId);
+      continue;
+    }
+    zmq::message_t payload;
+    if (frames_.size() == 4) payload = std::move(frames_[3]);
+    core_.onClient(client, std::move(*d.message), std::move(payload));
+  }
+}
+
+void BrokerServer::readRunners() {
+  bool truncated = false;
+  for (int i = 0; i < kBatch; ++i) {
+    if (!recvFrames(runners_, frames_, kMaxRunnerFrames, truncated)) return;
+    const std::string peer = frames_[0].to_string();
+    if (frames_.size() < 2) {
+      core_.onRunnerInvalid(peer, ErrorCode::BadRequest, "expected [header][payload?] frames");
+      continue;
+    }
+    if (truncated) {
+      core_.onRunnerInvalid(peer, ErrorCode::BadRequest, "too many frames (at most 2: header, payload)");
+      continue;
+    }
+    auto d = decode(frames_[1], limits_);
+    if (!d.ok()) {
+      core_.onRunnerInvalid(peer, d.code, d.error);
+      continue;
+    }
+    zmq::message_t payload;
+    if (frames_.size() == 3) payload = std::move(frames_[2]);
+    core_.onRunner(peer, std::move(*d.message), std::move(payload));
+  }
+}
+
+SendStatus BrokerServer::toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) {
+  Frames out;
+  out.reserve(4);
+  out.emplace_back(client.data(), client.size());
+  out.emplace_back();
+  out.push_back(std::move(header));
+  if (payload) out.push_back(std::move(*payload));
+  auto status = sendFrames(clients_, out);
+  // Contract: the payload is consumed only on success. (ROUTER_MANDATORY fails on the first
+  // frame, so on failure nothing was sent and the payload is still in `out`.)
+  if (status != SendStatus::Ok && payload) *payload = std::move(out.back());
+  return status;
+}
+
+SendStatus BrokerServer::toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload) {
+  Frames out;
+  out.reserve(3);
+  out.emplace_back(routingId.data(), routingId.size());
+  out.push_back(std::move(header));
+  if (payload) out.push_back(std::move(*payload));
+  auto status = sendFrames(runners_, out);
+  if (status != SendStatus::Ok && payload) *payload = std::move(out.back());
+  return status;
+}
+
+}  // namespace flame

@@ -1,0 +1,59 @@
+// BrokerServer: the broker's socket loop. It owns the two ROUTER sockets, turns frames into
+// messages at the decode boundary (common/codec.h) with size and frame-count limits, feeds
+// BrokerCore, and sends what the core emits. One thread runs run(); stop() may be called from
+// any thread (a signal handler thread, a test).
+#pragma once
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include "broker/broker_core.h"
+#include "common/codec.h"
+#include "common/transport.h"
+
+namespace flame {
+
+class BrokerServer final : private Outbox {
+ public:
+  // Binds both endpoints (throws zmq::error_t if a bind fails).
+  BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock);
+  ~BrokerServer() override;
+
+  // The endpoints actually bound (a "*" port resolved).
+  const std::string& clientsEndpoint() const { return clientsEndpoint_; }
+  const std::string& runnersEndpoint() const { return runnersEndpoint_; }
+
+  BrokerCore& core() { return core_; }
+
+  // Serves until stop(). `onIdle` (optional) runs on the loop thread after every iteration:
+  // the scaler hooks in there.
+  void run(const std::function<void()>& onIdle = {});
+  // Thread-safe. Makes run() return soon.
+  void stop();
+
+ private:
+  SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) override;
+  SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload) override;
+  void readClients();
+  void readRunners();
+
+  BrokerOptions options_;
+  const Clock& clock_;
+  zmq::socket_t clients_;
+  zmq::socket_t runners_;
+  zmq::socket_t wakeRecv_;
+  zmq::socket_t wakeSend_;
+  std::mutex wakeMutex_;
+  std::string clientsEndpoint_;
+  std::string runnersEndpoint_;
+  std::atomic<bool> stopping_{false};
+  DecodeLimits limits_;
+  BrokerCore core_;
+  Frames frames_;  // reused receive buffer
+};
+
+}  // namespace flame

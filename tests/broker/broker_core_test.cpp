@@ -1,0 +1,409 @@
+// BrokerCore unit tests: no sockets, a manual clock, a recording outbox.
+#include <catch2/catch.hpp>
+
+#include "tests/broker/fake_outbox.h"
+
+using namespace flame;
+using namespace flame::test;
+
+TEST_CASE("credit: a runner never gets more jobs than slots, completions return credit", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 2);
+  CHECK(h.outbox.takeOf<msg::Welcome>(r).size() == 1);
+  for (uint64_t i = 1; i <= 3; ++i) h.submit("c1", i, "p", "echo", "x" + std::to_string(i));
+  auto jobs = h.jobsFor(r);
+  REQUIRE(jobs.size() == 2);
+  CHECK(h.core.findPool("p")->queue.size() == 1);
+  CHECK(h.core.findRunner("r1")->used == 2);
+
+  h.done(r, jobs[0].jobId, "result-1");
+  auto results = h.outbox.take("c1");
+  REQUIRE(results.size() == 1);
+  auto& res = std::get<msg::Result>(results[0].message);
+  CHECK(res.requestId == 1);
+  CHECK(results[0].payload == "result-1");
+  // The freed slot went to the queued job at once.
+  auto next = h.jobsFor(r);
+  REQUIRE(next.size() == 1);
+  CHECK(h.core.findRunner("r1")->used == 2);
+  CHECK(h.core.findPool("p")->queue.size() == 0);
+}
+
+TEST_CASE("the payload reaches the runner and results go to the right client", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 4);
+  h.submit("alice", 7, "p", "echo", "from-alice");
+  h.submit("bob", 7, "p", "echo", "from-bob");
+  auto sent = h.outbox.take(r);
+  std::vector<std::string> payloads;
+  std::vector<JobId> ids;
+  for (auto& s : sent)
+    if (auto* j = std::get_if<msg::Job>(&s.message)) {
+      payloads.push_back(s.payload);
+      ids.push_back(j->jobId);
+    }
+  REQUIRE(payloads == std::vector<std::string>{"from-alice", "from-bob"});
+  h.done(r, ids[1], "to-bob");
+  h.done(r, ids[0], "to-alice");
+  auto a = h.outbox.take("alice");
+  auto b = h.outbox.take("bob");
+  REQUIRE(a.size() == 1);
+  REQUIRE(b.size() == 1);
+  CHECK(a[0].payload == "to-alice");
+  CHECK(b[0].payload == "to-bob");
+}
+
+TEST_CASE("queue order is FIFO", "[broker]") {
+  Harness h;
+  h.core.declarePool("p", {});
+  for (uint64_t i = 1; i <= 5; ++i) h.submit("c", i, "p", "echo", std::to_string(i));
+  auto r = h.ready("r1", "p", 1);
+  std::vector<std::string> order;
+  for (int i = 0; i < 5; ++i) {
+    auto sent = h.outbox.take(r);
+    for (auto& s : sent)
+      if (auto* j = std::get_if<msg::Job>(&s.message)) {
+        order.push_back(s.payload);
+        h.done(r, j->jobId);
+      }
+  }
+  CHECK(order == std::vector<std::string>{"1", "2", "3", "4", "5"});
+}
+
+TEST_CASE("pack fills the busiest runner; spread balances", "[broker]") {
+  SECTION("pack") {
+    Harness h;
+    auto r1 = h.ready("r1", "p", 3);
+    auto r2 = h.ready("r2", "p", 3);
+    for (uint64_t i = 1; i <= 4; ++i) h.submit("c", i, "p", "echo");
+    auto on1 = h.jobsFor(r1).size();
+    auto on2 = h.jobsFor(r2).size();
+    // The first runner fills to 3 before the second gets anything.
+    CHECK(on1 == 3);
+    CHECK(on2 == 1);
+  }
+  SECTION("spread") {
+    BrokerOptions o = Harness::defaults();
+    o.placement = Placement::Spread;
+    Harness h(o);
+    auto r1 = h.ready("r1", "p", 3);
+    auto r2 = h.ready("r2", "p", 3);
+    for (uint64_t i = 1; i <= 4; ++i) h.submit("c", i, "p", "echo");
+    CHECK(h.jobsFor(r1).size() == 2);
+    CHECK(h.jobsFor(r2).size() == 2);
+  }
+}
+
+TEST_CASE("a queued job past its deadline gets timeout and leaves the queue", "[broker]") {
+  Harness h;
+  h.core.declarePool("p", {});
+  h.submit("c", 1, "p", "echo", "", Mode::Call, 500);
+  h.advance(Duration(400));
+  CHECK(h.outbox.take("c").empty());
+  h.advance(Duration(100));
+  auto errs = h.outbox.takeOf<msg::Error>("c");
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::Timeout);
+  CHECK(errs[0].requestId == 1);
+  CHECK(h.core.jobCount() == 0);
+  CHECK(h.core.findPool("p")->queue.size() == 0);
+  // A runner arriving later gets nothing stale.
+  auto r = h.ready("r1", "p", 1);
+  CHECK(h.jobsFor(r).empty());
+}
+
+TEST_CASE("a running job past its deadline: timeout to the client, cancel to the runner, slot kept until done",
+          "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 1);
+  h.submit("c", 1, "p", "echo", "", Mode::Call, 1000);
+  h.submit("c", 2, "p", "echo", "", Mode::Call, 60000);
+  auto jobs = h.jobsFor(r);
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].budgetMs == 1000);
+  h.advance(Duration(1000));
+  auto errs = h.outbox.takeOf<msg::Error>("c");
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::Timeout);
+  auto cancels = h.outbox.takeOf<msg::CancelJob>(r);
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].jobId == jobs[0].jobId);
+  CHECK(h.core.findRunner("r1")->used == 1);  // still busy until the runner says so
+  CHECK(h.jobsFor(r).empty());
+  h.done(r, jobs[0].jobId, "", ErrorCode::Cancelled, "stopped");
+  CHECK(h.outbox.take("c").empty());  // answered once, not twice
+  auto next = h.jobsFor(r);
+  REQUIRE(next.size() == 1);  // the slot is free again and went to job 2
+}
+
+TEST_CASE("a silent runner is declared lost; its jobs fail with runner_lost, idempotent ones are retried",
+          "[broker]") {
+  Harness h;
+  auto r1 = h.ready("r1", "p", 2);
+  h.submit("c", 1, "p", "echo", "plain");
+  h.submit("c", 2, "p", "echo", "retry-me", Mode::Call, 0, false, true, 1);
+  REQUIRE(h.jobsFor(r1).size() == 2);
+  auto r2 = h.ready("r2", "p", 1);
+  // r2 keeps heartbeating, r1 goes silent.
+  for (int i = 0; i < 40; ++i) {
+    h.heartbeat(r2);
+    h.advance(Duration(100));
+  }
+  CHECK(h.core.findRunner("r1") == nullptr);
+  auto errs = h.outbox.takeOf<msg::Error>("c");
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].requestId == 1);
+  CHECK(errs[0].code == ErrorCode::RunnerLost);
+  // The idempotent job went to r2 with its payload intact.
+  auto sent = h.outbox.take(r2);
+  std::string retried;
+  for (auto& s : sent)
+    if (std::holds_alternative<msg::Job>(s.message)) retried = s.payload;
+  CHECK(retried == "retry-me");
+}
+
+TEST_CASE("liveness: runner_lost arrives within interval x liveness", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 1);
+  h.submit("c", 1, "p", "echo");
+  h.advance(Duration(2900));
+  CHECK(h.outbox.takeOf<msg::Error>("c").empty());
+  h.advance(Duration(1200));
+  CHECK(h.outbox.takeOf<msg::Error>("c").size() == 1);
+}
+
+TEST_CASE("the broker heartbeats every runner every interval", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 1);
+  h.outbox.take(r);
+  h.heartbeat(r);
+  h.advance(Duration(1000));
+  CHECK(h.outbox.takeOf<msg::Heartbeat>(r).size() == 1);
+}
+
+TEST_CASE("a client that goes silent has its linked work cancelled, unlinked work kept", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 2);
+  h.submit("gone", 1, "p", "echo", "", Mode::Call, 60000, true);   // linked, running
+  h.submit("gone", 2, "p", "echo", "", Mode::Call, 60000, false);  // unlinked, running
+  h.submit("gone", 3, "p", "echo", "", Mode::Call, 60000, true);   // linked, queued
+  auto jobs = h.jobsFor(r);
+  REQUIRE(jobs.size() == 2);
+  for (int i = 0; i < 40; ++i) {
+    h.heartbeat(r);
+    h.advance(Duration(100));
+  }
+  auto cancels = h.outbox.takeOf<msg::CancelJob>(r);
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].jobId == jobs[0].jobId);
+  CHECK(h.core.findPool("p")->queue.size() == 0);  // the linked queued job is gone
+  // The unlinked job still completes and is answered.
+  h.done(r, jobs[1].jobId, "ok");
+  auto res = h.outbox.takeOf<msg::Result>("gone");
+  REQUIRE(res.size() == 1);
+  CHECK(res[0].requestId == 2);
+  // A client that keeps heartbeating keeps its linked work.
+  h.submit("alive", 1, "p", "echo", "", Mode::Call, 60000, true);
+  for (int i = 0; i < 40; ++i) {
+    h.heartbeat(r);
+    h.core.onClient("alive", msg::Heartbeat{}, {});
+    h.advance(Duration(100));
+  }
+  CHECK(h.outbox.takeOf<msg::CancelJob>(r).empty());
+}
+
+TEST_CASE("submit errors: unknown pool, unknown function, bad names, payload too large, duplicate id, queue full",
+          "[broker]") {
+  BrokerOptions o = Harness::defaults();
+  o.maxPayloadBytes = 10;
+  Harness h(o);
+  auto r = h.ready("r1", "p", 1, {"echo"});
+  auto errorFor = [&](auto&& submit) {
+    submit();
+    auto errs = h.outbox.takeOf<msg::Error>("c");
+    REQUIRE(errs.size() == 1);
+    return errs[0];
+  };
+  CHECK(errorFor([&] { h.submit("c", 1, "nope", "echo"); }).code == ErrorCode::UnknownPool);
+  CHECK(errorFor([&] { h.submit("c", 2, "p", "nope"); }).code == ErrorCode::UnknownFunction);
+  CHECK(errorFor([&] { h.submit("c", 3, "", "echo"); }).code == ErrorCode::BadRequest);
+  CHECK(errorFor([&] { h.submit("c", 4, "p", ""); }).code == ErrorCode::BadRequest);
+  auto big = errorFor([&] { h.submit("c", 5, "p", "echo", "01234567890"); });
+  CHECK(big.code == ErrorCode::PayloadTooLarge);
+  CHECK(big.requestId == 5);
+  h.submit("c", 6, "p", "echo");
+  CHECK(errorFor([&] { h.submit("c", 6, "p", "echo"); }).code == ErrorCode::BadRequest);
+  h.core.declarePool("small", PoolSettings{Placement::Pack, Duration(30000), 2});
+  h.submit("c", 10, "small", "echo");
+  h.submit("c", 11, "small", "echo");
+  auto full = errorFor([&] { h.submit("c", 12, "small", "echo"); });
+  CHECK(full.code == ErrorCode::QueueFull);
+  CHECK(h.core.findPool("small")->queue.size() == 2);
+}
+
+TEST_CASE("cast is accepted at once and runs; its failure is counted", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 1, {"fail"});
+  h.submit("c", 1, "p", "fail", "boom", Mode::Cast);
+  auto acc = h.outbox.takeOf<msg::Accepted>("c");
+  REQUIRE(acc.size() == 1);
+  auto jobs = h.jobsFor(r);
+  REQUIRE(jobs.size() == 1);
+  CHECK(acc[0].jobId == jobs[0].jobId);
+  h.done(r, jobs[0].jobId, "", ErrorCode::HandlerError, "boom");
+  CHECK(h.outbox.take("c").empty());
+  CHECK(h.core.findPool("p")->counters.failed == 1);
+}
+
+TEST_CASE("place: a child holds its slot until stopped; stop answers when it ended", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 1, {"echo", "serve"});
+  h.submit("c", 1, "p", "serve", "", Mode::Place, 0, true);
+  auto placed = h.outbox.takeOf<msg::Placed>("c");
+  REQUIRE(placed.size() == 1);
+  CHECK(placed[0].runnerId == "r1");
+  auto jobs = h.jobsFor(r);
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].mode == Mode::Place);
+  CHECK(jobs[0].budgetMs == kInfiniteMs);
+  // The child holds the only slot: a call waits.
+  h.submit("c", 2, "p", "echo", "", Mode::Call, kInfiniteMs);
+  CHECK(h.jobsFor(r).empty());
+  for (int i = 0; i < 120; ++i) {  // a minute passes: the child has no deadline
+    h.heartbeat(r);
+    h.core.onClient("c", msg::Heartbeat{}, {});  // the linked placer stays alive
+    h.advance(Duration(500));
+  }
+  CHECK(h.outbox.takeOf<msg::Error>("c").empty());
+  CHECK(h.outbox.takeOf<msg::CancelJob>(r).empty());
+  h.core.onClient("other", msg::StopChild{placed[0].childId}, {});
+  CHECK(h.outbox.takeOf<msg::CancelJob>(r).size() == 1);
+  CHECK(h.outbox.takeOf<msg::Stopped>("other").empty());
+  h.done(r, placed[0].childId, "", ErrorCode::Cancelled, "stopped");
+  CHECK(h.outbox.takeOf<msg::Stopped>("other").size() == 1);
+  auto exited = h.outbox.takeOf<msg::ChildExited>("c");
+  REQUIRE(exited.size() == 1);
+  CHECK(exited[0].code == ErrorCode::Cancelled);
+  // Stopping again: not found.
+  h.core.onClient("other", msg::StopChild{placed[0].childId}, {});
+  auto errs = h.outbox.takeOf<msg::Error>("other");
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::NotFound);
+}
+
+TEST_CASE("cancel by the client: queued job dropped, running job cancelled on its runner", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 1);
+  h.submit("c", 1, "p", "echo");
+  h.submit("c", 2, "p", "echo");
+  auto jobs = h.jobsFor(r);
+  h.core.onClient("c", msg::Cancel{2}, {});
+  auto e2 = h.outbox.takeOf<msg::Error>("c");
+  REQUIRE(e2.size() == 1);
+  CHECK(e2[0].code == ErrorCode::Cancelled);
+  CHECK(h.core.findPool("p")->queue.size() == 0);
+  h.core.onClient("c", msg::Cancel{1}, {});
+  CHECK(h.outbox.takeOf<msg::CancelJob>(r).size() == 1);
+  CHECK(h.outbox.takeOf<msg::Error>("c").size() == 1);
+  h.core.onClient("c", msg::Cancel{99}, {});
+  auto nf = h.outbox.takeOf<msg::Error>("c");
+  REQUIRE(nf.size() == 1);
+  CHECK(nf[0].code == ErrorCode::NotFound);
+}
+
+TEST_CASE("runner registration: unknown connections are asked for ready; reconnects keep jobs", "[broker]") {
+  Harness h;
+  h.core.onRunner("stranger", msg::Heartbeat{}, {});
+  auto errs = h.outbox.takeOf<msg::Error>("stranger");
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::UnknownPeer);
+
+  auto r = h.ready("r1", "p", 1);
+  h.submit("c", 1, "p", "echo");
+  auto jobs = h.jobsFor(r);
+  REQUIRE(jobs.size() == 1);
+  // Same runner id from a new connection: it keeps its job and its result still arrives.
+  h.core.onRunner("new-conn", msg::Ready{"r1", "p", 1, {"echo"}, "", 1, 0, ""}, {});
+  CHECK(h.outbox.takeOf<msg::Welcome>("new-conn").size() == 1);
+  h.done("new-conn", jobs[0].jobId, "late");
+  auto res = h.outbox.take("c");
+  REQUIRE(res.size() == 1);
+  CHECK(res[0].payload == "late");
+
+  h.core.onRunner("bad", msg::Ready{"", "p", 1, {}, "", 0, 0, ""}, {});
+  CHECK(h.outbox.takeOf<msg::Error>("bad").at(0).code == ErrorCode::BadRequest);
+  h.core.onRunner("bad", msg::Ready{"r9", "p", 0, {}, "", 0, 0, ""}, {});
+  CHECK(h.outbox.takeOf<msg::Error>("bad").at(0).code == ErrorCode::BadRequest);
+}
+
+TEST_CASE("a re-registering runner's busy slots come back as it finishes them", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 2, {"echo"}, 2);  // a new broker: the runner still runs 2 old jobs
+  h.submit("c", 1, "p", "echo");
+  CHECK(h.jobsFor(r).empty());
+  h.done(r, 12345);  // one of the old jobs ends
+  CHECK(h.jobsFor(r).size() == 1);
+}
+
+TEST_CASE("leaving: draining takes no new work; exiting fails what is left at once", "[broker]") {
+  Harness h;
+  auto r1 = h.ready("r1", "p", 2);
+  h.submit("c", 1, "p", "echo");
+  REQUIRE(h.jobsFor(r1).size() == 1);
+  h.core.onRunner(r1, msg::Leaving{"retiring", false}, {});
+  h.submit("c", 2, "p", "echo");
+  CHECK(h.jobsFor(r1).empty());
+  CHECK(h.core.findPool("p")->queue.size() == 1);
+  h.core.onRunner(r1, msg::Leaving{"retired", true}, {});
+  auto errs = h.outbox.takeOf<msg::Error>("c");
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].code == ErrorCode::RunnerLost);
+  CHECK(errs[0].message.find("retired") != std::string::npos);
+  CHECK(h.core.findRunner("r1") == nullptr);
+}
+
+TEST_CASE("a runner whose connection is gone at dispatch is dropped and the job goes elsewhere", "[broker]") {
+  Harness h;
+  auto r1 = h.ready("r1", "p", 1);
+  auto r2 = h.ready("r2", "p", 1);
+  h.outbox.unreachable.insert(r1);
+  h.submit("c", 1, "p", "echo", "payload");
+  CHECK(h.core.findRunner("r1") == nullptr);
+  auto sent = h.outbox.take(r2);
+  bool got = false;
+  for (auto& s : sent)
+    if (std::holds_alternative<msg::Job>(s.message)) got = s.payload == "payload";
+  CHECK(got);
+}
+
+TEST_CASE("status shows pools, queue depth, slots and runners", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 3);
+  h.submit("c", 1, "p", "echo");
+  h.core.declarePool("empty", {});
+  h.submit("c", 2, "empty", "echo");
+  auto st = h.core.status(5);
+  CHECK(st.requestId == 5);
+  REQUIRE(st.pools.size() == 2);
+  CHECK(st.pools[0].name == "empty");
+  CHECK(st.pools[0].queued == 1);
+  CHECK(st.pools[1].slotsUsed == 1);
+  CHECK(st.pools[1].slotsTotal == 3);
+  REQUIRE(st.pools[1].runners.size() == 1);
+  CHECK(st.pools[1].runners[0].state == "ready");
+}
+
+TEST_CASE("the deadline heap does not grow with finished jobs", "[broker]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 1);
+  for (uint64_t i = 1; i <= 20000; ++i) {
+    h.submit("c", i, "p", "echo", "", Mode::Call, 60000);
+    auto jobs = h.jobsFor(r);
+    REQUIRE(jobs.size() == 1);
+    h.done(r, jobs[0].jobId);
+    h.outbox.sent.clear();
+    if (i % 1000 == 0) h.core.tick();
+  }
+  CHECK(h.core.jobCount() == 0);
+  CHECK(h.core.nextWakeup() <= h.clock.now() + Duration(1000));
+}
