@@ -104,6 +104,17 @@ void BrokerCore::onClient(const std::string& client, Message message, zmq::messa
     handleStopChild(client, *stop);
   } else if (auto* req = std::get_if<msg::StatusRequest>(&message)) {
     sendClient(client, status(req->requestId));
+  } else if (auto* set = std::get_if<msg::SetPool>(&message)) {
+    std::string why;
+    ErrorCode code = findPool(set->pool) ? listener_->setPool(*set, why) : ErrorCode::UnknownPool;
+    if (code == ErrorCode::UnknownPool && why.empty()) why = "no pool named '" + set->pool + "'";
+    if (code != ErrorCode::None) {
+      replyError(client, set->requestId, code, why);
+    } else {
+      auto reply = status(set->requestId);
+      std::erase_if(reply.pools, [&](const msg::PoolStatus& p) { return p.name != set->pool; });
+      sendClient(client, reply);
+    }
   } else if (std::holds_alternative<msg::Heartbeat>(message)) {
     sendClient(client, msg::Heartbeat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count())});
   } else {
@@ -281,6 +292,7 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   job.runner = &runner;
   runner.jobs.insert(job.id);
   ++runner.used;
+  ++runner.started;
   runner.pool->available.update(runner);
   logger("broker")->debug("pool={} job={} -> runner={} ({}/{})", runner.pool->name, job.id, runner.id,
                           runner.used, runner.slots);
@@ -448,6 +460,7 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
   }
   if (job.mode == Mode::Place) notifyStopWaiters(job.id);
   finish(job);
+  listener_->jobFinished(runner);
   dispatch(pool);
   listener_->demandChanged(pool);
 }
@@ -467,6 +480,20 @@ void BrokerCore::drainRunner(RunnerState& runner, Duration grace) {
   runner.phase = RunnerPhase::Draining;
   runner.pool->available.erase(runner);
   sendRunner(runner, msg::Drain{toWireMs(grace)});
+}
+
+void BrokerCore::failQueued(Pool& pool, ErrorCode code, const std::string& message) {
+  std::vector<JobId> waiting;
+  for (auto& [id, job] : jobs_)
+    if (job.pool == &pool && job.state == JobState::Queued) waiting.push_back(id);
+  if (waiting.empty()) return;
+  logger("broker")->warn("pool={} failing {} waiting jobs: {}: {}", pool.name, waiting.size(), errorCodeName(code), message);
+  for (JobId id : waiting) {
+    Job& job = jobs_.at(id);
+    ++pool.counters.failed;
+    answerError(job, code, message);
+    finish(job);
+  }
 }
 
 void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::string& why) {
@@ -627,6 +654,7 @@ msg::StatusReply BrokerCore::status(uint64_t requestId) const {
       ps.runners.push_back(msg::RunnerStatus{r->id, r->phase == RunnerPhase::Ready ? "ready" : "draining",
                                              r->used, r->slots, r->pid, r->host, idle});
     }
+    listener_->describe(*p, ps);
     reply.pools.push_back(std::move(ps));
   }
   return reply;

@@ -48,6 +48,15 @@ class BrokerListener {
   virtual void runnerLeft(RunnerState& runner, const std::string& why) {}
   // A job was queued or a slot freed: demand may have changed.
   virtual void demandChanged(Pool& pool) {}
+  // A runner finished a job (any outcome).
+  virtual void jobFinished(RunnerState& runner) {}
+  // Adds what the listener knows (booting machines, limits) to a pool's status.
+  virtual void describe(const Pool& pool, msg::PoolStatus& status) const {}
+  // A client asked to change a pool's limits. Returns None or an error code with `why` set.
+  virtual ErrorCode setPool(const msg::SetPool& request, std::string& why) {
+    why = "pool '" + request.pool + "' has no scaler (it is not declared in the config file)";
+    return ErrorCode::UnknownPool;
+  }
 };
 
 class BrokerCore {
@@ -55,7 +64,8 @@ class BrokerCore {
   BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox);
   ~BrokerCore();
 
-  void setListener(BrokerListener* listener) { listener_ = listener; }
+  // Not owned; nullptr restores the no-op listener.
+  void setListener(BrokerListener* listener) { listener_ = listener ? listener : &noListener_; }
 
   // Declares a pool (config file or scaler). Redeclaring updates its settings.
   Pool& declarePool(const std::string& name, const PoolSettings& settings);
@@ -76,6 +86,8 @@ class BrokerCore {
 
   // Asks a runner to drain (finish in-flight work, then exit). Used by the scaler.
   void drainRunner(RunnerState& runner, Duration grace);
+  // Fails every job waiting in `pool`'s queue with `code` (the scaler's boot_failed).
+  void failQueued(Pool& pool, ErrorCode code, const std::string& message);
 
   msg::StatusReply status(uint64_t requestId) const;
 

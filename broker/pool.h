@@ -26,6 +26,8 @@ struct RunnerState {
   uint32_t used = 0;      // slots taken by known jobs plus `phantom`
   uint32_t phantom = 0;   // slots busy with jobs a previous broker gave it (from ready.busy)
   RunnerPhase phase = RunnerPhase::Ready;
+  bool singleUse = false;  // takes one job in its life, then is drained (pool option single_use)
+  uint64_t started = 0;    // jobs dispatched to it
   std::unordered_set<std::string> functions;
   std::unordered_set<JobId> jobs;
   TimePoint lastSeen{};
@@ -35,7 +37,9 @@ struct RunnerState {
   // Position in the pool's RunnerIndex (maintained by RunnerIndex only).
   bool indexed = false;
   std::pair<uint32_t, uint64_t> indexKey{};
-  bool acceptsWork() const { return phase == RunnerPhase::Ready && used < slots; }
+  bool acceptsWork() const {
+    return phase == RunnerPhase::Ready && used < slots && !(singleUse && started > 0);
+  }
 };
 
 // FIFO of job ids. Removal from the middle (timeout, cancel) is lazy: the owner erases the

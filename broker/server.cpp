@@ -45,6 +45,10 @@ BrokerServer::~BrokerServer() = default;
 
 void BrokerServer::stop() {
   stopping_ = true;
+  wake();
+}
+
+void BrokerServer::wake() {
   std::lock_guard lock(wakeMutex_);
   wakeSend_.send(zmq::str_buffer("x"), zmq::send_flags::dontwait);
 }

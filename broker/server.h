@@ -34,6 +34,8 @@ class BrokerServer final : private Outbox {
   void run(const std::function<void()>& onIdle = {});
   // Thread-safe. Makes run() return soon.
   void stop();
+  // Thread-safe. Makes the loop come round (run its timers and onIdle) now.
+  void wake();
 
  private:
   SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) override;

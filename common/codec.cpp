@@ -191,6 +191,14 @@ struct Filler {
   }
   void operator()(const msg::CancelJob& m) { b.initCancelJob().setJobId(m.jobId); }
   void operator()(const msg::Drain& m) { b.initDrain().setGraceMs(m.graceMs); }
+  void operator()(const msg::SetPool& m) {
+    auto s = b.initSetPool();
+    s.setRequestId(m.requestId);
+    s.setPool(m.pool);
+    s.setMin(m.min);
+    s.setMax(m.max);
+    s.setWarmSlots(m.warmSlots);
+  }
 };
 
 template <class T>
@@ -316,6 +324,10 @@ Message read(Envelope::Reader env) {
     }
     case Envelope::Body::CANCEL_JOB: return msg::CancelJob{b.getCancelJob().getJobId()};
     case Envelope::Body::DRAIN: return msg::Drain{b.getDrain().getGraceMs()};
+    case Envelope::Body::SET_POOL: {
+      auto s = b.getSetPool();
+      return msg::SetPool{s.getRequestId(), str(s.getPool()), s.getMin(), s.getMax(), s.getWarmSlots()};
+    }
   }
   throw std::invalid_argument("unknown message kind " + std::to_string(static_cast<int>(b.which())));
 }
@@ -357,6 +369,7 @@ DecodeResult decode(const void* data, size_t size, const DecodeLimits& limits) {
     auto env = reader.getRoot<Envelope>();
     auto body = env.getBody();
     if (body.which() == Envelope::Body::SUBMIT) requestId = body.getSubmit().getRequestId();
+    if (body.which() == Envelope::Body::SET_POOL) requestId = body.getSetPool().getRequestId();
     if (env.getVersion() != kProtocolVersion)
       return fail(ErrorCode::UnsupportedVersion,
                   "protocol version " + std::to_string(env.getVersion()) +
@@ -402,6 +415,7 @@ FLAME_ENCODE(Welcome)
 FLAME_ENCODE(Job)
 FLAME_ENCODE(CancelJob)
 FLAME_ENCODE(Drain)
+FLAME_ENCODE(SetPool)
 #undef FLAME_ENCODE
 
 }  // namespace flame

@@ -109,6 +109,13 @@ struct Ready {
   uint32_t pid = 0;
   std::string host;
 };
+struct SetPool {
+  uint64_t requestId = 0;
+  std::string pool;
+  int64_t min = -1;  // -1 = unchanged
+  int64_t max = -1;
+  int64_t warmSlots = -1;
+};
 struct Welcome { uint32_t heartbeatIntervalMs = 0; uint32_t liveness = 0; };
 struct Job { uint64_t jobId = 0; std::string function; Mode mode = Mode::Call; uint32_t budgetMs = kInfiniteMs; };
 struct JobDone { uint64_t jobId = 0; ErrorCode code = ErrorCode::None; std::string message; };
@@ -123,6 +130,6 @@ using Message = std::variant<msg::Submit, msg::Cancel, msg::StopChild, msg::Stat
                              msg::Result, msg::Error, msg::Accepted, msg::Placed,
                              msg::ChildExited, msg::Stopped, msg::StatusReply, msg::Heartbeat,
                              msg::Ready, msg::JobDone, msg::Leaving, msg::Welcome, msg::Job,
-                             msg::CancelJob, msg::Drain>;
+                             msg::CancelJob, msg::Drain, msg::SetPool>;
 
 }  // namespace flame

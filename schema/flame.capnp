@@ -36,6 +36,8 @@ struct Envelope {
     job @17 :Job;                 # run this; payload frame follows
     cancelJob @18 :CancelJob;     # cooperative cancel of a running job
     drain @19 :Drain;             # finish in-flight work and exit
+    # ---- client -> broker (added in v1, after the above) ----
+    setPool @20 :SetPool;         # change a pool's scaling limits at runtime; answer: statusReply
   }
 }
 
@@ -151,6 +153,14 @@ struct Leaving {
 
 struct Drain {
   graceMs @0 :UInt32;
+}
+
+struct SetPool {
+  requestId @0 :UInt64;
+  pool @1 :Text;
+  min @2 :Int64 = -1;        # -1 = unchanged
+  max @3 :Int64 = -1;
+  warmSlots @4 :Int64 = -1;
 }
 
 struct StatusReply {

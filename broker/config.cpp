@@ -1,0 +1,288 @@
+#include "broker/config.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "common/duration.h"
+
+namespace flame {
+
+namespace {
+
+// Reads typed values out of one TOML table, remembering the dotted path for messages and
+// rejecting keys nobody asked for.
+class Table {
+ public:
+  Table(const toml::table& t, std::string path) : table_(t), path_(std::move(path)) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
+    throw ConfigError(keyPath(key) + ": " + why);
+  }
+  std::string keyPath(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  bool has(const std::string& key) const { return table_.contains(key); }
+
+  std::string str(const std::string& key, std::string fallback) {
+    seen_.insert(key);
+    auto node = table_.get(key);
+    if (!node) return fallback;
+    auto v = node->value<std::string>();
+    if (!v) fail(key, "must be a string");
+    return *v;
+  }
+  int64_t integer(const std::string& key, int64_t fallback, int64_t lo, int64_t hi) {
+    seen_.insert(key);
+    auto node = table_.get(key);
+    if (!node) return fallback;
+    if (!node->is_integer()) fail(key, "must be an integer");
+    int64_t v = *node->value<int64_t>();
+    if (v < lo || v > hi) fail(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " + std::to_string(v) + ")");
+    return v;
+  }
+  double number(const std::string& key, double fallback) {
+    seen_.insert(key);
+    auto node = table_.get(key);
+    if (!node) return fallback;
+    auto v = node->value<double>();
+    if (!v) fail(key, "must be a number");
+    return *v;
+  }
+  bool boolean(const std::string& key, bool fallback) {
+    seen_.insert(key);
+    auto node = table_.get(key);
+    if (!node) return fallback;
+    if (!node->is_boolean()) fail(key, "must be true or false");
+    return *node->value<bool>();
+  }
+  Duration duration(const std::string& key, Duration fallback, bool allowInfinite = true) {
+    seen_.insert(key);
+    auto node = table_.get(key);
+    if (!node) return fallback;
+    auto s = node->value<std::string>();
+    if (!s) fail(key, "must be a duration string such as \"500ms\", \"30s\", \"5m\" or \"infinity\"");
+    auto d = parseDuration(*s);
+    if (!d) fail(key, "'" + *s + "' is not a duration (use \"500ms\", \"30s\", \"5m\", \"1h\" or \"infinity\")");
+    if (!allowInfinite && *d == kInfinite) fail(key, "cannot be infinity");
+    return *d;
+  }
+  std::vector<std::string> strings(const std::string& key) {
+    seen_.insert(key);
+    std::vector<std::string> out;
+    auto node = table_.get(key);
+    if (!node) return out;
+    auto arr = node->as_array();
+    if (!arr) fail(key, "must be an array of strings");
+    for (auto& el : *arr) {
+      auto v = el.value<std::string>();
+      if (!v) fail(key, "must be an array of strings");
+      out.push_back(*v);
+    }
+    return out;
+  }
+  std::map<std::string, std::string> stringMap(const std::string& key) {
+    seen_.insert(key);
+    std::map<std::string, std::string> out;
+    auto node = table_.get(key);
+    if (!node) return out;
+    auto t = node->as_table();
+    if (!t) fail(key, "must be a table of strings");
+    for (auto& [k, v] : *t) {
+      auto s = v.value<std::string>();
+      if (!s) fail(key + "." + std::string(k.str()), "must be a string");
+      out[std::string(k.str())] = *s;
+    }
+    return out;
+  }
+  const toml::table* subtable(const std::string& key) {
+    seen_.insert(key);
+    auto node = table_.get(key);
+    if (!node) return nullptr;
+    auto t = node->as_table();
+    if (!t) fail(key, "must be a table");
+    return t;
+  }
+  // Call last: every key present must have been read.
+  void rejectUnknown() const {
+    for (auto& [k, v] : table_) {
+      std::string key(k.str());
+      if (!seen_.count(key)) fail(key, "unknown key");
+    }
+  }
+
+ private:
+  const toml::table& table_;
+  std::string path_;
+  std::set<std::string> seen_;
+};
+
+std::string defaultBrokerId() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return std::string("flame-") + host;
+}
+
+void parseBackend(PoolConfig& pool, Table& t) {
+  const std::string path = "pools." + pool.name + "." + pool.backend;
+  const toml::table* sub = t.subtable(pool.backend);
+  static const toml::table empty;
+  Table b(sub ? *sub : empty, path);
+  if (pool.backend == "process") {
+    pool.process.command = b.strings("command");
+    pool.process.extraEnv = b.stringMap("env");
+    pool.process.stopGrace = b.duration("stop_grace", pool.limits.shutdownTimeout, false);
+    if (pool.process.command.empty()) b.fail("command", "is required: the runner command, e.g. [\"flame-worker\"]");
+  } else if (pool.backend == "exec") {
+    pool.exec.bootCommand = b.strings("boot");
+    pool.exec.stopCommand = b.strings("stop");
+    pool.exec.listCommand = b.strings("list");
+    pool.exec.commandTimeout = b.duration("command_timeout", pool.exec.commandTimeout, false);
+    if (pool.exec.bootCommand.empty()) b.fail("boot", "is required: the command that boots a runner");
+    if (pool.exec.stopCommand.empty()) b.fail("stop", "is required: the command that stops a machine");
+  } else if (pool.backend == "fly") {
+    auto& f = pool.fly;
+    f.apiBase = b.str("api_base", f.apiBase);
+    f.app = b.str("app", "");
+    f.token = b.str("token", "");
+    f.image = b.str("image", "");
+    f.region = b.str("region", "");
+    f.cpuKind = b.str("cpu_kind", f.cpuKind);
+    f.cpus = static_cast<int>(b.integer("cpus", f.cpus, 1, 64));
+    f.memoryMb = static_cast<int>(b.integer("memory_mb", f.memoryMb, 128, 1 << 20));
+    f.gpuKind = b.str("gpu_kind", "");
+    f.env = b.stringMap("env");
+    f.requestTimeout = b.duration("request_timeout", f.requestTimeout, false);
+    f.maxRetries = static_cast<int>(b.integer("max_retries", f.maxRetries, 0, 100));
+    f.createRatePerSecond = b.number("create_rate_per_second", f.createRatePerSecond);
+    f.createBurst = static_cast<int>(b.integer("create_burst", f.createBurst, 1, 1000));
+    if (f.app.empty()) b.fail("app", "is required: the Fly app that hosts the runner machines");
+    if (f.image.empty()) b.fail("image", "is required: the runner image");
+  } else if (pool.backend == "kubernetes") {
+    auto& k = pool.kubernetes;
+    k.apiServer = b.str("api_server", k.apiServer);
+    k.namespace_ = b.str("namespace", "");
+    k.tokenPath = b.str("token_path", k.tokenPath);
+    k.caPath = b.str("ca_path", k.caPath);
+    k.insecureSkipTlsVerify = b.boolean("insecure_skip_tls_verify", false);
+    k.image = b.str("image", "");
+    k.env = b.stringMap("env");
+    k.cpu = b.str("cpu", "");
+    k.memory = b.str("memory", "");
+    k.labels = b.stringMap("labels");
+    k.serviceAccount = b.str("service_account", "");
+    k.requestTimeout = b.duration("request_timeout", k.requestTimeout, false);
+    k.maxRetries = static_cast<int>(b.integer("max_retries", k.maxRetries, 0, 100));
+    if (k.image.empty()) b.fail("image", "is required: the runner image");
+  }
+  b.rejectUnknown();
+}
+
+PoolConfig parsePool(const std::string& name, const toml::table& table, const BrokerOptions& broker) {
+  PoolConfig pool;
+  pool.name = name;
+  Table t(table, "pools." + name);
+  if (name.empty() || name.size() > 128) t.fail("", "pool names must be 1 to 128 bytes");
+  pool.backend = t.str("backend", "process");
+  static const std::set<std::string> kinds{"process", "exec", "fly", "kubernetes"};
+  if (!kinds.count(pool.backend))
+    t.fail("backend", "unknown backend '" + pool.backend + "' (process, exec, fly or kubernetes)");
+  auto& l = pool.limits;
+  l.min = static_cast<uint32_t>(t.integer("min", 0, 0, 100'000));
+  l.max = static_cast<uint32_t>(t.integer("max", std::max<int64_t>(1, l.min), 0, 100'000));
+  if (l.max < l.min) t.fail("max", "must be at least min (" + std::to_string(l.min) + "), got " + std::to_string(l.max));
+  if (l.max == 0) t.fail("max", "must be at least 1");
+  l.maxConcurrency = static_cast<uint32_t>(t.integer("max_concurrency", 1, 1, 1'000'000));
+  l.warmSlots = static_cast<uint32_t>(t.integer("warm_slots", 0, 0, 1'000'000));
+  l.idleShutdownAfter = t.duration("idle_shutdown_after", l.idleShutdownAfter);
+  l.minIdleShutdownAfter = t.duration("min_idle_shutdown_after", l.minIdleShutdownAfter);
+  l.bootTimeout = t.duration("boot_timeout", l.bootTimeout, false);
+  l.shutdownTimeout = t.duration("shutdown_timeout", l.shutdownTimeout, false);
+  l.singleUse = t.boolean("single_use", false);
+  pool.settings.defaultTimeout = t.duration("timeout", broker.defaultTimeout);
+  if (pool.settings.defaultTimeout.count() == 0) t.fail("timeout", "must be positive");
+  pool.settings.maxQueue = static_cast<uint32_t>(t.integer("max_queue", broker.maxQueue, 0, 100'000'000));
+  auto placement = t.str("placement", broker.placement == Placement::Spread ? "spread" : "pack");
+  if (placement != "pack" && placement != "spread") t.fail("placement", "must be \"pack\" or \"spread\", got '" + placement + "'");
+  pool.settings.placement = placement == "spread" ? Placement::Spread : Placement::Pack;
+  parseBackend(pool, t);
+  t.rejectUnknown();
+  return pool;
+}
+
+}  // namespace
+
+BrokerConfig parseConfig(std::string_view text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": " << e.description();
+    throw ConfigError(msg.str());
+  }
+  BrokerConfig config;
+  config.brokerId = defaultBrokerId();
+  Table top(root, "");
+  if (const toml::table* b = top.subtable("broker")) {
+    Table t(*b, "broker");
+    auto& o = config.broker;
+    o.clientsEndpoint = t.str("clients", o.clientsEndpoint);
+    o.runnersEndpoint = t.str("runners", o.runnersEndpoint);
+    config.advertiseRunners = t.str("advertise_runners", "");
+    config.brokerId = t.str("broker_id", config.brokerId);
+    if (config.brokerId.empty()) t.fail("broker_id", "must not be empty");
+    o.heartbeatInterval = t.duration("heartbeat_interval", o.heartbeatInterval, false);
+    if (o.heartbeatInterval.count() < 10) t.fail("heartbeat_interval", "must be at least 10ms");
+    o.liveness = static_cast<uint32_t>(t.integer("liveness", o.liveness, 1, 1000));
+    o.maxPayloadBytes = static_cast<size_t>(t.integer("max_payload_bytes", static_cast<int64_t>(o.maxPayloadBytes), 1, int64_t(1) << 31));
+    o.defaultTimeout = t.duration("default_timeout", o.defaultTimeout);
+    if (o.defaultTimeout.count() == 0) t.fail("default_timeout", "must be positive");
+    o.maxQueue = static_cast<uint32_t>(t.integer("max_queue", o.maxQueue, 0, 100'000'000));
+    auto placement = t.str("placement", "pack");
+    if (placement != "pack" && placement != "spread") t.fail("placement", "must be \"pack\" or \"spread\", got '" + placement + "'");
+    o.placement = placement == "spread" ? Placement::Spread : Placement::Pack;
+    config.orphanSweepInterval = t.duration("orphan_sweep_interval", config.orphanSweepInterval, false);
+    config.logLevel = t.str("log_level", config.logLevel);
+    t.rejectUnknown();
+  }
+  if (const toml::table* pools = top.subtable("pools")) {
+    for (auto& [k, v] : *pools) {
+      std::string name(k.str());
+      auto t = v.as_table();
+      if (!t) throw ConfigError("pools." + name + ": must be a table ([pools." + name + "])");
+      config.pools.push_back(parsePool(name, *t, config.broker));
+    }
+  }
+  top.rejectUnknown();
+  return config;
+}
+
+BrokerConfig loadConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read the config file");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parseConfig(buf.str(), path);
+}
+
+std::unique_ptr<Backend> makeBackend(const PoolConfig& pool) {
+  const std::string where = "pools." + pool.name + "." + pool.backend;
+  if (pool.backend == "process") return std::make_unique<ProcessBackend>(pool.process);
+  if (pool.backend == "exec") return std::make_unique<ExecBackend>(pool.exec);
+  if (pool.backend == "fly") {
+    auto b = std::make_unique<FlyBackend>(pool.fly);
+    if (!b->configStatus().ok) throw ConfigError(where + ": " + b->configStatus().message);
+    return b;
+  }
+  if (pool.backend == "kubernetes") {
+    auto b = std::make_unique<KubernetesBackend>(pool.kubernetes);
+    if (!b->configStatus().ok) throw ConfigError(where + ": " + b->configStatus().message);
+    return b;
+  }
+  throw ConfigError("pools." + pool.name + ".backend: unknown backend '" + pool.backend + "'");
+}
+
+}  // namespace flame

@@ -1,0 +1,68 @@
+// The broker's TOML config file: endpoints, heartbeats, limits, and the pools with their
+// backends. Every wrong value is rejected at start-up with a ConfigError naming the key
+// ("pools.thumbs.max: must be at least min (3)"). See examples/flame.toml for every key.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/exec_backend.h"
+#include "backends/fly_backend.h"
+#include "backends/kubernetes_backend.h"
+#include "backends/process_backend.h"
+#include "broker/broker_core.h"
+#include "broker/options.h"
+
+namespace flame {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Scaling limits of one pool (FLAME.Pool's options). Changeable at runtime: min, max, warmSlots.
+struct PoolLimits {
+  uint32_t min = 0;
+  uint32_t max = 1;
+  uint32_t maxConcurrency = 1;
+  uint32_t warmSlots = 0;  // free slots kept booted ahead of demand
+  Duration idleShutdownAfter{10'000};
+  Duration minIdleShutdownAfter = kInfinite;
+  Duration bootTimeout{30'000};
+  Duration shutdownTimeout{5'000};
+  bool singleUse = false;
+};
+
+struct PoolConfig {
+  std::string name;
+  PoolSettings settings;  // placement, default timeout, max queue
+  PoolLimits limits;
+  std::string backend;    // process | exec | fly | kubernetes
+  ProcessOptions process;
+  ExecOptions exec;
+  FlyOptions fly;
+  KubernetesOptions kubernetes;
+};
+
+struct BrokerConfig {
+  BrokerOptions broker;
+  std::string brokerId;          // tags machines for orphan sweeps; default "flame-<hostname>"
+  std::string advertiseRunners;  // endpoint booted runners connect to; default: the bound one
+  Duration orphanSweepInterval{60'000};
+  std::string logLevel = "info";
+  std::vector<PoolConfig> pools;
+};
+
+// Parses and validates a config. `source` names it in error messages. Throws ConfigError.
+BrokerConfig parseConfig(std::string_view text, const std::string& source = "config");
+BrokerConfig loadConfig(const std::string& path);
+
+// Builds the backend of a pool. Throws ConfigError when its options cannot work
+// (for fly and kubernetes: the backend's own configStatus()).
+std::unique_ptr<Backend> makeBackend(const PoolConfig& pool);
+
+}  // namespace flame

@@ -1,0 +1,384 @@
+#include "broker/scaler.h"
+
+#include <algorithm>
+#include <random>
+
+#include "common/duration.h"
+#include "common/log.h"
+
+namespace flame {
+
+namespace {
+constexpr Duration kBackoffBase{500};
+constexpr Duration kBackoffCap{30'000};
+constexpr uint32_t kFailuresBeforeBootFailed = 3;
+
+std::string randomHex(size_t bytes) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < bytes; ++i) {
+    auto v = static_cast<unsigned>(rng() & 0xff);
+    out.push_back(digits[v >> 4]);
+    out.push_back(digits[v & 15]);
+  }
+  return out;
+}
+
+Duration backoffFor(uint32_t failures) {
+  Duration d = kBackoffBase;
+  for (uint32_t i = 1; i < failures && d < kBackoffCap; ++i) d *= 2;
+  return std::min(d, kBackoffCap);
+}
+}  // namespace
+
+Scaler::Scaler(BrokerCore& core, const Clock& clock, std::string brokerId, std::string runnerEndpoint)
+    : core_(core), clock_(clock), brokerId_(std::move(brokerId)), runnerEndpoint_(std::move(runnerEndpoint)) {}
+
+Scaler::~Scaler() = default;
+
+void Scaler::addPool(const PoolConfig& config, std::unique_ptr<Backend> backend, std::unique_ptr<BackendWorker> worker) {
+  auto managed = std::make_unique<Managed>();
+  managed->config = config;
+  managed->backend = std::move(backend);
+  managed->worker = std::move(worker);
+  core_.declarePool(config.name, config.settings);
+  logger("scaler")->info("pool={} backend={} min={} max={} max_concurrency={} idle_shutdown_after={}", config.name,
+                         config.backend, config.limits.min, config.limits.max, config.limits.maxConcurrency,
+                         formatDuration(config.limits.idleShutdownAfter));
+  pools_[config.name] = std::move(managed);
+}
+
+const PoolLimits* Scaler::limits(const std::string& pool) const {
+  auto it = pools_.find(pool);
+  return it == pools_.end() ? nullptr : &it->second->config.limits;
+}
+
+Scaler::Managed* Scaler::managedFor(const std::string& pool) {
+  auto it = pools_.find(pool);
+  return it == pools_.end() ? nullptr : it->second.get();
+}
+
+uint32_t Scaler::countPhase(const Managed& pool, Phase phase) const {
+  uint32_t n = 0;
+  for (auto& [id, m] : pool.machines) n += m.phase == phase;
+  return n;
+}
+
+void Scaler::post(Managed& pool, std::function<void()> backendWork) { pool.worker->post(std::move(backendWork)); }
+
+void Scaler::complete(std::function<void()> onLoop) {
+  {
+    std::lock_guard lock(completionsMutex_);
+    completions_.push_back(std::move(onLoop));
+  }
+  if (wake_) wake_();
+}
+
+// ---------------------------------------------------------------- the loop
+
+void Scaler::tick() {
+  std::vector<std::function<void()>> done;
+  {
+    std::lock_guard lock(completionsMutex_);
+    done.swap(completions_);
+  }
+  for (auto& f : done) f();
+  auto now = clock_.now();
+  for (auto& [name, pool] : pools_) tickPool(*pool, now);
+}
+
+void Scaler::tickPool(Managed& pool, TimePoint now) {
+  Pool* p = core_.findPool(pool.config.name);
+  if (!p) return;
+  const PoolLimits& L = pool.config.limits;
+  auto log = logger("scaler");
+
+  // Machines whose runner never came, or that will not leave.
+  for (auto& [id, m] : pool.machines) {
+    if (m.phase == Phase::Booting && now - m.since >= L.bootTimeout) {
+      std::string why = "runner did not connect within boot_timeout " + formatDuration(L.bootTimeout);
+      bootFailed(pool, id, why, now);
+      stopMachine(pool, m, why);
+    } else if (m.phase == Phase::Draining && now - m.since >= L.shutdownTimeout) {
+      stopMachine(pool, m, "still running " + formatDuration(L.shutdownTimeout) + " after drain");
+    }
+  }
+
+  uint32_t ready = 0, freeSlots = 0, draining = 0;
+  for (RunnerState* r : p->runners) {
+    if (r->phase == RunnerPhase::Ready) {
+      ++ready;
+      if (r->acceptsWork()) freeSlots += r->slots - r->used;
+    } else {
+      ++draining;
+    }
+  }
+  uint32_t booting = countPhase(pool, Phase::Booting);
+  uint32_t waiting = static_cast<uint32_t>(p->queue.size());
+
+  // Grow for demand and warm slots; keep min.
+  if (now >= pool.nextBootAt) {
+    int64_t deficit = int64_t(waiting) + L.warmSlots - freeSlots - int64_t(booting) * L.maxConcurrency;
+    uint32_t wanted = deficit > 0 ? static_cast<uint32_t>((deficit + L.maxConcurrency - 1) / L.maxConcurrency) : 0;
+    if (ready + booting < L.min) wanted = std::max(wanted, L.min - (ready + booting));
+    uint32_t machines = ready + booting + draining;
+    uint32_t room = L.max > machines ? L.max - machines : 0;
+    wanted = std::min(wanted, room);
+    if (pool.consecutiveFailures > 0) wanted = std::min(wanted, 1u);  // probe while failing
+    for (uint32_t i = 0; i < wanted; ++i) boot(pool, now);
+    booting += wanted;
+  }
+
+  // Boots keep failing and nothing can run the waiting jobs: tell their callers now, rather
+  // than let them wait out their deadlines. Jobs arriving later wait for the next probe boot
+  // (one backoff period at most) and fail with it if it fails too.
+  bool failNow = pool.failWaiting;
+  pool.failWaiting = false;
+  if (failNow && pool.consecutiveFailures >= kFailuresBeforeBootFailed && ready == 0 && booting == 0 && waiting > 0) {
+    core_.failQueued(*p, ErrorCode::BootFailed,
+                     "pool '" + pool.config.name + "' cannot boot runners (" +
+                         std::to_string(pool.consecutiveFailures) + " failures in a row): " + pool.lastBootError);
+  }
+
+  // Shrink: drain idle runners, newest first; the `min` oldest use min_idle_shutdown_after.
+  std::vector<RunnerState*> readyRunners;
+  for (RunnerState* r : p->runners)
+    if (r->phase == RunnerPhase::Ready) readyRunners.push_back(r);
+  std::sort(readyRunners.begin(), readyRunners.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+  uint32_t live = static_cast<uint32_t>(readyRunners.size());
+  for (size_t i = readyRunners.size(); i-- > 0;) {
+    RunnerState* r = readyRunners[i];
+    if (r->used != 0) continue;  // never stop a busy runner (children hold slots too)
+    bool isMin = i < L.min;
+    Duration threshold = isMin ? L.minIdleShutdownAfter : L.idleShutdownAfter;
+    if (threshold == kInfinite || now - r->idleSince < threshold) continue;
+    if (!isMin && live <= L.min) continue;
+    if (freeSlots < r->slots + L.warmSlots && !isMin) continue;  // it is one of the warm slots
+    auto m = pool.machines.find(r->id);
+    if (m == pool.machines.end()) continue;
+    log->info("pool={} runner={} idle for {}: draining", pool.config.name, r->id,
+              formatDuration(std::chrono::duration_cast<Duration>(now - r->idleSince)));
+    m->second.phase = Phase::Draining;
+    m->second.since = now;
+    freeSlots -= std::min(freeSlots, r->slots);
+    --live;
+    core_.drainRunner(*r, L.shutdownTimeout);
+  }
+}
+
+void Scaler::boot(Managed& pool, TimePoint now) {
+  const std::string& name = pool.config.name;
+  Machine m;
+  m.runnerId = name + "-" + randomHex(6);
+  m.token = randomHex(16);
+  m.since = now;
+  BootSpec spec;
+  spec.pool = name;
+  spec.runnerId = m.runnerId;
+  spec.brokerId = brokerId_;
+  spec.env = {{kEnvBroker, runnerEndpoint_},
+              {kEnvPool, name},
+              {kEnvRunnerId, m.runnerId},
+              {kEnvBootToken, m.token},
+              {kEnvBrokerId, brokerId_},
+              {kEnvConcurrency, std::to_string(pool.config.limits.maxConcurrency)}};
+  if (Pool* p = core_.findPool(name)) ++p->counters.boots;
+  logger("scaler")->info("pool={} booting runner={} via {}", name, m.runnerId, pool.config.backend);
+  std::string runnerId = m.runnerId;
+  pool.machines.emplace(runnerId, std::move(m));
+  Backend* backend = pool.backend.get();
+  post(pool, [this, backend, spec, name, runnerId] {
+    BootResult result = backend->boot(spec);
+    complete([this, name, runnerId, result] {
+      Managed* pool = managedFor(name);
+      if (!pool) return;
+      auto it = pool->machines.find(runnerId);
+      if (!result.status.ok) {
+        if (it != pool->machines.end() && it->second.phase == Phase::Booting)
+          bootFailed(*pool, runnerId, result.status.message, clock_.now());
+        if (it != pool->machines.end() && !it->second.hasHandle) pool->machines.erase(runnerId);
+        return;
+      }
+      if (it == pool->machines.end()) {
+        // Forgotten meanwhile (should not happen): stop it rather than leak it.
+        Backend* backend = pool->backend.get();
+        post(*pool, [backend, handle = result.handle] { backend->stop(handle); });
+        return;
+      }
+      it->second.handle = result.handle;
+      it->second.hasHandle = true;
+      logger("scaler")->debug("pool={} runner={} machine={} started", name, runnerId, result.handle.machineId);
+      if (it->second.phase == Phase::Stopping) {
+        it->second.stopPosted = false;
+        stopMachine(*pool, it->second, "abandoned while booting");
+      }
+    });
+  });
+}
+
+void Scaler::bootFailed(Managed& pool, const std::string& runnerId, const std::string& why, TimePoint now) {
+  ++pool.consecutiveFailures;
+  pool.failWaiting = true;
+  pool.lastBootError = why;
+  Duration backoff = backoffFor(pool.consecutiveFailures);
+  pool.nextBootAt = now + backoff;
+  if (Pool* p = core_.findPool(pool.config.name)) ++p->counters.bootFailures;
+  logger("scaler")->warn("pool={} runner={} boot failed ({} in a row): {}; next boot in {}", pool.config.name, runnerId,
+                         pool.consecutiveFailures, why, formatDuration(backoff));
+}
+
+void Scaler::stopMachine(Managed& pool, Machine& m, const std::string& why) {
+  m.phase = Phase::Stopping;
+  if (m.stopPosted) return;
+  m.stopPosted = true;
+  if (!m.hasHandle) return;  // boot() still running: stopped when it returns
+  logger("scaler")->info("pool={} runner={} machine={} stopping: {}", pool.config.name, m.runnerId,
+                         m.handle.machineId, why);
+  Backend* backend = pool.backend.get();
+  std::string name = pool.config.name, runnerId = m.runnerId;
+  MachineHandle handle = m.handle;
+  post(pool, [this, backend, handle, name, runnerId] {
+    BackendStatus status = backend->stop(handle);
+    complete([this, name, runnerId, status, handle] {
+      if (!status.ok)
+        logger("scaler")->error("pool={} machine={} could not be stopped: {} (the orphan sweep will retry)", name,
+                                handle.machineId, status.message);
+      if (Managed* pool = managedFor(name)) pool->machines.erase(runnerId);
+    });
+  });
+}
+
+void Scaler::sweepOrphans() {
+  for (auto& [name, pool] : pools_) {
+    if (!pool->backend->supportsList()) continue;
+    Backend* backend = pool->backend.get();
+    std::string poolName = name;
+    post(*pool, [this, backend, poolName] {
+      ListResult listed = backend->list(brokerId_);
+      complete([this, poolName, listed] {
+        Managed* pool = managedFor(poolName);
+        if (!pool) return;
+        if (!listed.status.ok) {
+          logger("scaler")->warn("pool={} orphan sweep could not list machines: {}", poolName, listed.status.message);
+          return;
+        }
+        for (const MachineHandle& h : listed.machines) {
+          if (!h.pool.empty() && h.pool != poolName) continue;
+          bool known = false;
+          for (auto& [id, m] : pool->machines)
+            known = known || id == h.runnerId || (m.hasHandle && m.handle.machineId == h.machineId);
+          if (known) continue;
+          logger("scaler")->warn("pool={} orphan machine={} (runner {}) has no live runner: stopping", poolName,
+                                 h.machineId, h.runnerId);
+          Backend* backend = pool->backend.get();
+          post(*pool, [backend, h] { backend->stop(h); });
+        }
+      });
+    });
+  }
+}
+
+void Scaler::shutdown() {
+  for (auto& [name, pool] : pools_) {
+    for (auto& [id, m] : pool->machines) {
+      if (RunnerState* r = core_.findRunner(id)) core_.drainRunner(*r, pool->config.limits.shutdownTimeout);
+      if (m.hasHandle && !m.stopPosted) {
+        m.stopPosted = true;
+        Backend* backend = pool->backend.get();
+        post(*pool, [backend, handle = m.handle] { backend->stop(handle); });
+      }
+    }
+    pool->worker.reset();  // finishes the stops, joins
+    pool->machines.clear();
+  }
+  std::lock_guard lock(completionsMutex_);
+  completions_.clear();
+}
+
+// ---------------------------------------------------------------- listener
+
+ErrorCode Scaler::admitRunner(const msg::Ready& ready) {
+  Managed* pool = managedFor(ready.pool);
+  if (!pool) return ErrorCode::None;  // a static pool: anyone may serve it
+  auto it = pool->machines.find(ready.runnerId);
+  if (it == pool->machines.end() || it->second.phase != Phase::Booting || it->second.token.empty() ||
+      it->second.token != ready.token) {
+    logger("scaler")->warn("pool={} runner={} refused: not a runner this broker booted, or a wrong/used token",
+                           ready.pool, ready.runnerId);
+    return ErrorCode::Unauthorized;
+  }
+  it->second.token.clear();  // one-time
+  it->second.phase = Phase::Ready;
+  it->second.since = clock_.now();
+  pool->consecutiveFailures = 0;
+  pool->nextBootAt = TimePoint{};
+  return ErrorCode::None;
+}
+
+void Scaler::runnerJoined(RunnerState& runner) {
+  Managed* pool = managedFor(runner.pool->name);
+  if (!pool) return;
+  runner.singleUse = pool->config.limits.singleUse;
+  runner.pool->available.update(runner);
+}
+
+void Scaler::runnerLeft(RunnerState& runner, const std::string& why) {
+  Managed* pool = managedFor(runner.pool->name);
+  if (!pool) return;
+  auto it = pool->machines.find(runner.id);
+  if (it == pool->machines.end()) return;
+  stopMachine(*pool, it->second, "runner left: " + why);
+}
+
+void Scaler::jobFinished(RunnerState& runner) {
+  if (!runner.singleUse || runner.phase != RunnerPhase::Ready) return;
+  Managed* pool = managedFor(runner.pool->name);
+  if (!pool) return;
+  auto it = pool->machines.find(runner.id);
+  if (it != pool->machines.end()) {
+    it->second.phase = Phase::Draining;
+    it->second.since = clock_.now();
+  }
+  logger("scaler")->info("pool={} runner={} single use: done, draining", runner.pool->name, runner.id);
+  core_.drainRunner(runner, pool->config.limits.shutdownTimeout);
+}
+
+void Scaler::describe(const Pool& pool, msg::PoolStatus& status) const {
+  auto it = pools_.find(pool.name);
+  if (it == pools_.end()) return;
+  const Managed& m = *it->second;
+  status.min = m.config.limits.min;
+  status.max = m.config.limits.max;
+  for (auto& [id, machine] : m.machines) {
+    if (machine.phase != Phase::Booting) continue;
+    ++status.booting;
+    status.runners.push_back(msg::RunnerStatus{id, "booting", 0, m.config.limits.maxConcurrency, 0, "", 0});
+  }
+}
+
+ErrorCode Scaler::setPool(const msg::SetPool& request, std::string& why) {
+  Managed* pool = managedFor(request.pool);
+  if (!pool) {
+    why = "pool '" + request.pool + "' has no scaler (it is not declared in the config file)";
+    return ErrorCode::UnknownPool;
+  }
+  PoolLimits next = pool->config.limits;
+  if (request.min >= 0) next.min = static_cast<uint32_t>(std::min<int64_t>(request.min, 100'000));
+  if (request.max >= 0) next.max = static_cast<uint32_t>(std::min<int64_t>(request.max, 100'000));
+  if (request.warmSlots >= 0) next.warmSlots = static_cast<uint32_t>(std::min<int64_t>(request.warmSlots, 1'000'000));
+  if (next.max == 0) {
+    why = "max must be at least 1";
+    return ErrorCode::BadRequest;
+  }
+  if (next.min > next.max) {
+    why = "min (" + std::to_string(next.min) + ") must not exceed max (" + std::to_string(next.max) + ")";
+    return ErrorCode::BadRequest;
+  }
+  pool->config.limits = next;
+  logger("scaler")->info("pool={} limits changed: min={} max={} warm_slots={}", request.pool, next.min, next.max,
+                         next.warmSlots);
+  return ErrorCode::None;
+}
+
+}  // namespace flame

@@ -1,0 +1,96 @@
+// Scaler: boots and stops a pool's machines from the broker's own state (queue depth, free
+// and booting slots, idle timers). See docs/SCALER.md for the lifecycle and every rule.
+//
+// Runs on the broker's loop thread: it is a BrokerListener of the core and tick() is called
+// on every loop iteration. Backend calls run on each pool's BackendWorker; their results are
+// queued and applied by the next tick() (the `wake` callback makes the loop come round).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "broker/backend_worker.h"
+#include "broker/broker_core.h"
+#include "broker/config.h"
+
+namespace flame {
+
+class Scaler final : public BrokerListener {
+ public:
+  // `runnerEndpoint` is what booted runners connect to (FLAME_BROKER).
+  Scaler(BrokerCore& core, const Clock& clock, std::string brokerId, std::string runnerEndpoint);
+  ~Scaler() override;
+
+  // Manages `pool` (declares it in the core). Call before the loop runs.
+  void addPool(const PoolConfig& config, std::unique_ptr<Backend> backend, std::unique_ptr<BackendWorker> worker);
+
+  // Called from any thread after a backend result was queued; should wake the loop.
+  void setWake(std::function<void()> wake) { wake_ = std::move(wake); }
+
+  // Applies backend results, then makes every decision that is due. Loop thread only.
+  void tick();
+  // Lists every backend's machines and stops those that are not runners we know (orphans).
+  void sweepOrphans();
+  // Stops every machine (broker shutdown): drains runners and stops machines through the backend,
+  // waiting for the backend work to finish.
+  void shutdown();
+
+  const PoolLimits* limits(const std::string& pool) const;
+
+  // BrokerListener
+  ErrorCode admitRunner(const msg::Ready& ready) override;
+  void runnerJoined(RunnerState& runner) override;
+  void runnerLeft(RunnerState& runner, const std::string& why) override;
+  void jobFinished(RunnerState& runner) override;
+  void describe(const Pool& pool, msg::PoolStatus& status) const override;
+  ErrorCode setPool(const msg::SetPool& request, std::string& why) override;
+
+ private:
+  enum class Phase { Booting, Ready, Draining, Stopping };
+  struct Machine {
+    std::string runnerId;
+    std::string token;
+    MachineHandle handle;
+    bool hasHandle = false;  // boot() returned
+    Phase phase = Phase::Booting;
+    TimePoint since{};       // when the phase began
+    bool stopPosted = false;
+  };
+  struct Managed {
+    PoolConfig config;
+    std::unique_ptr<Backend> backend;
+    std::unique_ptr<BackendWorker> worker;
+    std::map<std::string, Machine> machines;  // by runner id
+    uint32_t consecutiveFailures = 0;
+    TimePoint nextBootAt{};
+    std::string lastBootError;
+    bool failWaiting = false;  // a boot just failed: fail waiting jobs if nothing else can run them
+  };
+
+  void tickPool(Managed& pool, TimePoint now);
+  void boot(Managed& pool, TimePoint now);
+  void bootFailed(Managed& pool, const std::string& runnerId, const std::string& why, TimePoint now);
+  void stopMachine(Managed& pool, Machine& machine, const std::string& why);
+  void post(Managed& pool, std::function<void()> backendWork);
+  void complete(std::function<void()> onLoop);
+  Managed* managedFor(const std::string& pool);
+  uint32_t countPhase(const Managed& pool, Phase phase) const;
+
+  BrokerCore& core_;
+  const Clock& clock_;
+  std::string brokerId_;
+  std::string runnerEndpoint_;
+  std::function<void()> wake_;
+  std::map<std::string, std::unique_ptr<Managed>> pools_;
+  uint64_t nextRunner_ = 1;
+
+  std::mutex completionsMutex_;
+  std::vector<std::function<void()>> completions_;  // run on the loop thread by tick()
+};
+
+}  // namespace flame

@@ -1,0 +1,103 @@
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "broker/config.h"
+
+using namespace flame;
+
+namespace {
+std::string errorOf(const std::string& text) {
+  try {
+    parseConfig(text, "test.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("a full config parses", "[config]") {
+  auto c = parseConfig(R"(
+[broker]
+clients = "tcp://127.0.0.1:6000"
+runners = "tcp://127.0.0.1:6001"
+heartbeat_interval = "500ms"
+liveness = 4
+broker_id = "b1"
+
+[pools.thumbs]
+backend = "process"
+min = 1
+max = 10
+max_concurrency = 5
+idle_shutdown_after = "30s"
+single_use = true
+placement = "spread"
+timeout = "5m"
+max_queue = 100
+warm_slots = 3
+
+[pools.thumbs.process]
+command = ["./build/bin/flame-worker", "--enable-test-functions"]
+env = { EXTRA = "1" }
+
+[pools.gpu]
+backend = "fly"
+max = 2
+[pools.gpu.fly]
+app = "my-app"
+image = "registry.fly.io/my-app:latest"
+gpu_kind = "a100-pcie-40gb"
+)");
+  CHECK(c.broker.clientsEndpoint == "tcp://127.0.0.1:6000");
+  CHECK(c.broker.heartbeatInterval == Duration(500));
+  CHECK(c.broker.liveness == 4);
+  CHECK(c.brokerId == "b1");
+  REQUIRE(c.pools.size() == 2);
+  auto& t = c.pools[1].name == "thumbs" ? c.pools[1] : c.pools[0];
+  CHECK(t.limits.min == 1);
+  CHECK(t.limits.max == 10);
+  CHECK(t.limits.maxConcurrency == 5);
+  CHECK(t.limits.idleShutdownAfter == Duration(30000));
+  CHECK(t.limits.singleUse);
+  CHECK(t.limits.warmSlots == 3);
+  CHECK(t.settings.placement == Placement::Spread);
+  CHECK(t.settings.defaultTimeout == Duration(300000));
+  CHECK(t.settings.maxQueue == 100);
+  CHECK(t.process.command.size() == 2);
+  CHECK(t.process.extraEnv.at("EXTRA") == "1");
+}
+
+TEST_CASE("wrong config values are rejected naming the key", "[config]") {
+  CHECK(errorOf("[broker]\nclient = \"x\"\n") == "broker.client: unknown key");
+  CHECK(errorOf("[pools.a]\nmin = -1\n[pools.a.process]\ncommand=[\"w\"]\n").find("pools.a.min: must be between") == 0);
+  CHECK(errorOf("[pools.a]\nmin = 3\nmax = 2\n[pools.a.process]\ncommand=[\"w\"]\n") ==
+        "pools.a.max: must be at least min (3), got 2");
+  CHECK(errorOf("[pools.a]\nbackend = \"ec2\"\n").find("pools.a.backend: unknown backend 'ec2'") == 0);
+  CHECK(errorOf("[pools.a]\nbackend = \"process\"\n").find("pools.a.process.command: is required") == 0);
+  CHECK(errorOf("[pools.a]\nbackend = \"fly\"\n[pools.a.fly]\nimage = \"i\"\n").find("pools.a.fly.app: is required") == 0);
+  CHECK(errorOf("[pools.a]\nidle_shutdown_after = \"soon\"\n[pools.a.process]\ncommand=[\"w\"]\n")
+            .find("pools.a.idle_shutdown_after: 'soon' is not a duration") == 0);
+  CHECK(errorOf("[pools.a]\nmax = \"3\"\n").find("pools.a.max: must be an integer") == 0);
+  CHECK(errorOf("[pools.a]\nplacement = \"random\"\n[pools.a.process]\ncommand=[\"w\"]\n").find("pools.a.placement") == 0);
+  CHECK(errorOf("[pools.a]\n[pools.a.process]\ncommand=[\"w\"]\nbogus = 1\n") == "pools.a.process.bogus: unknown key");
+  CHECK(errorOf("[broker\n").find("test.toml:1") == 0);
+  CHECK(errorOf("[pools.a]\nboot_timeout = \"infinity\"\n[pools.a.process]\ncommand=[\"w\"]\n") ==
+        "pools.a.boot_timeout: cannot be infinity");
+}
+
+TEST_CASE("durations accept infinity where it makes sense", "[config]") {
+  auto c = parseConfig("[pools.a]\nmin_idle_shutdown_after = \"infinity\"\nidle_shutdown_after = \"infinity\"\n"
+                       "[pools.a.process]\ncommand=[\"w\"]\n");
+  CHECK(c.pools[0].limits.idleShutdownAfter == kInfinite);
+}
+
+TEST_CASE("the shipped example config is valid", "[config]") {
+  std::ifstream in(std::string(FLAME_SOURCE_DIR) + "/examples/flame.toml");
+  REQUIRE(in.good());
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto c = parseConfig(buf.str(), "examples/flame.toml");
+  CHECK_FALSE(c.pools.empty());
+}
