@@ -1,0 +1,213 @@
+#include "client/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <future>
+#include <iostream>
+#include <iterator>
+#include <optional>
+#include <zmq.hpp>
+
+#include "client/client.h"
+#include "client/status_format.h"
+#include "common/duration.h"
+#include "common/log.h"
+
+namespace flame {
+
+namespace {
+
+// Flags shared by call, cast and place.
+struct JobArgs {
+  std::string pool;
+  std::string function;
+  std::string payload;  // "-" = read stdin
+  std::string timeout = "0";
+  bool idempotent = false;
+  unsigned retries = 0;
+  bool link = false;
+};
+
+const CLI::Validator kDurationCheck(
+    [](std::string& text) -> std::string {
+      return parseDuration(text) ? std::string()
+                                 : "not a duration (e.g. 250ms, 30s, 5m, infinity): " + text;
+    },
+    "DURATION");
+
+void addJobArgs(CLI::App* cmd, JobArgs& args, const char* timeoutHelp) {
+  cmd->add_option("--timeout", args.timeout, timeoutHelp)->check(kDurationCheck);
+  cmd->add_flag("--idempotent", args.idempotent,
+                "the job may be re-run on another runner if its runner is lost");
+  cmd->add_option("--retries", args.retries, "re-runs allowed with --idempotent")
+      ->check(CLI::Range(0u, 255u));
+  cmd->add_option("POOL", args.pool, "pool name")->required();
+  cmd->add_option("FUNCTION", args.function, "function name")->required();
+  cmd->add_option("PAYLOAD", args.payload, "payload bytes; - reads stdin; default: empty");
+}
+
+CallOptions callOptions(const JobArgs& args, bool link) {
+  CallOptions options;
+  options.timeout =
+      parseDuration(args.timeout).value_or(Duration(0));  // validated by kDurationCheck
+  options.idempotent = args.idempotent;
+  options.retries = static_cast<uint8_t>(args.retries);
+  options.link = link;
+  return options;
+}
+
+std::string payloadOf(const JobArgs& args, std::istream& in) {
+  if (args.payload != "-") return args.payload;
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+int fail(std::ostream& err, const Failure& failure) {
+  err << "error: " << failure.toString() << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int runCli(int argc, const char* const* argv, CliStreams io, const std::string& defaultBroker) {
+  CLI::App app{"flame: run jobs on a flame broker's pools and inspect them", "flame"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand: `flame call --broker EP ...`
+  std::string broker = defaultBroker;
+  std::string logLevel = "warn";
+  app.add_option("--broker", broker,
+                 std::string("the broker's client endpoint (default: $") + kEnvClientEndpoint +
+                     ", else " + kDefaultClientEndpoint + ")");
+  app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off (default: warn)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  JobArgs callArgs;
+  auto* call = app.add_subcommand(
+      "call", "run FUNCTION on a runner of POOL and print its result bytes verbatim");
+  addJobArgs(call, callArgs,
+             "deadline from the broker's receipt (default 0: the pool's; infinity: none)");
+
+  JobArgs castArgs;
+  auto* cast =
+      app.add_subcommand("cast", "queue FUNCTION on POOL without waiting; prints the job id");
+  addJobArgs(cast, castArgs,
+             "deadline from the broker's receipt (default 0: the pool's; infinity: none)");
+
+  JobArgs placeArgs;
+  auto* place =
+      app.add_subcommand("place", "start a long-running child; prints its handle childId@runnerId");
+  addJobArgs(place, placeArgs, "the child's whole budget (default 0: infinite)");
+  place->add_flag("--link", placeArgs.link,
+                  "stay in the foreground until the child exits (exit 1 if it failed); "
+                  "the child is stopped if this command goes away");
+
+  std::string handleText;
+  std::string stopTimeout = "infinity";
+  auto* stop = app.add_subcommand("stop", "stop a placed child and wait until it has ended");
+  stop->add_option("HANDLE", handleText, "childId@runnerId as printed by place, or a bare childId")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            return ChildHandle::parse(text) ? std::string()
+                                            : "not a child handle (childId@runnerId): " + text;
+          },
+          "HANDLE"));
+  stop->add_option("--timeout", stopTimeout, "give up waiting after this long (default: infinity)")
+      ->check(kDurationCheck);
+
+  bool json = false;
+  std::string statusTimeout = "5s";
+  auto* status = app.add_subcommand("status", "show pools, queues, slots and runners");
+  status->add_flag("--json", json, "print one JSON object instead of tables");
+  status
+      ->add_option("--timeout", statusTimeout,
+                   "fail with broker_unreachable after this long (default: 5s)")
+      ->check(kDurationCheck);
+
+  auto* pool = app.add_subcommand("pool", "manage pools");
+  pool->require_subcommand(1);
+  std::string poolName;
+  std::optional<uint32_t> poolMin, poolMax, poolWarm;
+  bool poolJson = false;
+  std::string poolTimeout = "5s";
+  auto* poolSet =
+      pool->add_subcommand("set", "change a configured pool's scaling limits; prints its status");
+  poolSet->add_option("POOL", poolName, "pool name")->required();
+  poolSet->add_option("--min", poolMin, "runners kept up even when idle");
+  poolSet->add_option("--max", poolMax, "most runners at once (at least 1)");
+  poolSet->add_option("--warm-slots", poolWarm, "free slots kept ready ahead of demand");
+  poolSet->add_flag("--json", poolJson, "print the pool's status as JSON");
+  poolSet
+      ->add_option("--timeout", poolTimeout,
+                   "fail with broker_unreachable after this long (default: 5s)")
+      ->check(kDurationCheck);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e, io.out, io.err);  // prints help (code 0) or the error
+    return code == 0 ? 0 : 2;
+  }
+  if (poolSet->parsed() && !poolMin && !poolMax && !poolWarm) {
+    io.err << "pool set: give at least one of --min, --max, --warm-slots\n";
+    return 2;
+  }
+  setLogLevel(logLevel);
+
+  std::optional<Client> client;
+  try {
+    client.emplace(ClientOptions{broker});
+  } catch (const zmq::error_t& e) {
+    io.err << "error: bad broker endpoint '" << broker << "': " << e.what() << "\n";
+    return 2;
+  }
+
+  if (call->parsed()) {
+    auto result = client->call(callArgs.pool, callArgs.function, payloadOf(callArgs, io.in),
+                               callOptions(callArgs, /*link=*/true));
+    if (!result) return fail(io.err, result.error());
+    io.out.write(result->data(), static_cast<std::streamsize>(result->size()));
+    io.out.flush();
+    return 0;
+  }
+  if (cast->parsed()) {
+    // Unlinked: the job must survive this command's exit.
+    auto jobId = client->cast(castArgs.pool, castArgs.function, payloadOf(castArgs, io.in),
+                              callOptions(castArgs, /*link=*/false));
+    if (!jobId) return fail(io.err, jobId.error());
+    io.out << *jobId << "\n";
+    return 0;
+  }
+  if (place->parsed()) {
+    auto exited = std::make_shared<std::promise<std::optional<Failure>>>();
+    auto handle = client->place(
+        placeArgs.pool, placeArgs.function, payloadOf(placeArgs, io.in),
+        callOptions(placeArgs, placeArgs.link),
+        [exited](uint64_t, std::optional<Failure> why) { exited->set_value(std::move(why)); });
+    if (!handle) return fail(io.err, handle.error());
+    io.out << handle->toString() << "\n";
+    io.out.flush();
+    if (!placeArgs.link) return 0;
+    auto why = exited->get_future().get();  // onExit runs exactly once for a linked child
+    return why ? fail(io.err, *why) : 0;
+  }
+  if (stop->parsed()) {
+    auto done = client->stop(*ChildHandle::parse(handleText),
+                             parseDuration(stopTimeout).value_or(kInfinite));
+    return done ? 0 : fail(io.err, done.error());
+  }
+  if (status->parsed()) {
+    auto reply = client->status(parseDuration(statusTimeout).value_or(Duration(5000)));
+    if (!reply) return fail(io.err, reply.error());
+    io.out << (json ? formatStatusJson(*reply) + "\n" : formatStatusTable(*reply));
+    return 0;
+  }
+  if (poolSet->parsed()) {
+    auto reply = client->setPool(poolName, PoolLimitsUpdate{poolMin, poolMax, poolWarm},
+                                 parseDuration(poolTimeout).value_or(Duration(5000)));
+    if (!reply) return fail(io.err, reply.error());
+    io.out << (poolJson ? formatStatusJson(*reply) + "\n" : formatStatusTable(*reply));
+    return 0;
+  }
+  return 2;  // unreachable: a subcommand is required
+}
+
+}  // namespace flame

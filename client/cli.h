@@ -1,0 +1,27 @@
+// The `flame` command line, as a library function so tests can run it in-process.
+// main.cpp only wires the process's streams and environment to runCli().
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+namespace flame {
+
+// Environment variable that overrides the default broker endpoint of the CLI.
+inline constexpr const char* kEnvClientEndpoint = "FLAME_CLIENT_ENDPOINT";
+inline constexpr const char* kDefaultClientEndpoint = "tcp://127.0.0.1:5555";
+
+struct CliStreams {
+  std::istream& in;   // read for a PAYLOAD of "-"
+  std::ostream& out;  // results (call's bytes verbatim), help
+  std::ostream& err;  // "error: <code_name>: <message>" and usage errors
+};
+
+// Runs `flame <subcommand> ...` (argv[0] is the program name). Returns the exit code:
+// 0 success, 1 the request failed (the error is printed on err), 2 bad usage.
+// `defaultBroker` is the endpoint used without --broker. Blocks until the request is answered,
+// which the client's liveness rules bound for every subcommand except a foreground
+// `place --link` (which waits for its child) and a `call --timeout infinity`.
+int runCli(int argc, const char* const* argv, CliStreams io, const std::string& defaultBroker);
+
+}  // namespace flame

@@ -1,0 +1,143 @@
+// flame::Client: submit jobs to a flame broker from C++ (docs/PROTOCOL.md, client side).
+//
+//   flame::Client client({.broker = "tcp://broker:5555"});
+//   auto r = client.call("thumbs", "resize", bytes);
+//   if (!r) std::cerr << r.error().toString();   // "timeout: ..."
+//
+// Threading: every method may be called from any thread. One background I/O thread owns the
+// DEALER socket: API calls register the request in a table, encode it on the calling thread and
+// hand its frames to the I/O thread through an inproc pipe. Completion callbacks (the
+// std::function overloads, and place()'s onExit) run on that I/O thread: keep them short, and
+// call only asynchronous methods from them (a synchronous method called there fails at once
+// with `internal` instead of deadlocking).
+//
+// Deadlines and liveness (every request is answered exactly once, no caller hangs on a dead
+// broker):
+// - A call's timeout is enforced by the broker. The client adds a local safety deadline of
+//   timeout + 2 x heartbeatInterval (for calls and places with a finite, non-zero timeout),
+//   after which the request fails with `timeout` and a best-effort `cancel` is sent.
+// - While anything is outstanding (a request, or a linked child), the client sends `heartbeat`
+//   every interval and adopts the broker's interval when the broker's is smaller. If nothing at
+//   all is heard from the broker for interval x liveness, every outstanding request fails with
+//   `broker_unreachable` and every linked child is reported exited with `broker_unreachable`.
+//   This also bounds requests that cannot even be sent (no broker listening).
+// - A broker that restarts forgets requests in flight; requests with a timeout still end by the
+//   local deadline, those without one wait (the protocol has no broker incarnation id).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "client/child_handle.h"
+#include "client/outcome.h"
+#include "client/typed.h"
+#include "common/clock.h"
+#include "common/messages.h"
+
+namespace flame {
+
+struct ClientOptions {
+  std::string broker = "tcp://127.0.0.1:5555";  // the broker's client endpoint
+  // Heartbeat period while work is outstanding. The broker is considered gone after
+  // heartbeatInterval x liveness without any message from it.
+  Duration heartbeatInterval{1000};
+  uint32_t liveness = 3;
+};
+
+struct CallOptions {
+  // Budget from the broker's receipt, covering queueing and running.
+  // Duration(0) = the pool's default (for place: infinite); kInfinite = none.
+  Duration timeout{0};
+  bool idempotent = false;  // may be re-run on another runner if its runner is lost
+  uint8_t retries = 0;      // how many such re-runs (only with idempotent)
+  // Tie the work to this client: the client heartbeats while it is outstanding, the broker
+  // cancels it (and stops linked children) if the client goes away, and ~Client cancels it.
+  bool link = true;
+};
+
+using CallResult = Outcome<std::string>;  // the function's result bytes
+
+// New scaling limits for a pool; fields left empty stay as they are.
+struct PoolLimitsUpdate {
+  std::optional<uint32_t> min;
+  std::optional<uint32_t> max;
+  std::optional<uint32_t> warmSlots;
+};
+
+class Client {
+ public:
+  // Connects to options.broker (asynchronously: no broker needs to be up yet) and starts the
+  // I/O thread. Throws zmq::error_t for an invalid endpoint.
+  explicit Client(ClientOptions options = {});
+  // Sends `cancel` for outstanding linked calls and places and `stopChild` for linked children
+  // (best effort), fails every outstanding request with `shutting_down`, reports every linked
+  // child exited with `shutting_down`, and joins the I/O thread. No method may be running or
+  // called concurrently with the destructor.
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Runs `function` on a runner of `pool` with `payload` and waits for its result bytes.
+  CallResult call(std::string_view pool, std::string_view function, std::string_view payload,
+                  CallOptions options = {});
+  // Same, without waiting. The future is always satisfied (see the liveness rules above).
+  std::future<CallResult> callAsync(std::string_view pool, std::string_view function,
+                                    std::string_view payload, CallOptions options = {});
+  // Same; `done` runs once, on the I/O thread (or on the calling thread if the client is
+  // already shutting down).
+  void callAsync(std::string_view pool, std::string_view function, std::string_view payload,
+                 CallOptions options, std::function<void(CallResult)> done);
+
+  // Queues a fire-and-forget job and returns its job id once the broker accepted it. With
+  // link = true (the default) the job is dropped or cancelled if this client goes away.
+  Outcome<uint64_t> cast(std::string_view pool, std::string_view function, std::string_view payload,
+                         CallOptions options = {});
+
+  // Starts a long-running child and returns its handle once a runner has taken it.
+  // options.timeout 0 means infinite here (it bounds the child's whole life otherwise).
+  // For a linked child, `onExit` runs exactly once on the I/O thread: on `childExited`
+  // (nullopt when the function returned normally), when `stop()` ends it (`cancelled`), when the
+  // broker is lost (`broker_unreachable`) or when the client is destroyed (`shutting_down`).
+  // The broker sends no exit notice for unlinked children, so onExit is never called for them.
+  Outcome<ChildHandle> place(
+      std::string_view pool, std::string_view function, std::string_view payload,
+      CallOptions options = {},
+      std::function<void(uint64_t childId, std::optional<Failure>)> onExit = {});
+
+  // Stops a child (any client may) and waits until it has ended. Fails with `not_found` for an
+  // unknown child, `timeout` when `timeout` passes first (the stop may still happen).
+  Outcome<void> stop(const ChildHandle& child, Duration timeout = kInfinite);
+
+  // The broker's view of every pool. Fails with `broker_unreachable` after `timeout`.
+  Outcome<msg::StatusReply> status(Duration timeout = Duration(5000));
+
+  // Changes the scaling limits of a pool declared in the broker's config (message setPool) and
+  // returns the status of that pool afterwards. Fails with `unknown_pool`, `bad_request`
+  // (e.g. min > max), or `broker_unreachable` after `timeout`.
+  Outcome<msg::StatusReply> setPool(std::string_view pool, const PoolLimitsUpdate& update,
+                                    Duration timeout = Duration(5000));
+
+  // Typed call: builds a Req (a Cap'n Proto struct) with `build`, sends it as the payload and
+  // parses the result bytes as a Resp. Bad result bytes fail with {BadRequest, "bad result: ..."}.
+  //   auto r = client.callTyped<Resize, Image>("thumbs", "resize", [](Resize::Builder b) {
+  //   b.setWidth(64); }); if (r) use(r->get().getData());
+  template <class Req, class Resp>
+  Outcome<Typed<Resp>> callTyped(std::string_view pool, std::string_view function,
+                                 const std::function<void(typename Req::Builder)>& build,
+                                 CallOptions options = {}) {
+    auto result = call(pool, function, toBytes<Req>(build), options);
+    if (!result) return result.error();
+    return fromBytes<Resp>(result.value());
+  }
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flame

@@ -1,0 +1,122 @@
+#include "client/pending.h"
+
+#include <algorithm>
+
+namespace flame {
+
+bool PendingTable::add(uint64_t requestId, PendingRequest& request) {
+  std::lock_guard lock(mutex_);
+  if (closed_) return false;
+  if (request.deadline != TimePoint::max()) deadlines_.emplace(request.deadline, requestId);
+  if (request.kind == RequestKind::Stop) stopsByChild_.emplace(request.childId, requestId);
+  entries_.emplace(requestId, std::move(request));
+  return true;
+}
+
+std::optional<PendingRequest> PendingTable::take(uint64_t requestId) {
+  std::lock_guard lock(mutex_);
+  return takeLocked(requestId);
+}
+
+std::optional<PendingRequest> PendingTable::takeLocked(uint64_t requestId) {
+  auto it = entries_.find(requestId);
+  if (it == entries_.end()) return std::nullopt;
+  PendingRequest request = std::move(it->second);
+  entries_.erase(it);
+  if (request.deadline != TimePoint::max()) deadlines_.erase({request.deadline, requestId});
+  if (request.kind == RequestKind::Stop) {
+    auto [first, last] = stopsByChild_.equal_range(request.childId);
+    for (auto s = first; s != last; ++s) {
+      if (s->second == requestId) {
+        stopsByChild_.erase(s);
+        break;
+      }
+    }
+  }
+  return request;
+}
+
+std::vector<PendingTable::Entry> PendingTable::takeStopsOf(uint64_t childId) {
+  std::lock_guard lock(mutex_);
+  std::vector<uint64_t> ids;
+  auto [first, last] = stopsByChild_.equal_range(childId);
+  for (auto s = first; s != last; ++s) ids.push_back(s->second);
+  std::sort(ids.begin(), ids.end());  // oldest first, for a predictable completion order
+  std::vector<Entry> out;
+  for (uint64_t id : ids) {
+    if (auto request = takeLocked(id)) out.emplace_back(id, std::move(*request));
+  }
+  return out;
+}
+
+std::optional<PendingTable::Entry> PendingTable::takeUnaddressedStop(uint64_t childIdHint) {
+  std::lock_guard lock(mutex_);
+  uint64_t id = 0;
+  if (auto hinted = stopsByChild_.find(childIdHint);
+      childIdHint != 0 && hinted != stopsByChild_.end()) {
+    id = hinted->second;
+  } else if (stopsByChild_.size() == 1) {
+    id = stopsByChild_.begin()->second;
+  } else {
+    return std::nullopt;
+  }
+  auto request = takeLocked(id);
+  if (!request) return std::nullopt;
+  return Entry{id, std::move(*request)};
+}
+
+std::vector<PendingTable::Entry> PendingTable::takeExpired(TimePoint now) {
+  std::lock_guard lock(mutex_);
+  std::vector<Entry> out;
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    uint64_t id = deadlines_.begin()->second;
+    auto request = takeLocked(id);  // also erases the deadline
+    if (request) out.emplace_back(id, std::move(*request));
+  }
+  return out;
+}
+
+TimePoint PendingTable::nextDeadline() const {
+  std::lock_guard lock(mutex_);
+  return deadlines_.empty() ? TimePoint::max() : deadlines_.begin()->first;
+}
+
+std::vector<PendingTable::Entry> PendingTable::close() {
+  std::lock_guard lock(mutex_);
+  closed_ = true;
+  return takeAllLocked();
+}
+
+std::vector<PendingTable::Entry> PendingTable::takeAll() {
+  std::lock_guard lock(mutex_);
+  return takeAllLocked();
+}
+
+std::vector<PendingTable::Entry> PendingTable::takeAllLocked() {
+  std::vector<Entry> out;
+  out.reserve(entries_.size());
+  for (auto& [id, request] : entries_) out.emplace_back(id, std::move(request));
+  std::sort(out.begin(), out.end(),
+            [](const Entry& a, const Entry& b) { return a.first < b.first; });
+  entries_.clear();
+  deadlines_.clear();
+  stopsByChild_.clear();
+  return out;
+}
+
+bool PendingTable::contains(uint64_t requestId) const {
+  std::lock_guard lock(mutex_);
+  return entries_.count(requestId) != 0;
+}
+
+bool PendingTable::empty() const {
+  std::lock_guard lock(mutex_);
+  return entries_.empty();
+}
+
+size_t PendingTable::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+}  // namespace flame

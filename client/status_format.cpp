@@ -1,0 +1,98 @@
+#include "client/status_format.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "common/duration.h"
+
+namespace flame {
+
+namespace {
+
+using Row = std::vector<std::string>;
+
+// Left-aligned columns separated by two spaces, no trailing spaces.
+std::string renderTable(const std::vector<Row>& rows, const std::string& indent) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line = indent;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string fraction(uint32_t used, uint32_t total) {
+  return std::to_string(used) + "/" + std::to_string(total);
+}
+
+}  // namespace
+
+std::string formatStatusTable(const msg::StatusReply& status) {
+  if (status.pools.empty()) return "no pools\n";
+  std::vector<Row> pools{{"POOL", "QUEUED", "SLOTS", "RUNNERS", "BOOTING", "MIN", "MAX",
+                          "COMPLETED", "FAILED", "BOOTS", "BOOT_FAILURES"}};
+  for (const auto& p : status.pools) {
+    pools.push_back({p.name, std::to_string(p.queued), fraction(p.slotsUsed, p.slotsTotal),
+                     std::to_string(p.runners.size()), std::to_string(p.booting),
+                     std::to_string(p.min), std::to_string(p.max), std::to_string(p.completed),
+                     std::to_string(p.failed), std::to_string(p.boots),
+                     std::to_string(p.bootFailures)});
+  }
+  std::string out = renderTable(pools, "");
+  for (const auto& p : status.pools) {
+    if (p.runners.empty()) continue;
+    std::vector<Row> runners{{"RUNNER", "STATE", "SLOTS", "PID", "HOST", "IDLE"}};
+    for (const auto& r : p.runners) {
+      runners.push_back({r.runnerId, r.state, fraction(r.slotsUsed, r.slotsTotal),
+                         std::to_string(r.pid), r.host.empty() ? "-" : r.host,
+                         formatDuration(Duration(static_cast<int64_t>(r.idleMs)))});
+    }
+    out += "\n" + p.name + " runners:\n" + renderTable(runners, "  ");
+  }
+  return out;
+}
+
+std::string formatStatusJson(const msg::StatusReply& status) {
+  // ordered_json keeps the documented key order (plain json sorts keys).
+  using Json = nlohmann::ordered_json;
+  Json pools = Json::array();
+  for (const auto& p : status.pools) {
+    Json runners = Json::array();
+    for (const auto& r : p.runners) {
+      runners.push_back(Json{{"id", r.runnerId},
+                             {"state", r.state},
+                             {"slots_used", r.slotsUsed},
+                             {"slots_total", r.slotsTotal},
+                             {"pid", r.pid},
+                             {"host", r.host},
+                             {"idle_ms", r.idleMs}});
+    }
+    pools.push_back(Json{{"name", p.name},
+                         {"queued", p.queued},
+                         {"slots_used", p.slotsUsed},
+                         {"slots_total", p.slotsTotal},
+                         {"runners", std::move(runners)},
+                         {"booting", p.booting},
+                         {"boots", p.boots},
+                         {"boot_failures", p.bootFailures},
+                         {"completed", p.completed},
+                         {"failed", p.failed},
+                         {"min", p.min},
+                         {"max", p.max}});
+  }
+  Json root{{"pools", std::move(pools)}};
+  // Names come from peers: never throw on bad UTF-8, replace it.
+  return root.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace flame

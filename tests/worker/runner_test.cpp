@@ -1,0 +1,727 @@
+// Runner against a fake broker: a ROUTER on a loopback wildcard port driven by the test thread,
+// while Runner::run() runs on another thread. Every wait is bounded (kWait) and waits for an
+// event; nothing sleeps to make time pass.
+#include "worker/runner.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <condition_variable>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include "common/codec.h"
+#include "common/log.h"
+#include "common/transport.h"
+#include "schema/flame.capnp.h"
+#include "worker/builtins.h"
+#include "worker/typed.h"
+
+using namespace flame;
+
+namespace {
+
+// Upper bound of every wait: generous, only reached when a test fails.
+constexpr Duration kWait{5000};
+
+const bool kLogLevelSet = [] {
+  const char* level = std::getenv("FLAME_LOG_LEVEL");
+  return setLogLevel(level ? level : "warn");
+}();
+
+TimePoint realNow() { return SteadyClock().now(); }
+
+struct Received {
+  Message message;
+  std::optional<std::string> payload;
+};
+
+// Plays the broker's side of the runner endpoint; remembers the routing id of the last peer
+// that spoke, which is where send() goes.
+class FakeBroker {
+ public:
+  explicit FakeBroker(const std::string& endpoint = "tcp://127.0.0.1:*")
+      : router_(bindRetrying(endpoint)), endpoint_(boundEndpoint(router_)) {}
+
+  const std::string& endpoint() const { return endpoint_; }
+
+  // The next message from a runner within `limit`, or nullopt. Fails the test on bad bytes.
+  std::optional<Received> recvWithin(Duration limit) {
+    TimePoint until = realNow() + limit;
+    for (;;) {
+      Frames frames;
+      bool truncated = false;
+      if (recvFrames(router_, frames, 3, truncated)) {
+        REQUIRE_FALSE(truncated);
+        REQUIRE(frames.size() >= 2);
+        peer_.copy(frames[0]);
+        auto decoded = decode(frames[1]);
+        INFO(decoded.error);
+        REQUIRE(decoded.ok());
+        Received r{*decoded.message, std::nullopt};
+        if (frames.size() > 2) r.payload = frames[2].to_string();
+        return r;
+      }
+      TimePoint now = realNow();
+      if (now >= until) return std::nullopt;
+      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(until - now));
+    }
+  }
+
+  // The next message of kind T (heartbeats are skipped), with its payload frame if any.
+  template <class T>
+  std::pair<T, std::optional<std::string>> expect(Duration limit = kWait) {
+    TimePoint until = realNow() + limit;
+    for (;;) {
+      TimePoint now = realNow();
+      auto r = recvWithin(now < until ? until - now : Duration(0));
+      if (!r) FAIL("no expected message within " << limit.count() << " ms");
+      if (std::holds_alternative<msg::Heartbeat>(r->message)) continue;
+      INFO("got message kind #" << r->message.index());
+      REQUIRE(std::holds_alternative<T>(r->message));
+      return {std::get<T>(r->message), r->payload};
+    }
+  }
+
+  void send(const Message& m, std::optional<std::string> payload = std::nullopt) {
+    Frames frames;
+    frames.emplace_back().copy(peer_);
+    frames.push_back(encodeMessage(m));
+    if (payload) frames.emplace_back(payload->data(), payload->size());
+    REQUIRE(sendFrames(router_, frames) == SendStatus::Ok);
+  }
+
+  void sendRaw(std::vector<std::string> parts) {
+    Frames frames;
+    frames.emplace_back().copy(peer_);
+    for (auto& p : parts) frames.emplace_back(p.data(), p.size());
+    REQUIRE(sendFrames(router_, frames) == SendStatus::Ok);
+  }
+
+  // Waits for `ready` and answers `welcome`.
+  msg::Ready registerRunner(uint32_t heartbeatMs = 1000, uint32_t liveness = 10) {
+    auto [ready, payload] = expect<msg::Ready>();
+    send(msg::Welcome{heartbeatMs, liveness});
+    return ready;
+  }
+
+  void sendJob(uint64_t jobId, std::string function, std::string payload = {},
+               uint32_t budgetMs = kInfiniteMs, Mode mode = Mode::Call) {
+    send(msg::Job{jobId, std::move(function), mode, budgetMs}, std::move(payload));
+  }
+
+  msg::JobDone expectDone(uint64_t jobId, std::optional<std::string>* payload = nullptr) {
+    auto [done, p] = expect<msg::JobDone>();
+    CHECK(done.jobId == jobId);
+    if (payload) *payload = p;
+    return done;
+  }
+
+ private:
+  // Rebinding the port a closed socket used can fail for a moment while libzmq releases it.
+  zmq::socket_t bindRetrying(const std::string& endpoint) {
+    TimePoint until = realNow() + kWait;
+    for (;;) {
+      try {
+        return bindRouter(ctx_, endpoint);
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EADDRINUSE || realNow() >= until) throw;
+        std::this_thread::yield();
+      }
+    }
+  }
+
+  zmq::context_t ctx_;
+  zmq::socket_t router_;
+  std::string endpoint_;
+  zmq::message_t peer_;
+};
+
+// Runs a Runner on its own thread; stops it (bounded by the runner's own graces) if the test
+// ends while it still runs.
+class RunnerThread {
+ public:
+  explicit RunnerThread(Runner& runner)
+      : runner_(runner),
+        started_(realNow()),
+        future_(std::async(std::launch::async, [&runner] { return runner.run(); })) {}
+  ~RunnerThread() {
+    if (!exit_) {
+      runner_.requestStop();
+      future_.wait();
+    }
+  }
+  std::optional<RunExit> waitExit(Duration limit = kWait) {
+    if (!exit_ && future_.wait_for(limit) == std::future_status::ready) exit_ = future_.get();
+    return exit_;
+  }
+  Duration sinceStart() const { return realNow() - started_; }
+
+ private:
+  Runner& runner_;
+  TimePoint started_;
+  std::future<RunExit> future_;
+  std::optional<RunExit> exit_;
+};
+
+// Lets a test hold handlers inside their call and see how many arrived.
+class Gate {
+ public:
+  void open() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  // Handler side: counts the arrival, then waits until open (or stop, or the bound).
+  bool pass(const JobContext& job) {
+    std::unique_lock lock(mutex_);
+    ++arrived_;
+    cv_.notify_all();
+    return cv_.wait_for(lock, job.stopToken(), kWait, [&] { return open_; });
+  }
+  bool waitArrived(int n, Duration limit = kWait) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, limit, [&] { return arrived_ >= n; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable_any cv_;
+  int arrived_ = 0;
+  bool open_ = false;
+};
+
+RunnerOptions testOptions(const FakeBroker& broker) {
+  RunnerOptions o;
+  o.broker = broker.endpoint();
+  o.pool = "test";
+  o.runnerId = "r-test";
+  o.reconnectMin = Duration(20);
+  o.reconnectMax = Duration(200);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("ready announces id, pool, slots, functions and token; heartbeats follow welcome",
+          "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.concurrency = 3;
+  options.token = "tok-1";
+  Runner runner(options);
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+
+  auto ready = broker.registerRunner(50, 10);
+  CHECK(ready.runnerId == "r-test");
+  CHECK(ready.pool == "test");
+  CHECK(ready.slots == 3);
+  CHECK(ready.functions == std::vector<std::string>{"echo", "fail", "sleep"});
+  CHECK(ready.token == "tok-1");
+  CHECK(ready.busy == 0);
+  CHECK(ready.pid == static_cast<uint32_t>(::getpid()));
+  CHECK_FALSE(ready.host.empty());
+
+  // The welcome's interval (50 ms) is adopted: heartbeats come well before the default 1 s.
+  auto hb = broker.recvWithin(Duration(800));
+  REQUIRE(hb);
+  REQUIRE(std::holds_alternative<msg::Heartbeat>(hb->message));
+  CHECK(std::get<msg::Heartbeat>(hb->message).intervalMs == 50);
+
+  runner.requestStop();
+  auto [leaving, p] = broker.expect<msg::Leaving>();
+  CHECK(leaving.exiting);
+  CHECK(thread.waitExit() == RunExit::Stopped);
+}
+
+TEST_CASE("a generated runner id names pool, host and pid", "[runner]") {
+  RunnerOptions o;
+  o.pool = "thumbs";
+  Runner runner(o);
+  CHECK(runner.runnerId().rfind("thumbs-", 0) == 0);
+  CHECK(runner.runnerId().find("-" + std::to_string(::getpid()) + "-") != std::string::npos);
+  RunnerOptions noPool;
+  noPool.pool = "";
+  CHECK_THROWS_AS(Runner(noPool), std::invalid_argument);
+  CHECK_THROWS_AS(runner.handle("", [](JobContext&) { return ok(); }), std::invalid_argument);
+  RunnerOptions bad;
+  bad.broker = "nonsense";
+  CHECK_THROWS_AS(Runner(bad), std::invalid_argument);
+}
+
+TEST_CASE("options come from the FLAME_* environment", "[runner]") {
+  setenv("FLAME_BROKER", "tcp://10.0.0.1:7000", 1);
+  setenv("FLAME_POOL", "thumbs", 1);
+  setenv("FLAME_RUNNER_ID", "thumbs-1", 1);
+  setenv("FLAME_BOOT_TOKEN", "secret", 1);
+  setenv("FLAME_MAX_CONCURRENCY", "4", 1);
+  auto o = RunnerOptions::fromEnvironment();
+  CHECK(o.broker == "tcp://10.0.0.1:7000");
+  CHECK(o.pool == "thumbs");
+  CHECK(o.runnerId == "thumbs-1");
+  CHECK(o.token == "secret");
+  CHECK(o.concurrency == 4);
+  setenv("FLAME_MAX_CONCURRENCY", "0", 1);
+  CHECK_THROWS_AS(RunnerOptions::fromEnvironment(), std::invalid_argument);
+  for (const char* name : {"FLAME_BROKER", "FLAME_POOL", "FLAME_RUNNER_ID", "FLAME_BOOT_TOKEN",
+                           "FLAME_MAX_CONCURRENCY"})
+    unsetenv(name);
+  CHECK(RunnerOptions::fromEnvironment().pool == "default");
+}
+
+TEST_CASE("echo round trip carries the payload frame both ways", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  std::string binary("hello\0world\xff", 12);
+  broker.sendJob(1, "echo", binary);
+  std::optional<std::string> result;
+  auto done = broker.expectDone(1, &result);
+  CHECK(done.code == ErrorCode::None);
+  REQUIRE(result);
+  CHECK(*result == binary);
+
+  broker.sendJob(2, "sleep", "20");
+  done = broker.expectDone(2, &result);
+  CHECK(done.code == ErrorCode::None);
+  CHECK(result == std::optional<std::string>("slept 20"));
+}
+
+TEST_CASE("handler errors, exceptions and unknown functions are reported", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  registerBuiltinFunctions(runner, false);
+  runner.handle("throws", [](JobContext&) -> HandlerResult { throw std::runtime_error("boom"); });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.sendJob(1, "fail", "it broke");
+  auto done = broker.expectDone(1);
+  CHECK(done.code == ErrorCode::HandlerError);
+  CHECK(done.message == "it broke");
+
+  broker.sendJob(2, "throws");
+  done = broker.expectDone(2);
+  CHECK(done.code == ErrorCode::HandlerError);
+  CHECK(done.message == "handler threw: boom");
+
+  broker.sendJob(3, "sleep", "soon");
+  done = broker.expectDone(3);
+  CHECK(done.code == ErrorCode::HandlerError);
+  CHECK(done.message.find("decimal milliseconds") != std::string::npos);
+
+  broker.sendJob(4, "nope");
+  done = broker.expectDone(4);
+  CHECK(done.code == ErrorCode::UnknownFunction);
+  CHECK(done.message.find("nope") != std::string::npos);
+}
+
+TEST_CASE("N slots run N jobs at the same time; a job beyond them is refused", "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.concurrency = 3;
+  Runner runner(options);
+  std::mutex mutex;
+  std::condition_variable cv;
+  int started = 0;
+  Gate gate;
+  runner.handle("together", [&](JobContext& job) -> HandlerResult {
+    std::unique_lock lock(mutex);
+    ++started;
+    cv.notify_all();
+    // Returns only when all three run at once.
+    if (!cv.wait_for(lock, kWait, [&] { return started >= 3; })) return fail("alone");
+    return "together";
+  });
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "held" : "timeout";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  for (uint64_t id = 1; id <= 3; ++id) broker.sendJob(id, "together");
+  for (int i = 0; i < 3; ++i) {
+    auto [done, payload] = broker.expect<msg::JobDone>();
+    CHECK(done.code == ErrorCode::None);
+    CHECK(payload == std::optional<std::string>("together"));
+  }
+
+  for (uint64_t id = 10; id < 13; ++id) broker.sendJob(id, "hold");
+  REQUIRE(gate.waitArrived(3));
+  broker.sendJob(13, "hold");
+  auto refused = broker.expectDone(13);
+  CHECK(refused.code == ErrorCode::Internal);
+  CHECK(refused.message == "no free slot");
+  gate.open();
+  for (int i = 0; i < 3; ++i) CHECK(broker.expect<msg::JobDone>().first.code == ErrorCode::None);
+}
+
+TEST_CASE("cancelJob fires the handler's stop token and the job ends cancelled", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  Gate gate;
+  std::atomic<bool> sawStop{false};
+  runner.handle("wait", [&](JobContext& job) -> HandlerResult {
+    gate.pass(job);  // returns when the stop token fires
+    sawStop = job.stopRequested();
+    return "finished anyway";  // ignored: the job was cancelled
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.sendJob(5, "wait", "", kInfiniteMs, Mode::Place);
+  REQUIRE(gate.waitArrived(1));
+  broker.send(msg::CancelJob{5});
+  std::optional<std::string> payload;
+  auto done = broker.expectDone(5, &payload);
+  CHECK(done.code == ErrorCode::Cancelled);
+  CHECK_FALSE(payload);
+  CHECK(sawStop);
+  // A cancel for a job that is not running is harmless.
+  broker.send(msg::CancelJob{99});
+  broker.sendJob(6, "wait");
+  REQUIRE(gate.waitArrived(2));
+  gate.open();
+  CHECK(broker.expectDone(6).code == ErrorCode::None);
+}
+
+TEST_CASE("the job's budget is enforced on the runner's clock", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  std::atomic<int64_t> deadlineLeftMs{-1};
+  runner.handle("slow", [&](JobContext& job) -> HandlerResult {
+    deadlineLeftMs = (job.deadline() - realNow()).count();
+    job.sleepFor(kWait);
+    return "too late";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  TimePoint sent = realNow();
+  broker.sendJob(7, "slow", "", 200);
+  auto done = broker.expectDone(7);
+  Duration took = realNow() - sent;
+  CHECK(done.code == ErrorCode::Timeout);
+  CHECK(took >= Duration(150));
+  CHECK(took < Duration(3000));
+  CHECK(deadlineLeftMs > 0);
+  CHECK(deadlineLeftMs <= 200);
+
+  broker.sendJob(8, "slow", "", 0);
+  CHECK(broker.expectDone(8).code == ErrorCode::Timeout);
+}
+
+TEST_CASE("deadlines follow the injected clock", "[runner]") {
+  FakeBroker broker;
+  ManualClock clock;
+  auto options = testOptions(broker);
+  options.clock = &clock;
+  Runner runner(options);
+  Gate gate;
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "done" : "stopped";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.sendJob(9, "hold", "", 1000);
+  REQUIRE(gate.waitArrived(1));
+  clock.advance(Duration(1001));
+  // The runner sleeps until its next timer in real time; any message wakes it to see the clock.
+  broker.send(msg::Heartbeat{0, 1000});
+  CHECK(broker.expectDone(9).code == ErrorCode::Timeout);
+}
+
+TEST_CASE("a handler that ignores cancellation retires its runner", "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.cancelGrace = Duration(200);
+  options.drainGrace = Duration(1000);
+  Runner runner(options);
+  // Shared with a thread that outlives the test: owned jointly, not by the test's stack.
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  auto arrived = std::make_shared<std::atomic<bool>>(false);
+  runner.handle("stubborn", [release, arrived](JobContext&) -> HandlerResult {
+    *arrived = true;
+    while (!*release) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return "ignored you";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.sendJob(7, "stubborn");
+  TimePoint until = realNow() + kWait;
+  while (!*arrived && realNow() < until) std::this_thread::yield();
+  REQUIRE(*arrived);
+  broker.send(msg::CancelJob{7});
+  TimePoint cancelled = realNow();
+  auto [first, p1] = broker.expect<msg::Leaving>();
+  CHECK_FALSE(first.exiting);
+  CHECK(first.reason == "retired: job 7 ignored cancellation");
+  CHECK(realNow() - cancelled >= Duration(150));
+  auto [last, p2] = broker.expect<msg::Leaving>();
+  CHECK(last.exiting);
+  CHECK(thread.waitExit() == RunExit::Retired);
+  CHECK(runner.strandedHandlers() == 1);
+  *release = true;
+}
+
+TEST_CASE("error unknownPeer makes the runner send ready again", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.send(msg::Error{0, ErrorCode::UnknownPeer, "who are you", 0});
+  auto ready = broker.registerRunner();
+  CHECK(ready.runnerId == "r-test");
+  broker.sendJob(1, "echo", "still here");
+  std::optional<std::string> payload;
+  CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
+  CHECK(payload == std::optional<std::string>("still here"));
+}
+
+TEST_CASE("error unauthorized ends the runner", "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.token = "wrong";
+  Runner runner(options);
+  RunnerThread thread(runner);
+  broker.expect<msg::Ready>();
+  broker.send(msg::Error{0, ErrorCode::Unauthorized, "bad token", 0});
+  CHECK(thread.waitExit() == RunExit::Unauthorized);
+}
+
+TEST_CASE("drain from the broker waits for in-flight work, refuses new work, then leaves",
+          "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.concurrency = 2;
+  Runner runner(options);
+  registerBuiltinFunctions(runner, false);
+  Gate gate;
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "done" : "stopped";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.sendJob(1, "hold");
+  REQUIRE(gate.waitArrived(1));
+  broker.send(msg::Drain{5000});
+  auto [draining, p1] = broker.expect<msg::Leaving>();
+  CHECK_FALSE(draining.exiting);
+  broker.sendJob(2, "echo", "x");
+  CHECK(broker.expectDone(2).code == ErrorCode::ShuttingDown);
+  CHECK_FALSE(thread.waitExit(Duration(0)));
+
+  gate.open();
+  std::optional<std::string> payload;
+  CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
+  CHECK(payload == std::optional<std::string>("done"));
+  auto [gone, p2] = broker.expect<msg::Leaving>();
+  CHECK(gone.exiting);
+  CHECK(thread.waitExit() == RunExit::Drained);
+  CHECK(runner.strandedHandlers() == 0);
+}
+
+TEST_CASE("requestDrain cancels what is still running when the grace ends", "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.drainGrace = Duration(200);
+  Runner runner(options);
+  Gate gate;
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "done" : "stopped";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.sendJob(3, "hold");
+  REQUIRE(gate.waitArrived(1));
+  runner.requestDrain();
+  CHECK_FALSE(broker.expect<msg::Leaving>().first.exiting);
+  CHECK(broker.expectDone(3).code == ErrorCode::Cancelled);
+  CHECK(broker.expect<msg::Leaving>().first.exiting);
+  CHECK(thread.waitExit() == RunExit::Drained);
+}
+
+TEST_CASE("requestStop cancels running jobs at once and leaves", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  Gate gate;
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "done" : "stopped";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.sendJob(4, "hold");
+  REQUIRE(gate.waitArrived(1));
+  runner.requestStop();
+  CHECK(broker.expectDone(4).code == ErrorCode::Cancelled);
+  CHECK(broker.expect<msg::Leaving>().first.exiting);
+  CHECK(thread.waitExit() == RunExit::Stopped);
+}
+
+TEST_CASE("failsafe: a broker that never answers ends the runner", "[runner]") {
+  FakeBroker broker;  // listens, never welcomes
+  auto options = testOptions(broker);
+  options.heartbeatInterval = Duration(100);
+  options.failsafeAfter = Duration(500);
+  Runner runner(options);
+  RunnerThread thread(runner);
+  auto exit = thread.waitExit();
+  CHECK(exit == RunExit::FailsafeExpired);
+  CHECK(thread.sinceStart() >= Duration(400));
+  CHECK(thread.sinceStart() < Duration(2500));
+}
+
+TEST_CASE("failsafe: a broker that goes silent after welcome ends the runner", "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.failsafeAfter = Duration(500);
+  Runner runner(options);
+  Gate gate;
+  std::atomic<bool> sawStop{false};
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    gate.pass(job);
+    sawStop = job.stopRequested();
+    return "x";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner(100, 3);
+  TimePoint lastSpoke = realNow();
+  broker.sendJob(1, "hold");
+  REQUIRE(gate.waitArrived(1));
+  lastSpoke = realNow();
+  auto exit = thread.waitExit();
+  CHECK(exit == RunExit::FailsafeExpired);
+  CHECK(realNow() - lastSpoke >= Duration(400));
+  CHECK(realNow() - lastSpoke < Duration(2500));
+  CHECK(sawStop);  // the running job was cancelled
+}
+
+TEST_CASE("after losing the broker the runner reconnects and re-registers with its busy count",
+          "[runner]") {
+  auto broker = std::make_unique<FakeBroker>();
+  const std::string endpoint = broker->endpoint();
+  auto options = testOptions(*broker);
+  options.failsafeAfter = Duration(10000);
+  Runner runner(options);
+  Gate gate;
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "done" : "stopped";
+  });
+  RunnerThread thread(runner);
+  broker->registerRunner(100, 3);
+  broker->sendJob(1, "hold");
+  REQUIRE(gate.waitArrived(1));
+
+  broker.reset();                                   // the broker goes away...
+  broker = std::make_unique<FakeBroker>(endpoint);  // ...and comes back on the same endpoint
+  auto ready = broker->registerRunner(100, 3);
+  CHECK(ready.runnerId == "r-test");
+  CHECK(ready.busy == 1);
+
+  gate.open();
+  std::optional<std::string> payload;
+  CHECK(broker->expectDone(1, &payload).code == ErrorCode::None);
+  CHECK(payload == std::optional<std::string>("done"));
+  CHECK_FALSE(thread.waitExit(Duration(0)));
+}
+
+TEST_CASE("results are held until the broker has welcomed the runner", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+  broker.expect<msg::Ready>();
+  broker.sendJob(1, "echo", "early");  // before welcome: the result must wait
+  auto quiet = broker.recvWithin(Duration(100));
+  CHECK_FALSE(quiet);
+  broker.send(msg::Welcome{1000, 10});
+  std::optional<std::string> payload;
+  CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
+  CHECK(payload == std::optional<std::string>("early"));
+}
+
+TEST_CASE("bad frames from the broker are ignored", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  broker.sendRaw({"not capnp"});
+  broker.sendRaw({std::string(16, '\xff')});
+  broker.sendRaw({""});
+  broker.send(msg::Submit{});  // a client message on the runner socket
+  broker.sendJob(1, "echo", "ok");
+  std::optional<std::string> payload;
+  CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
+  CHECK(payload == std::optional<std::string>("ok"));
+  CHECK_FALSE(thread.waitExit(Duration(0)));
+}
+
+TEST_CASE("typed handlers read and write Cap'n Proto messages", "[runner]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  runner.handle("double",
+                typed<wire::Heartbeat, wire::Heartbeat>(
+                    [](wire::Heartbeat::Reader in, wire::Heartbeat::Builder out, JobContext&) {
+                      out.setSentMs(in.getSentMs() * 2);
+                      out.setIntervalMs(in.getIntervalMs() + 1);
+                    }));
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  capnp::MallocMessageBuilder arg;
+  auto hb = arg.initRoot<wire::Heartbeat>();
+  hb.setSentMs(21);
+  hb.setIntervalMs(9);
+  broker.sendJob(1, "double", messageBytes(arg));
+  std::optional<std::string> payload;
+  REQUIRE(broker.expectDone(1, &payload).code == ErrorCode::None);
+  REQUIRE(payload);
+  REQUIRE(payload->size() % 8 == 0);
+  auto words = kj::heapArray<capnp::word>(payload->size() / 8);
+  memcpy(words.begin(), payload->data(), payload->size());
+  capnp::FlatArrayMessageReader reader(words);
+  CHECK(reader.getRoot<wire::Heartbeat>().getSentMs() == 42);
+  CHECK(reader.getRoot<wire::Heartbeat>().getIntervalMs() == 10);
+
+  broker.sendJob(2, "double", "abc");
+  auto done = broker.expectDone(2);
+  CHECK(done.code == ErrorCode::HandlerError);
+  CHECK(done.message.rfind("bad payload: ", 0) == 0);
+
+  broker.sendJob(3, "double", std::string(8, '\xff'));  // a segment table promising too much
+  done = broker.expectDone(3);
+  CHECK(done.code == ErrorCode::HandlerError);
+  CHECK(done.message.rfind("bad payload: ", 0) == 0);
+}
+
+TEST_CASE("JobContext::sleepFor returns early on stop", "[runner]") {
+  std::stop_source stop;
+  JobContext job(1, Mode::Call, "p", stop.get_token(), TimePoint::max());
+  CHECK(job.sleepFor(Duration(1)));
+  std::thread stopper([&] { stop.request_stop(); });
+  CHECK_FALSE(job.sleepFor(kInfinite));
+  stopper.join();
+  CHECK(job.stopRequested());
+  CHECK(job.payload() == "p");
+}

@@ -1,0 +1,91 @@
+// The runner runtime: connects to the broker's runner endpoint, registers (`ready`), runs jobs
+// on worker threads, heartbeats, reconnects, and exits by itself when it must (drain, retire,
+// failsafe, unauthorized). docs/PROTOCOL.md is the contract it implements.
+//
+//   flame::Runner runner(flame::RunnerOptions::fromEnvironment());
+//   runner.handle("echo", [](flame::JobContext& job) { return std::string(job.payload()); });
+//   return runner.run() == flame::RunExit::Drained ? 0 : 1;
+//
+// Threading: run() is the I/O thread; it alone owns the ZeroMQ socket. Each job runs on its own
+// worker thread (at most `concurrency` at a time); results come back through a queue and an
+// eventfd wake-up.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "worker/handler.h"
+
+namespace flame {
+
+struct RunnerOptions {
+  std::string broker = "tcp://127.0.0.1:5556";  // the broker's runner endpoint
+  std::string pool = "default";                 // 1-128 bytes
+  std::string runnerId;      // empty: generated "<pool>-<host>-<pid>-<random hex>"
+  std::string token;         // boot token (FLAME_BOOT_TOKEN), empty for static runners
+  uint32_t concurrency = 1;  // slots: jobs run at once, >= 1
+  // Until the broker's `welcome` says otherwise.
+  Duration heartbeatInterval{1000};
+  uint32_t liveness = 3;          // the broker is unreachable after interval x liveness of silence
+  Duration failsafeAfter{30000};  // exit once the broker has been unreachable this long
+  Duration drainGrace{30000};     // on requestDrain(): how long in-flight work may finish
+  Duration cancelGrace{5000};     // a cancelled handler still running after this => retire
+  Duration reconnectMin{100}, reconnectMax{5000};  // reconnect backoff (doubles per attempt)
+  const Clock* clock = nullptr;                    // nullptr: an internal SteadyClock. Not owned.
+
+  // Defaults overridden by FLAME_BROKER, FLAME_POOL, FLAME_RUNNER_ID, FLAME_BOOT_TOKEN and
+  // FLAME_MAX_CONCURRENCY (see backends/backend.h). Throws std::invalid_argument with a clear
+  // message if FLAME_MAX_CONCURRENCY is not a positive integer.
+  static RunnerOptions fromEnvironment();
+};
+
+// Why run() returned.
+enum class RunExit {
+  Stopped,          // requestStop()
+  Drained,          // `drain` from the broker or requestDrain(): in-flight work finished
+  FailsafeExpired,  // the broker was unreachable for failsafeAfter
+  Retired,          // a handler ignored cancellation; see Runner::strandedHandlers()
+  Unauthorized,     // the broker refused the boot token
+};
+const char* runExitName(RunExit exit);
+
+class Runner {
+ public:
+  // Throws std::invalid_argument for unusable options (empty pool, zero concurrency, ...).
+  explicit Runner(RunnerOptions options);
+  // Closes the socket; pending outgoing messages get a short linger. Must not run concurrently
+  // with run().
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  // Registers `function` (1-128 bytes). Call before run(); registering a name twice replaces
+  // the handler. Throws std::invalid_argument for a bad name, std::logic_error after run().
+  void handle(std::string function, Handler handler);
+
+  // Blocks: connects, registers, serves jobs until the runner must stop, then says `leaving`
+  // when it can and returns why. Call once. Throws only for programming errors (zmq misuse).
+  RunExit run();
+
+  // Thread-safe and async-signal-safe (an atomic store and one write(2)): drain as on SIGTERM:
+  // take nothing new, let in-flight jobs finish within drainGrace, cancel the rest, leave.
+  void requestDrain() noexcept;
+  // Thread-safe and async-signal-safe: stop now, without drain grace. Running jobs are cancelled
+  // and get up to cancelGrace to return, then run() returns RunExit::Stopped.
+  void requestStop() noexcept;
+
+  const std::string& runnerId() const;
+
+  // After run() returned: how many handlers were still running (they ignored cancellation) and
+  // were left on detached threads. Non-zero means the process should end soon with
+  // std::_Exit(): those handlers may still use whatever they captured. Thread-safe.
+  size_t strandedHandlers() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flame
