@@ -52,6 +52,12 @@ struct BootResult {
   MachineHandle handle;  // valid when status.ok
 };
 
+// A machine that ended by itself (crashed, exited), as reported by Backend::reapExited().
+struct ExitedMachine {
+  MachineHandle machine;
+  std::string description;  // "exit status 1", "killed by signal 9 (Killed)"
+};
+
 struct ListResult {
   BackendStatus status;
   std::vector<MachineHandle> machines;  // machines tagged with this broker id
@@ -71,6 +77,11 @@ class Backend {
   // Backends that cannot list return ok with supportsList() == false.
   virtual ListResult list(const std::string& brokerId) = 0;
   virtual bool supportsList() const = 0;
+  // Machines that ended by themselves since the last call, each reported once. Never blocks and
+  // may be called from the broker's loop thread concurrently with the other methods (so an
+  // implementation that has nothing cheap to say returns {}, the default). Lets the scaler see
+  // a runner that died before connecting at once instead of at boot_timeout.
+  virtual std::vector<ExitedMachine> reapExited() { return {}; }
 };
 
 }  // namespace flame

@@ -178,4 +178,10 @@ size_t ProcessBackend::childCount() const {
   return children_.size();
 }
 
+std::vector<ExitedMachine> ProcessBackend::reapExited() {
+  std::vector<ExitedMachine> out;
+  for (auto& p : reap()) out.push_back(ExitedMachine{p.machine, p.description});
+  return out;
+}
+
 }  // namespace flame

@@ -73,6 +73,8 @@ class ProcessBackend final : public Backend {
   // the broker calls it periodically instead of handling SIGCHLD. Leftover members of an exited
   // child's process group are SIGKILLed before the child is reaped.
   std::vector<ExitedProcess> reap();
+  // reap(), in the Backend interface's terms.
+  std::vector<ExitedMachine> reapExited() override;
 
   // Number of children started and not yet stopped or reaped.
   size_t childCount() const;

@@ -272,13 +272,12 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   uint32_t budget = job.deadline == TimePoint::max()
                         ? kInfiniteMs
                         : toWireMs(std::max(Duration(0), job.deadline - now));
-  // Idempotent jobs keep their payload for a retry; zmq copies share the buffer (refcounted).
+  // The job keeps its payload while it runs, for a retry or a requeue; a zmq copy shares the
+  // buffer (refcounted) except for tiny payloads, which are copied.
   zmq::message_t payload;
-  if (job.retriesLeft > 0) payload.copy(job.payload);
-  else payload = std::move(job.payload);
+  payload.copy(job.payload);
   auto status = sendRunner(runner, msg::Job{job.id, job.function, job.mode, budget}, &payload);
   if (status != SendStatus::Ok) {
-    if (job.retriesLeft == 0) job.payload = std::move(payload);
     job.pool->queue.pushFront(job.id);
     if (status == SendStatus::Unreachable) {
       removeRunner(runner, ErrorCode::RunnerLost, "connection gone");
@@ -437,6 +436,17 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
     return;
   }
   Job& job = it->second;
+  if (done.code == ErrorCode::ShuttingDown && !job.answered) {
+    // The runner refused the job because it is leaving: it never ran, so it goes back to the
+    // head of the queue for another runner (no retry is used up), and this runner gets no more.
+    logger("broker")->info("pool={} job={} refused by leaving runner={}; requeued", pool.name, job.id, runner.id);
+    freeSlot(runner, job.id);
+    runner.phase = RunnerPhase::Draining;
+    pool.available.erase(runner);
+    requeue(job);
+    dispatch(pool);
+    return;
+  }
   ErrorCode code = done.code;
   std::string message = done.message;
   if (code == ErrorCode::None && payload.size() > options_.maxPayloadBytes) {
@@ -582,7 +592,7 @@ void BrokerCore::expireDeadlines(TimePoint now) {
 
 void BrokerCore::sweepPeers(TimePoint now) {
   Duration window = options_.livenessWindow();
-  std::vector<RunnerState*> dead;
+  std::vector<RunnerState*> dead, closed;
   msg::Heartbeat beat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count())};
   auto header = encode(beat);
   for (auto& [id, r] : runners_) {
@@ -592,8 +602,9 @@ void BrokerCore::sweepPeers(TimePoint now) {
     }
     zmq::message_t copy;
     copy.copy(header);
-    if (outbox_.toRunner(r->routingId, std::move(copy), nullptr) == SendStatus::Unreachable) dead.push_back(r.get());
+    if (outbox_.toRunner(r->routingId, std::move(copy), nullptr) == SendStatus::Unreachable) closed.push_back(r.get());
   }
+  for (RunnerState* r : closed) removeRunner(*r, ErrorCode::RunnerLost, "its connection closed");
   for (RunnerState* r : dead) {
     auto silent = std::chrono::duration_cast<Duration>(now - r->lastSeen);
     removeRunner(*r, ErrorCode::RunnerLost, "no heartbeat for " + formatDuration(silent));

@@ -36,7 +36,7 @@ struct Job {
   std::string client;             // routing id of the submitting client
   uint64_t requestId = 0;
   TimePoint deadline = TimePoint::max();
-  zmq::message_t payload;         // kept while queued, and while running if idempotent (retries)
+  zmq::message_t payload;         // kept until the job ends (retries and requeues resend it)
 };
 
 }  // namespace flame

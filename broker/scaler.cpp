@@ -12,6 +12,8 @@ namespace {
 constexpr Duration kBackoffBase{500};
 constexpr Duration kBackoffCap{30'000};
 constexpr uint32_t kFailuresBeforeBootFailed = 3;
+// How often backends are asked for machines that ended by themselves.
+constexpr Duration kReapInterval{100};
 
 std::string randomHex(size_t bytes) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -85,7 +87,27 @@ void Scaler::tick() {
   }
   for (auto& f : done) f();
   auto now = clock_.now();
-  for (auto& [name, pool] : pools_) tickPool(*pool, now);
+  bool reap = now >= nextReap_;
+  if (reap) nextReap_ = now + kReapInterval;
+  for (auto& [name, pool] : pools_) {
+    if (reap) reapExited(*pool, now);
+    tickPool(*pool, now);
+  }
+}
+
+void Scaler::reapExited(Managed& pool, TimePoint now) {
+  for (const ExitedMachine& exited : pool.backend->reapExited()) {
+    auto it = pool.machines.find(exited.machine.runnerId);
+    if (it == pool.machines.end()) continue;
+    Machine& m = it->second;
+    if (m.phase == Phase::Booting) {
+      bootFailed(pool, m.runnerId, "runner exited before connecting (" + exited.description + ")", now);
+    } else if (m.phase == Phase::Ready) {
+      logger("scaler")->warn("pool={} runner={} machine={} exited unexpectedly: {}", pool.config.name, m.runnerId,
+                             exited.machine.machineId, exited.description);
+    }
+    pool.machines.erase(it);  // the machine is gone: nothing left to stop
+  }
 }
 
 void Scaler::tickPool(Managed& pool, TimePoint now) {

@@ -73,6 +73,7 @@ class Scaler final : public BrokerListener {
   };
 
   void tickPool(Managed& pool, TimePoint now);
+  void reapExited(Managed& pool, TimePoint now);
   void boot(Managed& pool, TimePoint now);
   void bootFailed(Managed& pool, const std::string& runnerId, const std::string& why, TimePoint now);
   void stopMachine(Managed& pool, Machine& machine, const std::string& why);
@@ -87,7 +88,7 @@ class Scaler final : public BrokerListener {
   std::string runnerEndpoint_;
   std::function<void()> wake_;
   std::map<std::string, std::unique_ptr<Managed>> pools_;
-  uint64_t nextRunner_ = 1;
+  TimePoint nextReap_{};
 
   std::mutex completionsMutex_;
   std::vector<std::function<void()>> completions_;  // run on the loop thread by tick()

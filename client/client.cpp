@@ -497,7 +497,8 @@ void Client::Impl::onTimers(TimePoint now) {
   if (busy_) {
     Duration silence = now - lastHeard_;
     if (silence >= interval_ * options_.liveness) {
-      log_->warn("broker {} silent for {}ms: failing {} requests and {} linked children",
+      // info, not warn: every caller gets this failure as a value.
+      log_->info("broker {} silent for {}ms: failing {} requests and {} linked children",
                  options_.broker, silence.count(), pending_.size(), linkedChildren_.size());
       failEverything(
           Failure{ErrorCode::BrokerUnreachable,

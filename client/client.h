@@ -64,9 +64,9 @@ using CallResult = Outcome<std::string>;  // the function's result bytes
 
 // New scaling limits for a pool; fields left empty stay as they are.
 struct PoolLimitsUpdate {
-  std::optional<uint32_t> min;
-  std::optional<uint32_t> max;
-  std::optional<uint32_t> warmSlots;
+  std::optional<uint32_t> min{};
+  std::optional<uint32_t> max{};
+  std::optional<uint32_t> warmSlots{};
 };
 
 class Client {

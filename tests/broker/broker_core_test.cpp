@@ -407,3 +407,20 @@ TEST_CASE("the deadline heap does not grow with finished jobs", "[broker]") {
   CHECK(h.core.jobCount() == 0);
   CHECK(h.core.nextWakeup() <= h.clock.now() + Duration(1000));
 }
+
+TEST_CASE("a job refused by a leaving runner goes to another runner with its payload", "[broker]") {
+  Harness h;
+  auto r1 = h.ready("r1", "p", 1);
+  h.submit("c", 1, "p", "echo", "keep-me");
+  auto jobs = h.jobsFor(r1);
+  REQUIRE(jobs.size() == 1);
+  h.done(r1, jobs[0].jobId, "", ErrorCode::ShuttingDown, "draining");
+  CHECK(h.outbox.take("c").empty());  // not a failure
+  CHECK(h.core.findRunner("r1")->phase == RunnerPhase::Draining);
+  auto r2 = h.ready("r2", "p", 1);
+  auto sent = h.outbox.take(r2);
+  std::string payload;
+  for (auto& s : sent)
+    if (std::holds_alternative<msg::Job>(s.message)) payload = s.payload;
+  CHECK(payload == "keep-me");
+}

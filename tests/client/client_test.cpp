@@ -36,7 +36,7 @@ bool ready(std::future<T>& f, std::chrono::milliseconds bound = kBound) {
 TEST_CASE("call passes payload and result bytes through exactly", "[client]") {
   FakeBroker broker;
   Client client(fastOptions(broker.endpoint()));
-  const std::string payload("in\0put\xff\x00bytes", 14);
+  const std::string payload = std::string("in\0put\xff", 7) + '\0' + "bytes";  // 13 bytes
   const std::string result("\0\x01out\0", 6);
 
   auto future =

@@ -1,0 +1,156 @@
+#include "bench/harness.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace flame::bench {
+
+const char* transportName(Transport t) { return t == Transport::Tcp ? "tcp" : "ipc"; }
+
+std::string bindEndpoint(Transport t, const std::string& role) {
+  if (t == Transport::Tcp) return "tcp://127.0.0.1:*";
+  static std::atomic<int> seq{0};
+  return "ipc:///tmp/flame-bench-" + std::to_string(getpid()) + "-" + std::to_string(seq++) + "-" + role;
+}
+
+void removeIpcFile(const std::string& endpoint) {
+  constexpr std::string_view kPrefix = "ipc://";
+  if (endpoint.rfind(kPrefix, 0) != 0) return;
+  ::unlink(endpoint.substr(kPrefix.size()).c_str());
+}
+
+BrokerThread::BrokerThread(Transport transport, BrokerOptions options) {
+  options.clientsEndpoint = bindEndpoint(transport, "clients");
+  options.runnersEndpoint = bindEndpoint(transport, "runners");
+  nameContext(ctx_, Role::Broker);
+  server_ = std::make_unique<BrokerServer>(ctx_, options, clock_);
+  thread_ = std::thread([this] {
+    nameThread("broker");
+    server_->run();
+  });
+}
+
+BrokerThread::~BrokerThread() {
+  server_->stop();
+  thread_.join();
+  std::string clients = server_->clientsEndpoint(), runners = server_->runnersEndpoint();
+  server_.reset();
+  removeIpcFile(clients);
+  removeIpcFile(runners);
+}
+
+std::unique_ptr<ChildProcess> ChildProcess::start(const std::vector<std::string>& argv, const std::string& logFile,
+                                                  std::chrono::milliseconds termGrace) {
+  if (argv.empty()) throw std::invalid_argument("ChildProcess: empty argv");
+  // Everything the child needs is built before fork(): after it, only async-signal-safe calls.
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int log = ::open(logFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log < 0) throw std::runtime_error("cannot open " + logFile + ": " + std::strerror(errno));
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    ::close(log);
+    throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(log);
+  auto child = std::unique_ptr<ChildProcess>(new ChildProcess());
+  child->pid_ = pid;
+  child->termGrace_ = termGrace;
+  return child;
+}
+
+ChildProcess::~ChildProcess() { terminate(); }
+
+bool ChildProcess::running() {
+  if (reaped_) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) reaped_ = true;
+  return !reaped_;
+}
+
+void ChildProcess::terminate() {
+  if (reaped_ || pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  auto until = std::chrono::steady_clock::now() + termGrace_;
+  // Bounded: at most termGrace of 10 ms polls, then SIGKILL (which cannot be ignored).
+  while (std::chrono::steady_clock::now() < until) {
+    if (!running()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  reaped_ = true;
+}
+
+std::optional<uint64_t> residentBytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+  }
+  return std::nullopt;
+}
+
+std::string executableDir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return ".";
+  return exe.parent_path().string();
+}
+
+ScratchDir::ScratchDir() {
+  std::string tmpl = "/tmp/flame-bench-" + std::to_string(getpid()) + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!mkdtemp(buf.data())) throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  path_ = buf.data();
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void nameThread(const char* name) { pthread_setname_np(pthread_self(), name); }
+
+void nameContext(zmq::context_t& ctx, Role role) {
+  ctx.set(zmq::ctxopt::thread_name_prefix, static_cast<int>(role));
+}
+
+void raiseFileLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+}  // namespace flame::bench

@@ -1,0 +1,106 @@
+// What every scenario starts: endpoints for tcp or ipc, an in-process broker on its own thread
+// (with its own ZeroMQ context, so its I/O thread is not shared with the load, as if it were a
+// separate process), and real child processes killed by pid.
+#pragma once
+
+#include <sys/types.h>
+
+#include <zmq.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/options.h"
+#include "broker/server.h"
+#include "common/clock.h"
+
+namespace flame::bench {
+
+enum class Transport { Tcp, Ipc };
+const char* transportName(Transport t);
+
+// A fresh endpoint to bind: "tcp://127.0.0.1:*" (the OS picks the port) or a unique
+// "ipc:///tmp/flame-bench-<pid>-<n>-<role>". Thread-safe.
+std::string bindEndpoint(Transport t, const std::string& role);
+// Removes the socket file of an ipc endpoint (no-op for tcp).
+void removeIpcFile(const std::string& endpoint);
+
+// Monotonic nanoseconds (for latencies).
+inline int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// flame::BrokerServer running on its own thread with its own zmq::context_t. The constructor
+// returns once both sockets are bound; the destructor stops the loop and joins.
+class BrokerThread {
+ public:
+  explicit BrokerThread(Transport transport, BrokerOptions options = {});
+  ~BrokerThread();
+  BrokerThread(const BrokerThread&) = delete;
+  BrokerThread& operator=(const BrokerThread&) = delete;
+
+  const std::string& clientsEndpoint() const { return server_->clientsEndpoint(); }
+  const std::string& runnersEndpoint() const { return server_->runnersEndpoint(); }
+
+ private:
+  SteadyClock clock_;
+  zmq::context_t ctx_;
+  std::unique_ptr<BrokerServer> server_;
+  std::thread thread_;
+};
+
+// A child process (fork + exec) with stdout and stderr sent to `logFile`, killed by pid: the
+// destructor sends SIGTERM, waits up to `termGrace`, then SIGKILLs and reaps. The child also
+// gets SIGKILL if this process dies (PR_SET_PDEATHSIG), so nothing outlives a crashed bench.
+class ChildProcess {
+ public:
+  static std::unique_ptr<ChildProcess> start(const std::vector<std::string>& argv, const std::string& logFile,
+                                             std::chrono::milliseconds termGrace = std::chrono::milliseconds(5000));
+  ~ChildProcess();
+  pid_t pid() const { return pid_; }
+  // True while the child has not exited (reaps it if it has).
+  bool running();
+  // Terminates as described above. Idempotent.
+  void terminate();
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  std::chrono::milliseconds termGrace_{5000};
+};
+
+// Resident set size of `pid` in bytes (VmRSS), or nullopt if unreadable.
+std::optional<uint64_t> residentBytes(pid_t pid);
+
+// Directory of the flame-bench executable (where flame-broker and flame-worker are built).
+std::string executableDir();
+
+// A private scratch directory /tmp/flame-bench-<pid>-XXXXXX, removed with its files by the
+// destructor.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Thread names, so a profiler (perf, top -H) tells the roles apart: the calling thread gets
+// `name` (at most 15 bytes), and a context's I/O threads become "<prefix>/ZMQbg/IO/n".
+enum class Role { Broker = 1, Runners = 2, Clients = 3, Echo = 4 };
+void nameThread(const char* name);
+void nameContext(zmq::context_t& ctx, Role role);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (fan-out opens thousands of descriptors).
+void raiseFileLimit();
+
+}  // namespace flame::bench

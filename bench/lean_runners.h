@@ -1,0 +1,67 @@
+// RunnerFarm: many lean protocol-level runners driven by one thread. Each runner is a DEALER
+// on the broker's runner endpoint that speaks docs/PROTOCOL.md directly through common/codec.h:
+// `ready` with its slots and functions, `heartbeat` every interval, and for every `job` an
+// immediate `jobDone` (code none) whose result frame is the job's payload frame (an echo).
+// No handler threads, no queues: what is measured is the broker, not a runner runtime.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+
+namespace flame::bench {
+
+struct FarmOptions {
+  std::string endpoint;          // the broker's runner endpoint
+  std::string pool = "bench";
+  std::vector<std::string> functions{"noop"};
+  uint32_t runners = 1;
+  uint32_t slotsPerRunner = 1;   // announced in ready (credit)
+  Duration heartbeatInterval{1000};
+  // After its welcome each runner says leaving{exiting=true} and stops: leaves behind a pool
+  // with no runners, where jobs wait (the memory scenario).
+  bool leaveAfterWelcome = false;
+};
+
+class RunnerFarm {
+ public:
+  // Starts the farm's thread, which connects every runner and sends its ready.
+  explicit RunnerFarm(FarmOptions options);
+  // Each runner says leaving{exiting=true}; then the thread is joined and sockets closed.
+  ~RunnerFarm();
+  RunnerFarm(const RunnerFarm&) = delete;
+  RunnerFarm& operator=(const RunnerFarm&) = delete;
+
+  // Waits until every runner got its welcome (or, with leaveAfterWelcome, has left), up to
+  // `bound`. Thread-safe. Returns false on timeout.
+  bool waitWelcomed(Duration bound);
+  // Jobs answered so far. Thread-safe.
+  uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
+  // Messages the broker sent that the farm did not expect (errors, drains). Thread-safe.
+  uint64_t unexpected() const { return unexpected_.load(std::memory_order_relaxed); }
+  // The first of them, described ("error unknown_peer: ..."). Thread-safe.
+  std::string firstUnexpected() const;
+
+ private:
+  void loop();
+  void noteUnexpected(const std::string& what);
+
+  FarmOptions options_;
+  int wakeFd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> completed_{0};
+  std::atomic<uint64_t> unexpected_{0};
+  mutable std::mutex mutex_;
+  std::condition_variable welcomedCv_;
+  uint32_t welcomed_ = 0;         // guarded by mutex_
+  std::string firstUnexpected_;   // guarded by mutex_
+  std::thread thread_;
+};
+
+}  // namespace flame::bench

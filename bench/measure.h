@@ -1,0 +1,42 @@
+// Single measurements: each starts what it needs (echo server, in-process broker, runners,
+// clients), runs one load, tears everything down and returns one Row.
+#pragma once
+
+#include <string>
+
+#include "bench/harness.h"
+#include "bench/load.h"
+#include "bench/report.h"
+#include "bench/settings.h"
+
+namespace flame::bench {
+
+struct Shape {
+  std::string mode = "pipelined";  // sync (window 1) | pipelined
+  uint32_t clients = 4;
+  uint32_t runners = 4;
+  uint32_t window = 1000;
+  size_t payload = 64;
+  Transport transport = Transport::Tcp;
+};
+
+// Bare DEALER->ROUTER echo (EchoServer) with the lean load generator.
+Row measureCeiling(const Shape& shape, const Settings& settings, Progress& progress);
+
+// In-process broker + RunnerFarm (lean protocol runners, one thread) + lean clients.
+// kind Call or Cast. Runner slots: the total window spread over the runners, so the pool's
+// credit never limits the window (fan-out with 1000 in flight and 1000 runners: 1 slot each).
+Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape, const Settings& settings,
+                  Progress& progress);
+
+// In-process broker + flame::Runner threads + flame::Client objects (the library path),
+// pipelined through Client::callAsync callbacks.
+Row measureLibrary(const Shape& shape, const Settings& settings, Progress& progress);
+
+// "call pipelined c4 r4 64B tcp w1000"
+std::string label(const std::string& scenario, const Shape& shape);
+
+// Plan for one throughput measurement (warmup, duration; smoke shortens both).
+LoadPlan planFor(const Settings& settings);
+
+}  // namespace flame::bench

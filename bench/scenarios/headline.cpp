@@ -1,0 +1,103 @@
+// headline: the four target figures of issue 4 in one run, each broker figure measured right
+// after its ceiling (4 clients, 4 runners, 64 B, tcp), plus the library-path line and memory.
+#include <cstdio>
+
+#include "bench/measure.h"
+#include "bench/scenarios/scenarios.h"
+
+namespace flame::bench {
+
+namespace {
+constexpr double kPipelinedRatio = 0.45;
+constexpr double kSyncP50Factor = 2.5;
+constexpr double kFanoutRatio = 0.8;
+constexpr double kBytesPerJob = 512;
+
+std::string fmt(const char* f, double a, double b = 0, double c = 0) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, f, a, b, c);
+  return buf;
+}
+
+void mark(Row& row, const TargetCheck& t) {
+  row.extra["target"] = t.name;
+  row.extra["pass"] = t.pass;
+}
+
+// Runs `measure` settings.repeat times and keeps the run with the median jobs/s.
+template <class F>
+Row median(const Settings& settings, F&& measure) {
+  std::vector<Row> runs;
+  for (uint32_t i = 0; i < std::max<uint32_t>(1, settings.repeat); ++i) runs.push_back(measure());
+  std::sort(runs.begin(), runs.end(), [](const Row& a, const Row& b) { return a.jobsPerS < b.jobsPerS; });
+  Row r = runs[runs.size() / 2];
+  if (runs.size() > 1) r.extra["median_of"] = runs.size();
+  return r;
+}
+}  // namespace
+
+Rows runHeadline(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets) {
+  Rows rows;
+  const Shape pipelined{"pipelined", 4, 4, settings.window, 64, Transport::Tcp};
+  const Shape sync{"sync", 4, 4, 1, 64, Transport::Tcp};
+
+  Row ceilP = median(settings, [&] { return measureCeiling(pipelined, settings, progress); });
+  Row callP = median(settings, [&] { return measureBroker("call", LoadKind::Call, pipelined, settings, progress); });
+  Row lib = measureLibrary(pipelined, settings, progress);
+  double ratioP = ceilP.jobsPerS.value_or(0) > 0 ? callP.jobsPerS.value_or(0) / *ceilP.jobsPerS : 0;
+  callP.ratioToCeiling = ratioP;
+  if (ceilP.jobsPerS.value_or(0) > 0) lib.ratioToCeiling = lib.jobsPerS.value_or(0) / *ceilP.jobsPerS;
+  TargetCheck t1{"pipelined call >= 0.45 x ceiling",
+                 fmt("%.3f x (%.0f vs %.0f jobs/s)", ratioP, callP.jobsPerS.value_or(0), ceilP.jobsPerS.value_or(0)),
+                 ratioP >= kPipelinedRatio};
+  mark(callP, t1);
+
+  Row ceilS = median(settings, [&] { return measureCeiling(sync, settings, progress); });
+  Row callS = median(settings, [&] { return measureBroker("call", LoadKind::Call, sync, settings, progress); });
+  if (ceilS.jobsPerS.value_or(0) > 0) callS.ratioToCeiling = callS.jobsPerS.value_or(0) / *ceilS.jobsPerS;
+  double p50Factor = ceilS.p50Us.value_or(0) > 0 ? callS.p50Us.value_or(0) / *ceilS.p50Us : 0;
+  callS.extra["p50_over_ceiling_p50"] = std::round(p50Factor * 100) / 100;
+  TargetCheck t2{"sync call p50 <= 2.5 x ceiling p50",
+                 fmt("%.2f x (%.0f vs %.0f us)", p50Factor, callS.p50Us.value_or(0), ceilS.p50Us.value_or(0)),
+                 p50Factor > 0 && p50Factor <= kSyncP50Factor};
+  mark(callS, t2);
+
+  const uint32_t fanWindow = std::max<uint32_t>(1, settings.fanoutInFlight / 4);
+  const uint32_t fanMax = settings.fanoutRunners.back();
+  Row ceilF = median(settings, [&] {
+    return measureCeiling(Shape{"pipelined", 4, 0, fanWindow, 64, Transport::Tcp}, settings, progress);
+  });
+  Row fan1 = median(settings, [&] {
+    return measureBroker("fanout", LoadKind::Call, Shape{"pipelined", 4, 1, fanWindow, 64, Transport::Tcp}, settings,
+                         progress);
+  });
+  Row fanN = median(settings, [&] {
+    return measureBroker("fanout", LoadKind::Call, Shape{"pipelined", 4, fanMax, fanWindow, 64, Transport::Tcp},
+                         settings, progress);
+  });
+  for (Row* r : {&fan1, &fanN})
+    if (ceilF.jobsPerS.value_or(0) > 0) r->ratioToCeiling = r->jobsPerS.value_or(0) / *ceilF.jobsPerS;
+  double fanRatio = fan1.jobsPerS.value_or(0) > 0 ? fanN.jobsPerS.value_or(0) / *fan1.jobsPerS : 0;
+  fanN.extra["vs_first_pool_size"] = std::round(fanRatio * 1000) / 1000;
+  TargetCheck t3{"fan-out " + std::to_string(fanMax) + " runners >= 0.8 x 1 runner",
+                 fmt("%.3f x (%.0f vs %.0f jobs/s)", fanRatio, fanN.jobsPerS.value_or(0), fan1.jobsPerS.value_or(0)),
+                 fanRatio >= kFanoutRatio};
+  mark(fanN, t3);
+
+  Settings mem = settings;
+  mem.memoryQueued = {0, settings.memoryQueued.back()};
+  Rows memRows = runMemory(mem, progress);
+  Row& memRow = memRows.back();
+  double perJob = memRow.extra.value("bytes_per_job_beyond_payload", 0.0);
+  TargetCheck t4{"memory <= 512 B per queued job beyond payload",
+                 fmt("%.0f B/job beyond the 64 B payload (%.0f queued)", perJob, memRow.extra.value("queued", 0.0)),
+                 perJob <= kBytesPerJob};
+  mark(memRow, t4);
+
+  rows = {ceilP, callP, lib, ceilS, callS, ceilF, fan1, fanN};
+  rows.insert(rows.end(), memRows.begin(), memRows.end());
+  targets = {t1, t2, t3, t4};
+  return rows;
+}
+
+}  // namespace flame::bench

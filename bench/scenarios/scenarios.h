@@ -1,0 +1,35 @@
+// The scenarios of issue 4. Each runs its measurements in order, returns their rows, and
+// reports progress; none prints results (main does).
+#pragma once
+
+#include <vector>
+
+#include "bench/report.h"
+#include "bench/settings.h"
+
+namespace flame::bench {
+
+using Rows = std::vector<Row>;
+
+// Bare DEALER->ROUTER echo for every transport x payload x clients x {sync, pipelined}.
+Rows runCeiling(const Settings& settings, Progress& progress);
+// call through the broker, sync and pipelined, over the whole matrix, each group next to the
+// ceiling of the same transport, payload, clients and window (ratio_to_ceiling).
+Rows runCall(const Settings& settings, Progress& progress);
+// cast: accepted/s (the client's view) and completed/s (counted on the runners).
+Rows runCast(const Settings& settings, Progress& progress);
+// Routing cost as the pool grows; the same number of jobs in flight whatever the pool size.
+Rows runFanout(const Settings& settings, Progress& progress);
+// flame::Client + flame::Runner, pipelined, next to the lean protocol row of the same shape.
+Rows runLibrary(const Settings& settings, Progress& progress);
+// A burst on a `process` pool with min 0, through a real flame-broker process.
+Rows runElastic(const Settings& settings, Progress& progress);
+// flame-broker's RSS with queued jobs.
+Rows runMemory(const Settings& settings, Progress& progress);
+// The target figures in one go; fills `targets` with PASS/MISS.
+Rows runHeadline(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets);
+
+// How many measurements a scenario will make (for the progress counter).
+size_t plannedMeasurements(const std::string& scenario, const Settings& settings);
+
+}  // namespace flame::bench

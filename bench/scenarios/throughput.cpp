@@ -1,0 +1,97 @@
+// ceiling, call, cast and library: request/reply throughput and latency over the matrix of
+// transports, payloads, clients, runners and windows.
+#include "bench/measure.h"
+#include "bench/scenarios/scenarios.h"
+
+namespace flame::bench {
+
+namespace {
+struct ModeSpec {
+  const char* name;
+  uint32_t window;
+};
+std::vector<ModeSpec> modes(const Settings& s) { return {{"sync", 1}, {"pipelined", s.window}}; }
+
+void setRatio(Row& row, const Row& ceiling) {
+  if (row.jobsPerS && ceiling.jobsPerS && *ceiling.jobsPerS > 0) row.ratioToCeiling = *row.jobsPerS / *ceiling.jobsPerS;
+  if (row.p50Us && ceiling.p50Us && *ceiling.p50Us > 0) row.extra["p50_over_ceiling_p50"] = std::round(*row.p50Us / *ceiling.p50Us * 100) / 100;
+}
+}  // namespace
+
+Rows runCeiling(const Settings& settings, Progress& progress) {
+  Rows rows;
+  for (Transport t : settings.transports)
+    for (size_t payload : settings.payloads)
+      for (uint32_t clients : settings.clients)
+        for (auto m : modes(settings))
+          rows.push_back(measureCeiling(Shape{m.name, clients, 0, m.window, payload, t}, settings, progress));
+  return rows;
+}
+
+Rows runCall(const Settings& settings, Progress& progress) {
+  Rows rows;
+  for (Transport t : settings.transports)
+    for (size_t payload : settings.payloads)
+      for (uint32_t clients : settings.clients)
+        for (auto m : modes(settings)) {
+          Row ceiling = measureCeiling(Shape{m.name, clients, 0, m.window, payload, t}, settings, progress);
+          rows.push_back(ceiling);
+          for (uint32_t runners : settings.runners) {
+            Row row = measureBroker("call", LoadKind::Call, Shape{m.name, clients, runners, m.window, payload, t},
+                                    settings, progress);
+            setRatio(row, ceiling);
+            rows.push_back(row);
+          }
+        }
+  return rows;
+}
+
+Rows runCast(const Settings& settings, Progress& progress) {
+  Rows rows;
+  uint32_t clients = settings.clients.back(), runners = settings.runners.back();
+  for (Transport t : settings.transports) {
+    Row ceiling = measureCeiling(Shape{"pipelined", clients, 0, settings.window, 64, t}, settings, progress);
+    rows.push_back(ceiling);
+    Row row = measureBroker("cast", LoadKind::Cast, Shape{"pipelined", clients, runners, settings.window, 64, t},
+                            settings, progress);
+    setRatio(row, ceiling);
+    row.extra.erase("p50_over_ceiling_p50");
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+Rows runLibrary(const Settings& settings, Progress& progress) {
+  Rows rows;
+  uint32_t clients = settings.clients.back(), runners = settings.runners.back();
+  Shape shape{"pipelined", clients, runners, settings.window, 64, Transport::Tcp};
+  Row ceiling = measureCeiling(shape, settings, progress);
+  rows.push_back(ceiling);
+  Row lean = measureBroker("call", LoadKind::Call, shape, settings, progress);
+  setRatio(lean, ceiling);
+  rows.push_back(lean);
+  Row lib = measureLibrary(shape, settings, progress);
+  setRatio(lib, ceiling);
+  rows.push_back(lib);
+  return rows;
+}
+
+size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
+  size_t matrix = s.transports.size() * s.payloads.size() * s.clients.size() * 2;
+  if (scenario == "ceiling") return matrix;
+  if (scenario == "call") return matrix * (1 + s.runners.size());
+  if (scenario == "cast") return s.transports.size() * 2;
+  if (scenario == "fanout") return 1 + s.fanoutRunners.size();
+  if (scenario == "library") return 3;
+  if (scenario == "elastic") return 1;
+  if (scenario == "memory") return s.memoryQueued.size();
+  if (scenario == "headline") return 7 * s.repeat + 1 + 2;
+  if (scenario == "all") {
+    size_t n = 0;
+    for (auto* sc : {"call", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);
+    return n;
+  }
+  return 0;
+}
+
+}  // namespace flame::bench
