@@ -344,3 +344,15 @@ TEST_CASE("an idempotent call survives the loss of its runner", "[integration]")
   REQUIRE(r);
   CHECK(r.value().find("slept") != std::string::npos);
 }
+
+TEST_CASE("the embedded-app example runs its own runners and calls them with typed payloads", "[integration]") {
+  auto broker = BrokerProcess::start(kFastBroker);
+  auto app = Process::start({binary("embedded-app"), "--clients", broker.clients, "--runners", broker.runners});
+  auto status = app->waitExit(Millis(20000));
+  REQUIRE(status.has_value());
+  INFO(app->output());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  CHECK(app->output().find("9 words, 3 lines") != std::string::npos);
+  CHECK(app->output().find("1 words, 1 lines") != std::string::npos);
+}
