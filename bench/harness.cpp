@@ -31,7 +31,9 @@ void removeIpcFile(const std::string& endpoint) {
   ::unlink(endpoint.substr(kPrefix.size()).c_str());
 }
 
-BrokerThread::BrokerThread(Transport transport, BrokerOptions options) {
+BrokerThread::BrokerThread(Transport transport, BrokerOptions options, bool zeroCopyRecv) {
+  // ZMQ_ZERO_COPY_RECV is a stable context option of libzmq 4.3 without a cppzmq name.
+  if (!zeroCopyRecv) zmq_ctx_set(ctx_.handle(), ZMQ_ZERO_COPY_RECV, 0);
   options.clientsEndpoint = bindEndpoint(transport, "clients");
   options.runnersEndpoint = bindEndpoint(transport, "runners");
   nameContext(ctx_, Role::Broker);

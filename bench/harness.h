@@ -41,7 +41,9 @@ inline int64_t nowNs() {
 // returns once both sockets are bound; the destructor stops the loop and joins.
 class BrokerThread {
  public:
-  explicit BrokerThread(Transport transport, BrokerOptions options = {});
+  // zeroCopyRecv = false turns off libzmq's zero-copy receive on the broker's context (an
+  // experiment knob: flame-broker keeps the libzmq default, on).
+  explicit BrokerThread(Transport transport, BrokerOptions options = {}, bool zeroCopyRecv = true);
   ~BrokerThread();
   BrokerThread(const BrokerThread&) = delete;
   BrokerThread& operator=(const BrokerThread&) = delete;

@@ -114,6 +114,10 @@ int main(int argc, char** argv) {
   app.add_option("--pool-concurrency", s.poolConcurrency, "elastic: slots per runner")->capture_default_str();
   app.add_option("--idle-shutdown", idleMs, "elastic: idle_shutdown_after in ms")->capture_default_str();
   app.add_option("--queued", s.memoryQueued, "memory: queued job counts to measure")->capture_default_str();
+  app.add_flag("--memory-in-process", s.memoryInProcess,
+               "memory: diagnose with an in-process broker (this process's RSS) instead of flame-broker");
+  bool noZeroCopy = false;
+  app.add_flag("--no-zero-copy-recv", noZeroCopy, "memory --memory-in-process: ZMQ_ZERO_COPY_RECV=0 on the broker");
   app.add_option("--repeat", s.repeat, "headline: run each measurement N times, keep the median")
       ->capture_default_str()->check(CLI::Range(1u, 9u));
   app.add_option("--bin-dir", s.binDir, "where flame-broker and flame-worker are [flame-bench's directory]");
@@ -121,6 +125,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", logLevel, "flame's own loggers (broker, runner, client)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
+  s.zeroCopyRecv = !noZeroCopy;
   s.duration = seconds(duration);
   s.warmup = seconds(warmup);
   s.idleShutdown = Duration(idleMs);

@@ -19,6 +19,7 @@ constexpr const char* kCeilingParts =
 constexpr Duration kSetupBound{20'000};
 
 uint32_t slotsPerRunner(const Shape& s) {
+  if (s.slotsPerRunner > 0) return s.slotsPerRunner;
   uint64_t total = static_cast<uint64_t>(s.clients) * s.window;
   return static_cast<uint32_t>(std::max<uint64_t>(1, (total + s.runners - 1) / s.runners));
 }

@@ -18,14 +18,16 @@ struct Shape {
   uint32_t window = 1000;
   size_t payload = 64;
   Transport transport = Transport::Tcp;
+  uint32_t slotsPerRunner = 0;     // 0: the total window spread over the runners
 };
 
 // Bare DEALER->ROUTER echo (EchoServer) with the lean load generator.
 Row measureCeiling(const Shape& shape, const Settings& settings, Progress& progress);
 
 // In-process broker + RunnerFarm (lean protocol runners, one thread) + lean clients.
-// kind Call or Cast. Runner slots: the total window spread over the runners, so the pool's
-// credit never limits the window (fan-out with 1000 in flight and 1000 runners: 1 slot each).
+// kind Call or Cast. Runner slots (unless shape.slotsPerRunner says otherwise): the total
+// window spread over the runners, so the pool's credit never limits the window and every runner
+// is busy (fan-out with 1000 in flight and 1000 runners: 1 slot each).
 Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape, const Settings& settings,
                   Progress& progress);
 

@@ -32,6 +32,10 @@ struct Settings {
   Duration idleShutdown{1000};
   // memory
   std::vector<uint64_t> memoryQueued{0, 100'000, 1'000'000};
+  // Diagnosis: measure an in-process broker (this process's RSS) instead of flame-broker, with
+  // or without libzmq's zero-copy receive.
+  bool memoryInProcess = false;
+  bool zeroCopyRecv = true;
   std::string binDir;           // where flame-broker and flame-worker are
   uint32_t repeat = 1;          // headline: runs per figure, the median is kept
 };

@@ -176,7 +176,7 @@ class Client::Impl {
   // Owned by the I/O thread once it has started.
   zmq::socket_t pipeIn_;
   zmq::socket_t dealer_;
-  std::deque<Outgoing> outbox_;  // accepted by neither the DEALER yet (no connection), in order
+  std::deque<Outgoing> outbox_;  // not yet taken by the DEALER (no connection yet), in order
   std::unordered_map<uint64_t, ExitCallback> linkedChildren_;  // childId -> onExit
   Duration interval_;  // heartbeat interval: ours, or the broker's if smaller
   bool busy_ = false;  // something was outstanding at the last timer check

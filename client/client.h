@@ -44,7 +44,7 @@ namespace flame {
 struct ClientOptions {
   std::string broker = "tcp://127.0.0.1:5555";  // the broker's client endpoint
   // Heartbeat period while work is outstanding. The broker is considered gone after
-  // heartbeatInterval x liveness without any message from it.
+  // heartbeatInterval x liveness without any message from it. Raised to at least 1 ms and 1.
   Duration heartbeatInterval{1000};
   uint32_t liveness = 3;
 };
@@ -77,7 +77,7 @@ class Client {
   // Sends `cancel` for outstanding linked calls and places and `stopChild` for linked children
   // (best effort), fails every outstanding request with `shutting_down`, reports every linked
   // child exited with `shutting_down`, and joins the I/O thread. No method may be running or
-  // called concurrently with the destructor.
+  // called concurrently with the destructor, and it must not run inside a completion callback.
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -124,8 +124,9 @@ class Client {
 
   // Typed call: builds a Req (a Cap'n Proto struct) with `build`, sends it as the payload and
   // parses the result bytes as a Resp. Bad result bytes fail with {BadRequest, "bad result: ..."}.
-  //   auto r = client.callTyped<Resize, Image>("thumbs", "resize", [](Resize::Builder b) {
-  //   b.setWidth(64); }); if (r) use(r->get().getData());
+  //   auto r = client.callTyped<Resize, Image>("thumbs", "resize",
+  //                                            [](Resize::Builder b) { b.setWidth(64); });
+  //   if (r) use(r->get().getData());   // r->get() is an Image::Reader, valid while r lives
   template <class Req, class Resp>
   Outcome<Typed<Resp>> callTyped(std::string_view pool, std::string_view function,
                                  const std::function<void(typename Req::Builder)>& build,

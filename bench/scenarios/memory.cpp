@@ -5,6 +5,8 @@
 // queued, which paces the filling client) with an infinite timeout and link = false, so
 // nothing expires and no client liveness is involved. Each step's count is checked against the
 // broker's own status (queued) before RSS is read from /proc/<pid>/status.
+#include <unistd.h>
+
 #include <thread>
 
 #include "bench/broker_process.h"
@@ -42,22 +44,36 @@ bool waitQueued(Client& client, uint64_t want, Duration bound) {
 
 Rows runMemory(const Settings& settings, Progress& progress) {
   ScratchDir scratch;
-  BrokerProcess broker =
-      startBrokerProcess(settings.binDir, scratch.path(),
-                         {"--clients", "tcp://127.0.0.1:*", "--runners", "tcp://127.0.0.1:*", "--log-level", "warn"});
+  // Either a real flame-broker process (the figure that counts) or, for diagnosis, an
+  // in-process broker whose context options we control (then RSS is this whole process's).
+  BrokerProcess process;
+  std::unique_ptr<BrokerThread> thread;
+  std::string clientsEndpoint, runnersEndpoint;
+  pid_t pid = getpid();
+  if (settings.memoryInProcess) {
+    thread = std::make_unique<BrokerThread>(Transport::Tcp, BrokerOptions{}, settings.zeroCopyRecv);
+    clientsEndpoint = thread->clientsEndpoint();
+    runnersEndpoint = thread->runnersEndpoint();
+  } else {
+    process = startBrokerProcess(settings.binDir, scratch.path(),
+                                 {"--clients", "tcp://127.0.0.1:*", "--runners", "tcp://127.0.0.1:*", "--log-level", "warn"});
+    clientsEndpoint = process.clients;
+    runnersEndpoint = process.runners;
+    pid = process.process->pid();
+  }
   {
     FarmOptions f;
-    f.endpoint = broker.runners;
+    f.endpoint = runnersEndpoint;
     f.pool = kPool;
     f.leaveAfterWelcome = true;
     RunnerFarm farm(f);
     if (!farm.waitWelcomed(Duration(10'000))) throw std::runtime_error("memory: the registering runner got no welcome");
   }
-  Client status(ClientOptions{broker.clients});
+  Client status(ClientOptions{clientsEndpoint});
   if (!waitQueued(status, 0, Duration(10'000))) throw std::runtime_error("memory: pool 'mem' did not appear");
   // Let the broker settle (allocator, first connections) before the baseline.
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const uint64_t base = residentBytes(broker.process->pid()).value_or(0);
+  const uint64_t base = residentBytes(pid).value_or(0);
 
   Rows rows;
   std::vector<uint64_t> counts = settings.memoryQueued;
@@ -68,7 +84,7 @@ Rows runMemory(const Settings& settings, Progress& progress) {
     auto t0 = std::chrono::steady_clock::now();
     if (want > have) {
       LoadOptions o;
-      o.endpoint = broker.clients;
+      o.endpoint = clientsEndpoint;
       o.kind = LoadKind::Cast;
       o.clients = 1;
       o.window = kFillWindow;
@@ -92,7 +108,7 @@ Rows runMemory(const Settings& settings, Progress& progress) {
     }
     if (!waitQueued(status, want, Duration(30'000)))
       throw std::runtime_error(what + ": the broker does not report " + std::to_string(want) + " queued jobs");
-    const uint64_t rss = residentBytes(broker.process->pid()).value_or(0);
+    const uint64_t rss = residentBytes(pid).value_or(0);
     double fillSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     Row row;
@@ -109,7 +125,12 @@ Rows runMemory(const Settings& settings, Progress& progress) {
       row.extra["bytes_per_job"] = std::round(perJob);
       row.extra["bytes_per_job_beyond_payload"] = std::round(perJob - static_cast<double>(kPayload));
     }
-    row.parts = "a real flame-broker process (RSS from /proc/<pid>/status); lean cast client in-process";
+    if (settings.memoryInProcess) {
+      row.extra["broker"] = settings.zeroCopyRecv ? "in-process" : "in-process, ZMQ_ZERO_COPY_RECV=0";
+      row.parts = "DIAGNOSIS: in-process broker thread, RSS of the whole flame-bench process; lean cast client";
+    } else {
+      row.parts = "a real flame-broker process (RSS from /proc/<pid>/status); lean cast client in-process";
+    }
     progress.finished(what, "RSS " + row.extra["rss_mib"].dump() + " MiB" +
                                 (want ? ", " + row.extra["bytes_per_job"].dump() + " B/job" : std::string()));
     rows.push_back(row);

@@ -29,6 +29,12 @@ Rows runMemory(const Settings& settings, Progress& progress);
 // The target figures in one go; fills `targets` with PASS/MISS.
 Rows runHeadline(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets);
 
+// Fan-out shapes (fanout.cpp): the ceiling with max(4, runners) connections, and the broker
+// measurement in the "spread" or "index" variant.
+struct Shape;
+Shape fanoutCeilingShape(const Settings& settings, uint32_t runners);
+Shape fanoutShape(const Settings& settings, uint32_t runners, bool index);
+
 // How many measurements a scenario will make (for the progress counter).
 size_t plannedMeasurements(const std::string& scenario, const Settings& settings);
 

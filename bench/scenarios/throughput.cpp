@@ -81,11 +81,11 @@ size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   if (scenario == "ceiling") return matrix;
   if (scenario == "call") return matrix * (1 + s.runners.size());
   if (scenario == "cast") return s.transports.size() * 2;
-  if (scenario == "fanout") return 1 + s.fanoutRunners.size();
+  if (scenario == "fanout") return 3 * s.fanoutRunners.size() - 1;
   if (scenario == "library") return 3;
   if (scenario == "elastic") return 1;
   if (scenario == "memory") return s.memoryQueued.size();
-  if (scenario == "headline") return 7 * s.repeat + 1 + 2;
+  if (scenario == "headline") return 9 * s.repeat + 1 + 2;
   if (scenario == "all") {
     size_t n = 0;
     for (auto* sc : {"call", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);
