@@ -32,8 +32,10 @@ void removeIpcFile(const std::string& endpoint) {
 }
 
 BrokerThread::BrokerThread(Transport transport, BrokerOptions options, bool zeroCopyRecv) {
-  // ZMQ_ZERO_COPY_RECV is a stable context option of libzmq 4.3 without a cppzmq name.
-  if (!zeroCopyRecv) zmq_ctx_set(ctx_.handle(), ZMQ_ZERO_COPY_RECV, 0);
+  // ZMQ_ZERO_COPY_RECV (10) is declared only under the draft API, but libzmq 4.3.4 honours it
+  // (ZEROMQ-NOTES.md).
+  constexpr int kZeroCopyRecv = 10;
+  if (!zeroCopyRecv) zmq_ctx_set(ctx_.handle(), kZeroCopyRecv, 0);
   options.clientsEndpoint = bindEndpoint(transport, "clients");
   options.runnersEndpoint = bindEndpoint(transport, "runners");
   nameContext(ctx_, Role::Broker);

@@ -121,7 +121,7 @@ TEST_CASE("fly: an idle runner's machine is deleted after it drains; a lost one 
   REQUIRE(j1.size() == 1);
   h.done(conns[0], j0[0].jobId);
   // conns[1] dies mid-job: its machine is deleted without waiting for anything.
-  h.pass(Duration(3200), {conns[0]});
+  h.pass(Duration(4100), {conns[0]});
   CHECK(h.outbox.takeOf<msg::Error>("c").at(0).code == ErrorCode::RunnerLost);
   REQUIRE(deletes(api).size() >= 1);
   CHECK(deletes(api)[0].path == "/v1/apps/app/machines/m-2");
