@@ -168,7 +168,9 @@ void RunnerFarm::loop() {
       uint64_t ms = static_cast<uint64_t>(
           std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
       for (uint32_t i = 0; i < runners.size(); ++i) {
-        if (runners[i].left) continue;
+        // Only registered runners: a heartbeat that overtook a retried ready would be answered
+        // with unknown_peer.
+        if (runners[i].left || !runners[i].welcomed) continue;
         runners[i].socket.send(encode(msg::Heartbeat{ms, static_cast<uint32_t>(options_.heartbeatInterval.count())}),
                                zmq::send_flags::dontwait);
         set.touch(i);  // a send may consume the socket's notification (see SocketSet)

@@ -99,6 +99,8 @@ int main(int argc, char** argv) {
   app.add_option("--plot", plotFile, "also draw throughput and latency percentiles to this PNG (needs gnuplot)");
   app.add_option("--window", s.window, "requests in flight per client, pipelined")->capture_default_str()
       ->check(CLI::Range(1u, 100'000u));
+  app.add_option("--mode", s.modes, "sync and/or pipelined (ceiling and call matrix)")
+      ->check(CLI::IsMember({"sync", "pipelined"}))->capture_default_str();
   app.add_option("--clients", s.clients, "client counts (call matrix)")->capture_default_str();
   app.add_option("--runners", s.runners, "runner counts (call matrix)")->capture_default_str();
   app.add_option("--payload", s.payloads, "payload sizes in bytes (call matrix)")->capture_default_str();

@@ -17,6 +17,7 @@ struct Settings {
   Duration warmup{300};         // not counted, before each measurement
   bool smoke = false;           // CI: every scenario briefly, small sizes, no thresholds
   uint32_t window = 1000;       // pipelined in-flight requests per client
+  std::vector<std::string> modes{"sync", "pipelined"};
   std::vector<uint32_t> clients{1, 4};
   std::vector<uint32_t> runners{1, 4};
   std::vector<size_t> payloads{64, 4096};

@@ -14,6 +14,8 @@ constexpr Duration kBackoffCap{30'000};
 constexpr uint32_t kFailuresBeforeBootFailed = 3;
 // How often backends are asked for machines that ended by themselves.
 constexpr Duration kReapInterval{100};
+// How often timers (boot/shutdown timeouts, idle shutdown) are checked.
+constexpr Duration kHousekeeping{100};
 
 std::string randomHex(size_t bytes) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -115,9 +117,18 @@ void Scaler::tickPool(Managed& pool, TimePoint now) {
   if (!p) return;
   const PoolLimits& L = pool.config.limits;
   auto log = logger("scaler");
+  // This runs on every loop iteration, so the work that walks all runners and machines
+  // (timers, shrinking) is done every kHousekeeping; growing is checked at once whenever jobs
+  // wait (or warm slots / min may be missing), because that is when latency matters.
+  bool housekeeping = now >= pool.nextHousekeeping;
+  uint32_t waiting = static_cast<uint32_t>(p->queue.size());
+  bool mayGrow = waiting > 0 || L.warmSlots > 0 || pool.machines.size() < L.min;
+  if (!housekeeping && !mayGrow && !pool.failWaiting) return;
+  if (housekeeping) pool.nextHousekeeping = now + kHousekeeping;
 
   // Machines whose runner never came, or that will not leave.
   for (auto& [id, m] : pool.machines) {
+    if (!housekeeping) break;
     if (m.phase == Phase::Booting && now - m.since >= L.bootTimeout) {
       std::string why = "runner did not connect within boot_timeout " + formatDuration(L.bootTimeout);
       bootFailed(pool, id, why, now);
@@ -137,7 +148,6 @@ void Scaler::tickPool(Managed& pool, TimePoint now) {
     }
   }
   uint32_t booting = countPhase(pool, Phase::Booting);
-  uint32_t waiting = static_cast<uint32_t>(p->queue.size());
 
   // Grow for demand and warm slots; keep min.
   if (now >= pool.nextBootAt) {
@@ -164,6 +174,7 @@ void Scaler::tickPool(Managed& pool, TimePoint now) {
   }
 
   // Shrink: drain idle runners, newest first; the `min` oldest use min_idle_shutdown_after.
+  if (!housekeeping) return;
   std::vector<RunnerState*> readyRunners;
   for (RunnerState* r : p->runners)
     if (r->phase == RunnerPhase::Ready) readyRunners.push_back(r);

@@ -70,6 +70,7 @@ class Scaler final : public BrokerListener {
     TimePoint nextBootAt{};
     std::string lastBootError;
     bool failWaiting = false;  // a boot just failed: fail waiting jobs if nothing else can run them
+    TimePoint nextHousekeeping{};
   };
 
   void tickPool(Managed& pool, TimePoint now);

@@ -10,7 +10,11 @@ struct ModeSpec {
   const char* name;
   uint32_t window;
 };
-std::vector<ModeSpec> modes(const Settings& s) { return {{"sync", 1}, {"pipelined", s.window}}; }
+std::vector<ModeSpec> modes(const Settings& s) {
+  std::vector<ModeSpec> out;
+  for (auto& m : s.modes) out.push_back(m == "sync" ? ModeSpec{"sync", 1} : ModeSpec{"pipelined", s.window});
+  return out;
+}
 
 void setRatio(Row& row, const Row& ceiling) {
   if (row.jobsPerS && ceiling.jobsPerS && *ceiling.jobsPerS > 0) row.ratioToCeiling = *row.jobsPerS / *ceiling.jobsPerS;
@@ -77,7 +81,7 @@ Rows runLibrary(const Settings& settings, Progress& progress) {
 }
 
 size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
-  size_t matrix = s.transports.size() * s.payloads.size() * s.clients.size() * 2;
+  size_t matrix = s.transports.size() * s.payloads.size() * s.clients.size() * s.modes.size();
   if (scenario == "ceiling") return matrix;
   if (scenario == "call") return matrix * (1 + s.runners.size());
   if (scenario == "cast") return s.transports.size() * 2;
