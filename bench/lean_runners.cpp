@@ -29,7 +29,17 @@ std::string runnerId(uint32_t farm, uint32_t index) {
 RunnerFarm::RunnerFarm(FarmOptions options) : options_(std::move(options)) {
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    // The thread boundary: a failure (say, out of descriptors) is reported through
+    // waitWelcomed() and failure() instead of ending the process.
+    try {
+      loop();
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mutex_);
+      failure_ = e.what();
+      welcomedCv_.notify_all();
+    }
+  });
 }
 
 RunnerFarm::~RunnerFarm() {
@@ -42,13 +52,19 @@ RunnerFarm::~RunnerFarm() {
 
 bool RunnerFarm::waitWelcomed(Duration bound) {
   std::unique_lock lock(mutex_);
-  return welcomedCv_.wait_for(lock, bound, [this] { return welcomed_ >= options_.runners; });
+  welcomedCv_.wait_for(lock, bound, [this] { return welcomed_ >= options_.runners || !failure_.empty(); });
+  return welcomed_ >= options_.runners;
 }
 
 void RunnerFarm::noteUnexpected(const std::string& what) {
   unexpected_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mutex_);
   if (firstUnexpected_.empty()) firstUnexpected_ = what;
+}
+
+std::string RunnerFarm::failure() const {
+  std::lock_guard lock(mutex_);
+  return failure_;
 }
 
 std::string RunnerFarm::firstUnexpected() const {

@@ -39,7 +39,7 @@ class RunnerFarm {
   RunnerFarm& operator=(const RunnerFarm&) = delete;
 
   // Waits until every runner got its welcome (or, with leaveAfterWelcome, has left), up to
-  // `bound`. Thread-safe. Returns false on timeout.
+  // `bound`. Thread-safe. Returns false on timeout or if the farm failed (see failure()).
   bool waitWelcomed(Duration bound);
   // Jobs answered so far. Thread-safe.
   uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }
@@ -47,6 +47,8 @@ class RunnerFarm {
   uint64_t unexpected() const { return unexpected_.load(std::memory_order_relaxed); }
   // The first of them, described ("error unknown_peer: ..."). Thread-safe.
   std::string firstUnexpected() const;
+  // Why the farm's thread stopped early (empty while it runs normally). Thread-safe.
+  std::string failure() const;
 
  private:
   void loop();
@@ -61,6 +63,7 @@ class RunnerFarm {
   std::condition_variable welcomedCv_;
   uint32_t welcomed_ = 0;         // guarded by mutex_
   std::string firstUnexpected_;   // guarded by mutex_
+  std::string failure_;           // guarded by mutex_
   std::thread thread_;
 };
 

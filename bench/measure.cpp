@@ -99,7 +99,8 @@ Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape
   f.slotsPerRunner = slotsPerRunner(shape);
   RunnerFarm farm(f);
   if (!farm.waitWelcomed(kSetupBound))
-    throw std::runtime_error(what + ": runners were not welcomed within " + std::to_string(kSetupBound.count()) + " ms");
+    throw std::runtime_error(what + ": runners were not welcomed within " + std::to_string(kSetupBound.count()) +
+                             " ms " + farm.failure());
 
   LoadOptions o;
   o.endpoint = broker.clientsEndpoint();

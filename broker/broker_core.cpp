@@ -6,6 +6,7 @@
 #include "broker/broker_core.h"
 
 #include <algorithm>
+#include <random>
 #include <vector>
 
 #include "common/codec.h"
@@ -37,7 +38,8 @@ bool validName(const std::string& name) { return !name.empty() && name.size() <=
 }  // namespace
 
 BrokerCore::BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox)
-    : options_(std::move(options)), clock_(clock), outbox_(outbox), listener_(&noListener_) {
+    : options_(std::move(options)), clock_(clock), outbox_(outbox), listener_(&noListener_),
+      instance_(std::random_device{}() | (uint64_t(std::random_device{}()) << 32) | 1) {
   nextSweep_ = clock_.now() + options_.heartbeatInterval;
 }
 
@@ -116,7 +118,7 @@ void BrokerCore::onClient(const std::string& client, Message message, zmq::messa
       sendClient(client, reply);
     }
   } else if (std::holds_alternative<msg::Heartbeat>(message)) {
-    sendClient(client, msg::Heartbeat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count())});
+    sendClient(client, msg::Heartbeat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count()), instance_});
   } else {
     onClientInvalid(client, ErrorCode::BadRequest,
                     "this message kind is not accepted on the client endpoint", 0);
@@ -593,7 +595,7 @@ void BrokerCore::expireDeadlines(TimePoint now) {
 void BrokerCore::sweepPeers(TimePoint now) {
   Duration window = options_.livenessWindow();
   std::vector<RunnerState*> dead, closed;
-  msg::Heartbeat beat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count())};
+  msg::Heartbeat beat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count()), instance_};
   auto header = encode(beat);
   for (auto& [id, r] : runners_) {
     if (now - r->lastSeen > window) {

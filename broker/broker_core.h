@@ -99,6 +99,7 @@ class BrokerCore {
   size_t jobCount() const { return jobs_.size(); }
   size_t clientSessionCount() const { return sessions_.size(); }
   const BrokerOptions& options() const { return options_; }
+  uint64_t instance() const { return instance_; }
 
  private:
   struct ClientSession {
@@ -151,6 +152,7 @@ class BrokerCore {
   std::unordered_map<JobId, std::vector<std::string>> stopWaiters_;  // child -> clients awaiting `stopped`
   DeadlineHeap deadlines_;
   size_t timedJobs_ = 0;  // jobs with a finite deadline (to know when the heap is mostly stale)
+  uint64_t instance_;  // random per run, sent in heartbeats
   JobId nextJobId_ = 1;
   uint64_t nextRunnerSeq_ = 1;
   TimePoint nextSweep_{};

@@ -183,6 +183,7 @@ class Client::Impl {
   bool quitting_ = false;
   TimePoint lastHeard_{};      // last message of any kind from the broker
   TimePoint lastHeartbeat_{};  // last heartbeat sent
+  uint64_t brokerInstance_ = 0;  // from the broker's heartbeats; a change means it restarted
 
   std::thread thread_;  // last member: starts once everything above exists
 };
@@ -470,6 +471,15 @@ void Client::Impl::on(msg::StatusReply& m, Frames&) {
 }
 
 void Client::Impl::on(msg::Heartbeat& m, Frames&) {
+  if (m.instance != 0) {
+    if (brokerInstance_ != 0 && m.instance != brokerInstance_) {
+      // A new broker process answers on the same endpoint: it never heard of our requests.
+      log_->warn("broker {} restarted: failing {} requests in flight", options_.broker, pending_.size());
+      failEverything(Failure{ErrorCode::BrokerUnreachable,
+                             "broker restarted: the request was lost (it may or may not have run)"});
+    }
+    brokerInstance_ = m.instance;
+  }
   if (m.intervalMs > 0 && Duration(m.intervalMs) < interval_) {
     log_->debug("adopting the broker's heartbeat interval of {}ms", m.intervalMs);
     interval_ = Duration(m.intervalMs);

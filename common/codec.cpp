@@ -153,6 +153,7 @@ struct Filler {
     auto h = b.initHeartbeat();
     h.setSentMs(m.sentMs);
     h.setIntervalMs(m.intervalMs);
+    h.setInstance(m.instance);
   }
   void operator()(const msg::Ready& m) {
     auto r = b.initReady();
@@ -291,7 +292,7 @@ Message read(Envelope::Reader env) {
     }
     case Envelope::Body::HEARTBEAT: {
       auto h = b.getHeartbeat();
-      return msg::Heartbeat{h.getSentMs(), h.getIntervalMs()};
+      return msg::Heartbeat{h.getSentMs(), h.getIntervalMs(), h.getInstance()};
     }
     case Envelope::Body::READY: {
       auto r = b.getReady();

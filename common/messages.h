@@ -97,7 +97,7 @@ struct PoolStatus {
 };
 struct StatusReply { uint64_t requestId = 0; std::vector<PoolStatus> pools; };
 
-struct Heartbeat { uint64_t sentMs = 0; uint32_t intervalMs = 0; };
+struct Heartbeat { uint64_t sentMs = 0; uint32_t intervalMs = 0; uint64_t instance = 0; };
 
 struct Ready {
   std::string runnerId;

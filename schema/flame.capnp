@@ -113,6 +113,8 @@ struct Stopped { childId @0 :UInt64; }
 struct Heartbeat {
   sentMs @0 :UInt64;      # sender's clock, informational
   intervalMs @1 :UInt32;  # the sender's heartbeat interval (the broker tells clients its own)
+  instance @2 :UInt64;    # the broker's random id for this run (0 from clients and runners):
+                          # a change means the broker restarted and forgot what was in flight
 }
 
 struct Ready {

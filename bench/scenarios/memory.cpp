@@ -67,7 +67,7 @@ Rows runMemory(const Settings& settings, Progress& progress) {
     f.pool = kPool;
     f.leaveAfterWelcome = true;
     RunnerFarm farm(f);
-    if (!farm.waitWelcomed(Duration(10'000))) throw std::runtime_error("memory: the registering runner got no welcome");
+    if (!farm.waitWelcomed(Duration(10'000))) throw std::runtime_error("memory: the registering runner got no welcome " + farm.failure());
   }
   Client status(ClientOptions{clientsEndpoint});
   if (!waitQueued(status, 0, Duration(10'000))) throw std::runtime_error("memory: pool 'mem' did not appear");

@@ -299,6 +299,23 @@ TEST_CASE("heartbeats flow while a request is outstanding and stop when idle", "
   CHECK_FALSE(broker.awaitHeartbeats(1, Duration(350)));
 }
 
+TEST_CASE("a broker restart fails the requests it forgot instead of leaving them hanging", "[client]") {
+  FakeBroker broker;
+  broker.heartbeatReplyMs = 100;
+  Client client(fastOptions(broker.endpoint()));
+  auto future = client.callAsync("p", "f", "x", CallOptions{kInfinite});
+  REQUIRE(broker.expect<msg::Submit>());
+  REQUIRE(broker.awaitHeartbeats(2));
+  CHECK(future.wait_for(std::chrono::seconds(0)) == std::future_status::timeout);
+  broker.instance = 8;  // same endpoint, new broker run
+  REQUIRE(broker.awaitHeartbeats(1));  // answered by the "new" broker
+  REQUIRE(ready(future, std::chrono::milliseconds(250)));  // before liveness would say so
+  auto r = future.get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == ErrorCode::BrokerUnreachable);
+  CHECK_THAT(r.error().message, Catch::StartsWith("broker restarted"));
+}
+
 TEST_CASE("the client adopts the broker's smaller heartbeat interval", "[client]") {
   FakeBroker broker;
   broker.heartbeatReplyMs = 50;
