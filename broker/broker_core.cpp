@@ -38,7 +38,7 @@ bool validName(const std::string& name) { return !name.empty() && name.size() <=
 }  // namespace
 
 BrokerCore::BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox)
-    : options_(std::move(options)), clock_(clock), outbox_(outbox), listener_(&noListener_),
+    : options_(std::move(options)), log_(logger("broker")), clock_(clock), outbox_(outbox), listener_(&noListener_),
       instance_(std::random_device{}() | (uint64_t(std::random_device{}()) << 32) | 1) {
   nextSweep_ = clock_.now() + options_.heartbeatInterval;
 }
@@ -71,7 +71,7 @@ Pool& BrokerCore::ensurePool(const std::string& name) {
   pool->placement = options_.placement;
   pool->defaultTimeout = options_.defaultTimeout;
   pool->maxQueue = options_.maxQueue;
-  logger("broker")->info("pool={} created", name);
+  log_->info("pool={} created", name);
   return *pools_.emplace(name, std::move(pool)).first->second;
 }
 
@@ -99,9 +99,9 @@ void BrokerCore::onClient(const std::string& client, Message message, zmq::messa
   auto& session = sessions_[client];
   session.lastSeen = now;
   if (auto* submit = std::get_if<msg::Submit>(&message)) {
-    handleSubmit(client, *submit, std::move(payload));
+    handleSubmit(client, session, *submit, std::move(payload));
   } else if (auto* cancel = std::get_if<msg::Cancel>(&message)) {
-    handleCancel(client, *cancel);
+    handleCancel(client, session, *cancel);
   } else if (auto* stop = std::get_if<msg::StopChild>(&message)) {
     handleStopChild(client, *stop);
   } else if (auto* req = std::get_if<msg::StatusRequest>(&message)) {
@@ -127,7 +127,7 @@ void BrokerCore::onClient(const std::string& client, Message message, zmq::messa
 
 void BrokerCore::onClientInvalid(const std::string& client, ErrorCode code, const std::string& why,
                                  uint64_t requestId) {
-  logger("broker")->warn("client={} sent a bad message: {} ({})", hex(client), why, errorCodeName(code));
+  log_->warn("client={} sent a bad message: {} ({})", hex(client), why, errorCodeName(code));
   replyError(client, requestId, code, why);
 }
 
@@ -136,9 +136,10 @@ void BrokerCore::replyError(const std::string& client, uint64_t requestId, Error
   sendClient(client, msg::Error{requestId, code, message, job});
 }
 
-void BrokerCore::handleSubmit(const std::string& client, msg::Submit& s, zmq::message_t payload) {
+void BrokerCore::handleSubmit(const std::string& client, ClientSession& session, msg::Submit& s,
+                              zmq::message_t payload) {
   auto reject = [&](ErrorCode code, const std::string& why) {
-    logger("broker")->warn("client={} request={} pool={} function={} rejected: {}: {}", hex(client),
+    log_->warn("client={} request={} pool={} function={} rejected: {}: {}", hex(client),
                            s.requestId, s.pool, s.function, errorCodeName(code), why);
     replyError(client, s.requestId, code, why);
   };
@@ -148,7 +149,6 @@ void BrokerCore::handleSubmit(const std::string& client, msg::Submit& s, zmq::me
     return reject(ErrorCode::PayloadTooLarge, "payload of " + std::to_string(payload.size()) +
                                                   " bytes exceeds the limit of " +
                                                   std::to_string(options_.maxPayloadBytes) + " bytes");
-  auto& session = sessions_[client];
   if (session.requests.count(s.requestId))
     return reject(ErrorCode::BadRequest, "request id " + std::to_string(s.requestId) + " is already in flight");
   Pool* pool = findPool(s.pool);
@@ -182,21 +182,20 @@ void BrokerCore::handleSubmit(const std::string& client, msg::Submit& s, zmq::me
   session.requests.emplace(s.requestId, id);
   if (job.link) ++session.linked;
   pool->queue.pushBack(id);
-  logger("broker")->debug("pool={} job={} {} function={} queued", pool->name, id, modeName(job.mode), job.function);
+  log_->debug("pool={} job={} {} function={} queued", pool->name, id, modeName(job.mode), job.function);
   if (job.mode == Mode::Cast) sendClient(client, msg::Accepted{s.requestId, id});
   dispatch(*pool);
   listener_->demandChanged(*pool);
 }
 
-void BrokerCore::handleCancel(const std::string& client, const msg::Cancel& c) {
-  auto& session = sessions_[client];
+void BrokerCore::handleCancel(const std::string& client, ClientSession& session, const msg::Cancel& c) {
   auto it = session.requests.find(c.requestId);
   if (it == session.requests.end()) {
     replyError(client, c.requestId, ErrorCode::NotFound, "no request " + std::to_string(c.requestId) + " in flight");
     return;
   }
   Job& job = jobs_.at(it->second);
-  logger("broker")->info("pool={} job={} cancelled by its client", job.pool->name, job.id);
+  log_->info("pool={} job={} cancelled by its client", job.pool->name, job.id);
   if (!job.answered) replyError(client, job.requestId, ErrorCode::Cancelled, "cancelled by the client", job.id);
   job.answered = true;
   if (job.state == JobState::Queued) {
@@ -213,7 +212,7 @@ void BrokerCore::handleStopChild(const std::string& client, const msg::StopChild
     return;
   }
   Job& job = it->second;
-  logger("broker")->info("pool={} child={} stop requested", job.pool->name, job.id);
+  log_->info("pool={} child={} stop requested", job.pool->name, job.id);
   if (job.state == JobState::Queued) {
     answerError(job, ErrorCode::Cancelled, "stopped before it was placed");
     finish(job);
@@ -232,7 +231,7 @@ void BrokerCore::answerError(Job& job, ErrorCode code, const std::string& messag
   if (job.answered) return;
   job.answered = true;
   if (job.mode == Mode::Cast) {
-    logger("broker")->warn("pool={} job={} cast function={} failed: {}: {}", job.pool->name, job.id,
+    log_->warn("pool={} job={} cast function={} failed: {}: {}", job.pool->name, job.id,
                            job.function, errorCodeName(code), message);
     return;
   }
@@ -284,7 +283,7 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
     if (status == SendStatus::Unreachable) {
       removeRunner(runner, ErrorCode::RunnerLost, "connection gone");
     } else {
-      logger("broker")->error("pool={} runner={} send queue full (flow-control bug); job={} requeued",
+      log_->error("pool={} runner={} send queue full (flow-control bug); job={} requeued",
                               runner.pool->name, runner.id, job.id);
     }
     return false;
@@ -295,7 +294,7 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   ++runner.used;
   ++runner.started;
   runner.pool->available.update(runner);
-  logger("broker")->debug("pool={} job={} -> runner={} ({}/{})", runner.pool->name, job.id, runner.id,
+  log_->debug("pool={} job={} -> runner={} ({}/{})", runner.pool->name, job.id, runner.id,
                           runner.used, runner.slots);
   if (job.mode == Mode::Place) sendClient(job.client, msg::Placed{job.requestId, job.id, runner.id});
   return true;
@@ -335,7 +334,7 @@ void BrokerCore::onRunner(const std::string& routingId, Message message, zmq::me
   if (auto* ready = std::get_if<msg::Ready>(&message)) return handleReady(routingId, *ready);
   auto it = byRouting_.find(routingId);
   if (it == byRouting_.end()) {
-    logger("broker")->debug("connection={} is not registered; asking it to send ready", hex(routingId));
+    log_->debug("connection={} is not registered; asking it to send ready", hex(routingId));
     outbox_.toRunner(routingId, encode(msg::Error{0, ErrorCode::UnknownPeer, "unknown connection: send ready", 0}), nullptr);
     return;
   }
@@ -354,14 +353,14 @@ void BrokerCore::onRunner(const std::string& routingId, Message message, zmq::me
 
 void BrokerCore::onRunnerInvalid(const std::string& routingId, ErrorCode code, const std::string& why) {
   auto it = byRouting_.find(routingId);
-  logger("broker")->warn("runner={} connection={} sent a bad message: {}",
+  log_->warn("runner={} connection={} sent a bad message: {}",
                          it == byRouting_.end() ? std::string("?") : it->second->id, hex(routingId), why);
   outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr);
 }
 
 void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   auto refuse = [&](ErrorCode code, const std::string& why) {
-    logger("broker")->warn("runner={} pool={} refused: {}", ready.runnerId, ready.pool, why);
+    log_->warn("runner={} pool={} refused: {}", ready.runnerId, ready.pool, why);
     outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr);
   };
   if (!validName(ready.runnerId)) return refuse(ErrorCode::BadRequest, "runner id must be 1 to 128 bytes");
@@ -384,7 +383,7 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
       byRouting_[routingId] = &r;
     }
     r.lastSeen = now;
-    logger("broker")->info("pool={} runner={} reconnected ({} jobs still assigned)", r.pool->name, r.id, r.jobs.size());
+    log_->info("pool={} runner={} reconnected ({} jobs still assigned)", r.pool->name, r.id, r.jobs.size());
     sendRunner(r, welcome);
     return;
   }
@@ -413,7 +412,7 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   byRouting_[routingId] = &r;
   pool.runners.insert(&r);
   pool.available.update(r);
-  logger("broker")->info("pool={} runner={} ready: {} slots, {} functions, pid {} on {}", pool.name, r.id,
+  log_->info("pool={} runner={} ready: {} slots, {} functions, pid {} on {}", pool.name, r.id,
                          r.slots, r.functions.size(), r.pid, r.host);
   sendRunner(r, welcome);
   listener_->runnerJoined(r);
@@ -433,7 +432,7 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
       dispatch(pool);
       listener_->demandChanged(pool);
     } else {
-      logger("broker")->debug("pool={} runner={} finished unknown job={}", pool.name, runner.id, done.jobId);
+      log_->debug("pool={} runner={} finished unknown job={}", pool.name, runner.id, done.jobId);
     }
     return;
   }
@@ -441,7 +440,7 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
   if (done.code == ErrorCode::ShuttingDown && !job.answered) {
     // The runner refused the job because it is leaving: it never ran, so it goes back to the
     // head of the queue for another runner (no retry is used up), and this runner gets no more.
-    logger("broker")->info("pool={} job={} refused by leaving runner={}; requeued", pool.name, job.id, runner.id);
+    log_->info("pool={} job={} refused by leaving runner={}; requeued", pool.name, job.id, runner.id);
     freeSlot(runner, job.id);
     runner.phase = RunnerPhase::Draining;
     pool.available.erase(runner);
@@ -458,7 +457,7 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
   }
   if (code == ErrorCode::None) ++pool.counters.completed;
   else ++pool.counters.failed;
-  logger("broker")->debug("pool={} job={} done on runner={}: {}", pool.name, job.id, runner.id, errorCodeName(code));
+  log_->debug("pool={} job={} done on runner={}: {}", pool.name, job.id, runner.id, errorCodeName(code));
   if (code == ErrorCode::None && job.mode == Mode::Call) {
     if (!job.answered) {
       job.answered = true;
@@ -482,7 +481,7 @@ void BrokerCore::handleLeaving(RunnerState& runner, const msg::Leaving& leaving)
     removeRunner(runner, ErrorCode::RunnerLost, "runner " + runner.id + " exited: " + leaving.reason);
     return;
   }
-  logger("broker")->info("pool={} runner={} draining: {}", runner.pool->name, runner.id, leaving.reason);
+  log_->info("pool={} runner={} draining: {}", runner.pool->name, runner.id, leaving.reason);
   runner.phase = RunnerPhase::Draining;
   runner.pool->available.erase(runner);
   listener_->demandChanged(*runner.pool);
@@ -499,7 +498,7 @@ void BrokerCore::failQueued(Pool& pool, ErrorCode code, const std::string& messa
   for (auto& [id, job] : jobs_)
     if (job.pool == &pool && job.state == JobState::Queued) waiting.push_back(id);
   if (waiting.empty()) return;
-  logger("broker")->warn("pool={} failing {} waiting jobs: {}: {}", pool.name, waiting.size(), errorCodeName(code), message);
+  log_->warn("pool={} failing {} waiting jobs: {}: {}", pool.name, waiting.size(), errorCodeName(code), message);
   for (JobId id : waiting) {
     Job& job = jobs_.at(id);
     ++pool.counters.failed;
@@ -511,7 +510,7 @@ void BrokerCore::failQueued(Pool& pool, ErrorCode code, const std::string& messa
 void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::string& why) {
   Pool& pool = *runner.pool;
   std::vector<JobId> ids(runner.jobs.begin(), runner.jobs.end());
-  auto log = logger("broker");
+  auto& log = log_;
   if (ids.empty()) log->info("pool={} runner={} removed: {}", pool.name, runner.id, why);
   else log->warn("pool={} runner={} lost with {} jobs: {}", pool.name, runner.id, ids.size(), why);
   pool.available.erase(runner);
@@ -577,7 +576,7 @@ void BrokerCore::expireDeadlines(TimePoint now) {
     --timedJobs_;
     Pool& pool = *job.pool;
     if (job.state == JobState::Queued) {
-      logger("broker")->info("pool={} job={} timed out in the queue ({} runners, {} queued)", pool.name, id,
+      log_->info("pool={} job={} timed out in the queue ({} runners, {} queued)", pool.name, id,
                              pool.runners.size(), pool.queue.size());
       ++pool.counters.failed;
       answerError(job, ErrorCode::Timeout,
@@ -585,7 +584,7 @@ void BrokerCore::expireDeadlines(TimePoint now) {
       finish(job);
       continue;
     }
-    logger("broker")->info("pool={} job={} timed out on runner={}; cancelling", pool.name, id, job.runner->id);
+    log_->info("pool={} job={} timed out on runner={}; cancelling", pool.name, id, job.runner->id);
     if (job.mode == Mode::Call) answerError(job, ErrorCode::Timeout, "deadline passed while running on runner " + job.runner->id);
     else if (job.mode == Mode::Cast) answerError(job, ErrorCode::Timeout, "deadline passed");
     cancelRunning(job);  // the slot comes back with the runner's jobDone
@@ -628,7 +627,7 @@ void BrokerCore::clientGone(const std::string& client, ClientSession& session) {
   std::vector<JobId> linked;
   for (auto& [req, id] : session.requests)
     if (jobs_.at(id).link) linked.push_back(id);
-  logger("broker")->info("client={} silent for {}: cancelling its {} linked jobs", hex(client),
+  log_->info("client={} silent for {}: cancelling its {} linked jobs", hex(client),
                          formatDuration(options_.livenessWindow()), linked.size());
   for (JobId id : linked) {
     Job& job = jobs_.at(id);

@@ -17,6 +17,7 @@
 #include "broker/options.h"
 #include "broker/pool.h"
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/messages.h"
 #include "common/transport.h"
 
@@ -108,8 +109,8 @@ class BrokerCore {
     uint32_t linked = 0;                            // how many of them are linked
   };
 
-  void handleSubmit(const std::string& client, msg::Submit& submit, zmq::message_t payload);
-  void handleCancel(const std::string& client, const msg::Cancel& cancel);
+  void handleSubmit(const std::string& client, ClientSession& session, msg::Submit& submit, zmq::message_t payload);
+  void handleCancel(const std::string& client, ClientSession& session, const msg::Cancel& cancel);
   void handleStopChild(const std::string& client, const msg::StopChild& stop);
   void handleReady(const std::string& routingId, msg::Ready& ready);
   void handleJobDone(RunnerState& runner, const msg::JobDone& done, zmq::message_t payload);
@@ -139,6 +140,7 @@ class BrokerCore {
   SendStatus sendRunner(RunnerState& runner, const M& m, zmq::message_t* payload = nullptr);
 
   BrokerOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
   const Clock& clock_;
   Outbox& outbox_;
   BrokerListener* listener_ = nullptr;

@@ -74,12 +74,18 @@ class RunnerIndex {
  public:
   // Re-files `r` after its load or phase changed. O(log n).
   void update(RunnerState& r) {
-    erase(r);
-    if (r.acceptsWork()) {
-      r.indexKey = {r.used, ~r.seq};
+    if (!r.acceptsWork()) return erase(r);
+    std::pair<uint32_t, uint64_t> key{r.used, ~r.seq};
+    if (r.indexed) {
+      if (key == r.indexKey) return;
+      auto node = map_.extract(r.indexKey);  // reuse the node: no allocation per dispatch
+      node.key() = key;
+      map_.insert(std::move(node));
+    } else {
+      map_.emplace(key, &r);
       r.indexed = true;
-      map_.emplace(r.indexKey, &r);
     }
+    r.indexKey = key;
   }
   void erase(RunnerState& r) {
     if (!r.indexed) return;

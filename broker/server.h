@@ -19,7 +19,8 @@ namespace flame {
 
 class BrokerServer final : private Outbox {
  public:
-  // Binds both endpoints (throws zmq::error_t if a bind fails).
+  // Binds both endpoints (throws zmq::error_t if a bind fails). Turns off zero-copy receive on
+  // `ctx` (for sockets created from now on): queued payloads then own their bytes.
   BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock);
   ~BrokerServer() override;
 
@@ -55,7 +56,8 @@ class BrokerServer final : private Outbox {
   std::atomic<bool> stopping_{false};
   DecodeLimits limits_;
   BrokerCore core_;
-  Frames frames_;  // reused receive buffer
+  Frames frames_;      // reused receive buffer
+  Frames sendBuffer_;  // reused send buffer
 };
 
 }  // namespace flame

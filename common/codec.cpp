@@ -205,9 +205,9 @@ struct Filler {
 template <class T>
 zmq::message_t encodeVersioned(const T& m, uint16_t version) {
   // A stack first segment keeps small messages allocation-free until the copy into the frame.
-  capnp::word scratch[128];
+  capnp::word scratch[32];  // fits every header but status replies (which then allocate)
   memset(scratch, 0, sizeof(scratch));
-  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch, 128));
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch, 32));
   auto env = builder.initRoot<Envelope>();
   env.setVersion(version);
   Filler fill{env.getBody()};
@@ -354,11 +354,16 @@ DecodeResult decode(const void* data, size_t size, const DecodeLimits& limits) {
                 "header frame of " + std::to_string(size) + " bytes is not a whole number of 8-byte words");
   // Cap'n Proto refuses unaligned data; libzmq hands out unaligned buffers for many sizes.
   const capnp::word* words = static_cast<const capnp::word*>(data);
-  std::unique_ptr<capnp::word[]> aligned;
+  capnp::word stackCopy[64];  // typical headers fit: no allocation on the hot path
+  std::unique_ptr<capnp::word[]> heapCopy;
   if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) != 0) {
-    aligned.reset(new capnp::word[size / sizeof(capnp::word)]);
-    memcpy(aligned.get(), data, size);
-    words = aligned.get();
+    capnp::word* copy = stackCopy;
+    if (size > sizeof(stackCopy)) {
+      heapCopy.reset(new capnp::word[size / sizeof(capnp::word)]);
+      copy = heapCopy.get();
+    }
+    memcpy(copy, data, size);
+    words = copy;
   }
   uint64_t requestId = 0;
   try {

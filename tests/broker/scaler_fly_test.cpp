@@ -51,6 +51,22 @@ struct FlyScaler : Harness {
   Scaler scaler;
 };
 
+// A Machines API that creates m-1, m-2, ... and answers DELETE with `deleteStatus`.
+void serveMachines(FakeApiServer& api, int deleteStatus) {
+  auto created = std::make_shared<int>(0);
+  api.server().Post("/v1/apps/app/machines", [&api, created](const httplib::Request& req, httplib::Response& res) {
+    api.record(req);
+    res.set_content(json{{"id", "m-" + std::to_string(++*created)}}.dump(), "application/json");
+  });
+  api.server().Delete(R"(/v1/apps/app/machines/([^/]+))",
+                      [&api, deleteStatus](const httplib::Request& req, httplib::Response& res) {
+                        api.record(req);
+                        res.status = deleteStatus;
+                        res.set_content(deleteStatus == 404 ? R"({"error":"not found"})" : "{}", "application/json");
+                      });
+  api.start();
+}
+
 std::vector<flame::testing::RecordedRequest> deletes(const FakeApiServer& api) {
   std::vector<flame::testing::RecordedRequest> out;
   for (auto& r : api.requests())
@@ -62,16 +78,7 @@ std::vector<flame::testing::RecordedRequest> deletes(const FakeApiServer& api) {
 
 TEST_CASE("fly: a machine whose runner never connects is deleted with force at boot_timeout", "[scaler][fly]") {
   FakeApiServer api;
-  int created = 0;
-  api.server().Post("/v1/apps/app/machines", [&](const httplib::Request& req, httplib::Response& res) {
-    api.record(req);
-    res.set_content(json{{"id", "m-" + std::to_string(++created)}}.dump(), "application/json");
-  });
-  api.server().Delete(R"(/v1/apps/app/machines/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
-    api.record(req);
-    res.set_content("{}", "application/json");
-  });
-  api.start();
+  serveMachines(api, 200);
   FlyScaler h(api);
   h.submit("c", 1, "gpu", "render", "", Mode::Call, kInfiniteMs);
   h.tick();
@@ -91,17 +98,7 @@ TEST_CASE("fly: a machine whose runner never connects is deleted with force at b
 
 TEST_CASE("fly: an idle runner's machine is deleted after it drains; a lost one at once", "[scaler][fly]") {
   FakeApiServer api;
-  int created = 0;
-  api.server().Post("/v1/apps/app/machines", [&](const httplib::Request& req, httplib::Response& res) {
-    api.record(req);
-    res.set_content(json{{"id", "m-" + std::to_string(++created)}}.dump(), "application/json");
-  });
-  api.server().Delete(R"(/v1/apps/app/machines/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
-    api.record(req);
-    res.status = 404;  // already gone (auto_destroy): still fine
-    res.set_content(R"({"error":"not found"})", "application/json");
-  });
-  api.start();
+  serveMachines(api, 404);  // DELETE of a machine already gone (auto_destroy) is still fine
   FlyScaler h(api);
   h.submit("c", 1, "gpu", "render", "", Mode::Call, kInfiniteMs);
   h.submit("c", 2, "gpu", "render", "", Mode::Call, kInfiniteMs);

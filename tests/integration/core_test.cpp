@@ -67,6 +67,16 @@ CliResult runCli(const std::vector<std::string>& args, Millis bound = Millis(150
   return r;
 }
 
+// Waits until the (only) pool has `n` slots in use, i.e. the job is running on a runner.
+bool waitSlotsUsed(Client& client, uint32_t n) {
+  return eventually(
+      [&] {
+        auto st = client.status();
+        return st && !st.value().pools.empty() && st.value().pools[0].slotsUsed == n;
+      },
+      Millis(5000));
+}
+
 ClientOptions clientFor(const BrokerProcess& b) {
   ClientOptions o;
   o.broker = b.clients;
@@ -135,12 +145,7 @@ TEST_CASE("kill -9 of a runner mid-call gets runner_lost to the caller within th
   o.timeout = Duration(60000);
   auto pending = client.callAsync("k", "sleep", "60000", o);
   // Wait until the job is running on the runner.
-  REQUIRE(eventually(
-      [&] {
-        auto st = client.status();
-        return st && !st.value().pools.empty() && st.value().pools[0].slotsUsed == 1;
-      },
-      Millis(5000)));
+  REQUIRE(waitSlotsUsed(client, 1));
   auto killedAt = Clock_::now();
   worker->signal(SIGKILL);
   REQUIRE(pending.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
@@ -330,12 +335,7 @@ TEST_CASE("an idempotent call survives the loss of its runner", "[integration]")
   o.idempotent = true;
   o.retries = 1;
   auto pending = client.callAsync("i", "sleep", "1500", o);
-  REQUIRE(eventually(
-      [&] {
-        auto st = client.status();
-        return st && !st.value().pools.empty() && st.value().pools[0].slotsUsed == 1;
-      },
-      Millis(5000)));
+  REQUIRE(waitSlotsUsed(client, 1));
   auto w2 = startWorker(broker, "i", 1);
   waitRunnerReady(broker, "i", 2);
   w1->signal(SIGKILL);
