@@ -1,5 +1,6 @@
 // The runner's I/O loop. One thread (the caller of run()) owns the DEALER and every piece of
-// state below; worker threads only run handlers and post results to a CompletionQueue.
+// state below; a fixed pool of worker threads (WorkerPool, at most `concurrency`, started on
+// demand and reused) only runs handlers and posts results to a CompletionQueue.
 //
 // Life of a connection: Down --connect--> Connecting (ready sent or pending) --welcome-->
 // Registered. Silence for interval x liveness from the broker drops back to Down (the socket is
@@ -18,7 +19,7 @@
 #include <optional>
 #include <random>
 #include <stdexcept>
-#include <thread>
+#include <system_error>
 #include <variant>
 
 #include "common/codec.h"
@@ -26,6 +27,7 @@
 #include "common/log.h"
 #include "common/transport.h"
 #include "worker/completion_queue.h"
+#include "worker/worker_pool.h"
 
 namespace flame {
 
@@ -66,38 +68,10 @@ std::string kindName(const Message& m) {
   return "message #" + std::to_string(m.index());
 }
 
-// What a worker thread shares with the I/O thread. Owned jointly (shared_ptr), so a worker
-// thread that is detached at exit never touches freed memory.
-struct JobState {
-  uint64_t jobId = 0;
-  Mode mode = Mode::Call;
-  std::string payload;
-  TimePoint deadline = TimePoint::max();
-  std::stop_source stop;
-};
-
-// Worker thread body: runs one handler and posts its result; nothing else.
-void runHandler(std::shared_ptr<JobState> state, std::shared_ptr<const Handler> handler,
-                std::shared_ptr<CompletionQueue> completions) {
-  JobContext context(state->jobId, state->mode, state->payload, state->stop.get_token(),
-                     state->deadline);
-  HandlerResult result;
-  try {
-    result = (*handler)(context);
-  } catch (const std::exception& e) {
-    result = fail(std::string("handler threw: ") + e.what());
-  } catch (...) {
-    // The boundary with user code: an exception escaping a thread would end the process.
-    result = fail("handler threw a non-standard exception");
-  }
-  completions->post(Completion{state->jobId, std::move(result)});
-}
-
 // A job in flight, as the I/O thread sees it.
 struct RunningJob {
   std::shared_ptr<JobState> state;
   std::string function;
-  std::thread thread;
   ErrorCode stopReason = ErrorCode::None;  // Cancelled or Timeout once stop was requested
   std::string stopMessage;
   TimePoint graceEnds = TimePoint::max();  // set when stop is requested
@@ -177,7 +151,10 @@ class Runner::Impl {
   TimePoint nextHeartbeat_ = TimePoint::max();
   TimePoint reconnectAt_ = TimePoint::max();
 
+  // Every job in jobs_ is queued on or running in pool_ until its result is taken, and
+  // jobs_.size() <= pool_.threads(): a queued job always has a thread free for it.
   std::map<uint64_t, RunningJob> jobs_;
+  WorkerPool pool_{completions_};
   std::deque<Frames> outbox_;  // results waiting for (re-)registration
 
   Phase phase_ = Phase::Serving;
@@ -485,16 +462,18 @@ void Runner::Impl::onJob(const msg::Job& job, const zmq::message_t* payload, Tim
   if (payload) state->payload.assign(static_cast<const char*>(payload->data()), payload->size());
   state->deadline =
       job.budgetMs == kInfiniteMs ? TimePoint::max() : addSaturating(now, Duration(job.budgetMs));
-  RunningJob running;
-  running.state = state;
-  running.function = job.function;
   try {
-    running.thread = std::thread(runHandler, state, handler->second, completions_);
+    // Threads start on demand, one per slot at most, and are then reused.
+    pool_.ensureThreads(jobs_.size() + 1);
   } catch (const std::system_error& e) {
     log_->error("runner={} job={} cannot start a worker thread: {}", runnerId_, job.jobId,
                 e.what());
     return reply(ErrorCode::Internal, std::string("cannot start a worker thread: ") + e.what());
   }
+  RunningJob running;
+  running.state = state;
+  running.function = job.function;
+  pool_.submit(state, handler->second);
   log_->debug("runner={} job={} function={} mode={} budget={} started", runnerId_, job.jobId,
               job.function, modeName(job.mode), formatDuration(fromWireMs(job.budgetMs)));
   jobs_.emplace(job.jobId, std::move(running));
@@ -515,8 +494,6 @@ void Runner::Impl::onCompletions() {
     auto it = jobs_.find(done.jobId);
     if (it == jobs_.end()) continue;  // stranded at a previous exit: nobody waits for it
     RunningJob& job = it->second;
-    // Posting is the thread's last act, so this join returns at once.
-    job.thread.join();
     ErrorCode code = ErrorCode::None;
     std::string message;
     // Once stop was requested the job's outcome is that, whatever the handler returned: the
@@ -665,12 +642,8 @@ TimePoint Runner::Impl::nextWake() const {
 }
 
 void Runner::Impl::strandRunningJobs() {
-  for (auto& [id, job] : jobs_) {
-    if (job.thread.joinable()) {
-      job.thread.detach();
-      stranded_.fetch_add(1);
-    }
-  }
+  // Idle worker threads are joined; those still inside a handler are detached and counted.
+  stranded_.fetch_add(pool_.shutdown());
   jobs_.clear();
 }
 

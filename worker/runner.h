@@ -6,9 +6,9 @@
 //   runner.handle("echo", [](flame::JobContext& job) { return std::string(job.payload()); });
 //   return runner.run() == flame::RunExit::Drained ? 0 : 1;
 //
-// Threading: run() is the I/O thread; it alone owns the ZeroMQ socket. Each job runs on its own
-// worker thread (at most `concurrency` at a time); results come back through a queue and an
-// eventfd wake-up.
+// Threading: run() is the I/O thread; it alone owns the ZeroMQ socket. Jobs run on a fixed pool
+// of long-lived worker threads, one per slot at most (started on demand, then reused; no thread
+// is created per job); results come back through a queue and an eventfd wake-up.
 #pragma once
 
 #include <cstdint>
@@ -79,8 +79,9 @@ class Runner {
   const std::string& runnerId() const;
 
   // After run() returned: how many handlers were still running (they ignored cancellation) and
-  // were left on detached threads. Non-zero means the process should end soon with
-  // std::_Exit(): those handlers may still use whatever they captured. Thread-safe.
+  // were left on detached worker threads (idle worker threads are joined). Non-zero means the
+  // process should end soon with std::_Exit(): those handlers may still use whatever they
+  // captured. Thread-safe.
   size_t strandedHandlers() const;
 
  private:

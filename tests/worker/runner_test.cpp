@@ -7,6 +7,7 @@
 #include <capnp/serialize.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <condition_variable>
@@ -368,6 +369,49 @@ TEST_CASE("N slots run N jobs at the same time; a job beyond them is refused", "
   for (int i = 0; i < 3; ++i) CHECK(broker.expect<msg::JobDone>().first.code == ErrorCode::None);
 }
 
+TEST_CASE("jobs run on long-lived worker threads, not a thread per job", "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.concurrency = 2;
+  Runner runner(options);
+  // How many jobs the calling thread has run: 1 every time if each job had a fresh thread.
+  runner.handle("count", [](JobContext&) -> HandlerResult {
+    thread_local int jobsOnThisThread = 0;
+    return std::to_string(++jobsOnThisThread);
+  });
+  Gate gate;
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "held" : "timeout";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  // One at a time: one thread serves them all.
+  for (uint64_t id = 1; id <= 5; ++id) {
+    broker.sendJob(id, "count");
+    std::optional<std::string> result;
+    CHECK(broker.expectDone(id, &result).code == ErrorCode::None);
+    CHECK(result == std::optional<std::string>(std::to_string(id)));
+  }
+  // Both slots busy at once: a second thread, then both reused.
+  for (uint64_t id = 10; id < 12; ++id) broker.sendJob(id, "hold");
+  REQUIRE(gate.waitArrived(2));
+  gate.open();
+  for (int i = 0; i < 2; ++i) CHECK(broker.expect<msg::JobDone>().first.code == ErrorCode::None);
+  int total = 0;
+  for (uint64_t id = 20; id < 24; ++id) {
+    broker.sendJob(id, "count");
+    std::optional<std::string> result;
+    CHECK(broker.expectDone(id, &result).code == ErrorCode::None);
+    REQUIRE(result);
+    total = std::max(total, std::stoi(*result));
+  }
+  CHECK(total >= 6);  // the first thread kept counting past its first five jobs
+  runner.requestStop();
+  CHECK(thread.waitExit() == RunExit::Stopped);
+  CHECK(runner.strandedHandlers() == 0);  // idle worker threads are joined, not abandoned
+}
+
 TEST_CASE("cancelJob fires the handler's stop token and the job ends cancelled", "[runner]") {
   FakeBroker broker;
   Runner runner(testOptions(broker));
@@ -475,6 +519,48 @@ TEST_CASE("a handler that ignores cancellation retires its runner", "[runner]") 
   CHECK(last.exiting);
   CHECK(thread.waitExit() == RunExit::Retired);
   CHECK(runner.strandedHandlers() == 1);
+  *release = true;
+}
+
+TEST_CASE("a retired runner abandons only the worker thread stuck in its handler", "[runner]") {
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.concurrency = 2;
+  options.cancelGrace = Duration(200);
+  options.drainGrace = Duration(1000);
+  Runner runner(options);
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  auto arrived = std::make_shared<std::atomic<bool>>(false);
+  runner.handle("stubborn", [release, arrived](JobContext&) -> HandlerResult {
+    *arrived = true;
+    while (!*release) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return "ignored you";
+  });
+  Gate gate;
+  runner.handle("hold", [&gate](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "held" : "timeout";
+  });
+  RunnerThread thread(runner);
+  broker.registerRunner();
+
+  // Start both worker threads, then let them go idle.
+  broker.sendJob(1, "hold");
+  broker.sendJob(2, "hold");
+  REQUIRE(gate.waitArrived(2));
+  gate.open();
+  for (int i = 0; i < 2; ++i) CHECK(broker.expect<msg::JobDone>().first.code == ErrorCode::None);
+
+  broker.sendJob(3, "stubborn");
+  TimePoint until = realNow() + kWait;
+  while (!*arrived && realNow() < until) std::this_thread::yield();
+  REQUIRE(*arrived);
+  broker.send(msg::CancelJob{3});
+  auto [first, p1] = broker.expect<msg::Leaving>();
+  CHECK_FALSE(first.exiting);
+  CHECK(first.reason == "retired: job 3 ignored cancellation");
+  CHECK(broker.expect<msg::Leaving>().first.exiting);
+  CHECK(thread.waitExit() == RunExit::Retired);
+  CHECK(runner.strandedHandlers() == 1);  // the idle thread was joined
   *release = true;
 }
 

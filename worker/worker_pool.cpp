@@ -1,0 +1,120 @@
+#include "worker/worker_pool.h"
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <utility>
+
+namespace flame {
+
+namespace {
+
+struct Task {
+  std::shared_ptr<JobState> job;
+  std::shared_ptr<const Handler> handler;
+};
+
+// Runs one handler: the boundary with user code, so nothing escapes it.
+HandlerResult runHandler(const JobState& job, const Handler& handler) {
+  JobContext context(job.jobId, job.mode, job.payload, job.stop.get_token(), job.deadline);
+  try {
+    return handler(context);
+  } catch (const std::exception& e) {
+    return fail(std::string("handler threw: ") + e.what());
+  } catch (...) {
+    // An exception escaping a thread would end the process.
+    return fail("handler threw a non-standard exception");
+  }
+}
+
+}  // namespace
+
+// Everything a worker thread touches, owned jointly by the pool and every thread, so that a
+// thread detached at shutdown outlives the pool (and the runner) safely.
+struct WorkerPool::Shared {
+  explicit Shared(std::shared_ptr<CompletionQueue> c) : completions(std::move(c)) {}
+
+  const std::shared_ptr<CompletionQueue> completions;
+  std::mutex mutex;
+  std::condition_variable cv;
+  // Guarded by mutex:
+  std::deque<Task> queue;
+  std::vector<char> busy;  // per thread index: inside a handler
+  bool closed = false;
+};
+
+WorkerPool::WorkerPool(std::shared_ptr<CompletionQueue> completions)
+    : shared_(std::make_shared<Shared>(std::move(completions))) {}
+
+WorkerPool::~WorkerPool() { shutdown(); }
+
+void WorkerPool::ensureThreads(size_t count) {
+  while (threads_.size() < count) {
+    size_t index = threads_.size();
+    {
+      std::lock_guard lock(shared_->mutex);
+      if (shared_->busy.size() <= index) shared_->busy.resize(index + 1, 0);
+    }
+    threads_.emplace_back(workerLoop, shared_, index);  // throws std::system_error
+  }
+}
+
+void WorkerPool::submit(std::shared_ptr<JobState> job, std::shared_ptr<const Handler> handler) {
+  {
+    std::lock_guard lock(shared_->mutex);
+    shared_->queue.push_back(Task{std::move(job), std::move(handler)});
+  }
+  shared_->cv.notify_one();
+}
+
+size_t WorkerPool::shutdown() {
+  std::deque<Task> dropped;  // destroyed outside the lock
+  std::vector<char> busy;
+  {
+    std::lock_guard lock(shared_->mutex);
+    shared_->closed = true;
+    dropped.swap(shared_->queue);
+    busy = shared_->busy;
+  }
+  shared_->cv.notify_all();
+  size_t detached = 0;
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    if (!threads_[i].joinable()) continue;
+    // A thread not busy under the lock above is waiting, or about to wait, for work it will
+    // no longer get (or finishing a post): it ends at once. A busy one may never return.
+    if (busy[i]) {
+      threads_[i].detach();
+      ++detached;
+    } else {
+      threads_[i].join();
+    }
+  }
+  return detached;
+}
+
+void WorkerPool::workerLoop(std::shared_ptr<Shared> shared, size_t index) {
+  std::unique_lock lock(shared->mutex);
+  for (;;) {
+    shared->cv.wait(lock, [&] { return shared->closed || !shared->queue.empty(); });
+    if (shared->closed) return;
+    Task task = std::move(shared->queue.front());
+    shared->queue.pop_front();
+    shared->busy[index] = 1;
+    lock.unlock();
+
+    HandlerResult result = runHandler(*task.job, *task.handler);
+    uint64_t jobId = task.job->jobId;
+    task = Task{};
+
+    // Not busy before the result is visible: once the I/O thread has seen every result, no
+    // thread counts as busy, and shutdown() joins them all.
+    lock.lock();
+    shared->busy[index] = 0;
+    lock.unlock();
+    shared->completions->post(Completion{jobId, std::move(result)});
+    lock.lock();
+  }
+}
+
+}  // namespace flame

@@ -1,0 +1,64 @@
+// The runner's worker threads (internal to worker/): a fixed set of long-lived threads that take
+// jobs from a queue, run their handlers and post results to the CompletionQueue. No thread is
+// created per job.
+//
+// Threads start on demand (ensureThreads) and never exceed what the runner asks for, which is
+// at most its `concurrency`; once started they live until shutdown(). shutdown() joins the
+// threads that are idle and detaches the ones still inside a handler (it ignored cancellation):
+// everything such a thread touches afterwards (the queue, its job, the handler, the completion
+// queue) is owned jointly by shared_ptr, so it never reaches freed memory.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/messages.h"
+#include "worker/completion_queue.h"
+#include "worker/handler.h"
+
+namespace flame {
+
+// One job as a worker thread sees it. Shared (shared_ptr) by the I/O thread, which requests
+// stop, and the worker thread running it.
+struct JobState {
+  uint64_t jobId = 0;
+  Mode mode = Mode::Call;
+  std::string payload;
+  TimePoint deadline = TimePoint::max();
+  std::stop_source stop;
+};
+
+class WorkerPool {
+ public:
+  explicit WorkerPool(std::shared_ptr<CompletionQueue> completions);
+  ~WorkerPool();  // shutdown()
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  // Starts threads until there are `count`. Throws std::system_error if one cannot be started
+  // (those started so far stay). Owner thread only.
+  void ensureThreads(size_t count);
+  size_t threads() const { return threads_.size(); }
+
+  // Queues a job for the next idle thread. The caller keeps no more jobs queued or running
+  // (not yet posted) than there are threads, so a queued job never waits for a busy thread.
+  void submit(std::shared_ptr<JobState> job, std::shared_ptr<const Handler> handler);
+
+  // Takes no more work (queued jobs are dropped), joins idle threads, detaches threads still
+  // inside a handler and returns how many it detached. Idempotent: later calls return 0.
+  size_t shutdown();
+
+ private:
+  struct Shared;
+  static void workerLoop(std::shared_ptr<Shared> shared, size_t index);
+
+  std::shared_ptr<Shared> shared_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace flame
