@@ -23,6 +23,20 @@ bool retryableStatus(long status) {
 
 bool isSuccess(long status) { return status >= 200 && status <= 299; }
 
+// The (logged) failure of a request that did not succeed: retryable per Fly's transient
+// statuses or transport errors, with the API's own error message when it gave one.
+BackendStatus failureOf(const std::string& what, const HttpOutcome& outcome) {
+  const auto& response = outcome.response;
+  bool retryable =
+      response.answered() ? retryableStatus(response.status) : isRetryableTransport(response.error);
+  auto status = BackendStatus::failure(
+      describeOutcome(what, outcome,
+                      response.answered() ? apiErrorMessage(response.body, {"error", "message"}) : ""),
+      retryable);
+  log()->error("{}", status.message);
+  return status;
+}
+
 std::string stringField(const json& object, const char* key) {
   if (!object.is_object()) return {};
   auto it = object.find(key);
@@ -132,14 +146,7 @@ BootResult FlyBackend::boot(const BootSpec& spec) {
                                          retryableStatus, rateLimit, *log(), what);
   const auto& response = outcome.response;
   if (!response.answered() || !isSuccess(response.status)) {
-    bool retryable = response.answered() ? retryableStatus(response.status)
-                                         : isRetryableTransport(response.error);
-    result.status = BackendStatus::failure(
-        describeOutcome(
-            what, outcome,
-            response.answered() ? apiErrorMessage(response.body, {"error", "message"}) : ""),
-        retryable);
-    log()->error("{}", result.status.message);
+    result.status = failureOf(what, outcome);
     return result;
   }
   auto answer = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
@@ -174,15 +181,7 @@ BackendStatus FlyBackend::stop(const MachineHandle& machine) {
                 machine.machineId, response.status == 404 ? " (already gone)" : "");
     return BackendStatus::success();
   }
-  bool retryable =
-      response.answered() ? retryableStatus(response.status) : isRetryableTransport(response.error);
-  auto status = BackendStatus::failure(
-      describeOutcome(
-          what, outcome,
-          response.answered() ? apiErrorMessage(response.body, {"error", "message"}) : ""),
-      retryable);
-  log()->error("{}", status.message);
-  return status;
+  return failureOf(what, outcome);
 }
 
 ListResult FlyBackend::list(const std::string& brokerId) {
@@ -199,14 +198,7 @@ ListResult FlyBackend::list(const std::string& brokerId) {
                                          retryableStatus, nullptr, *log(), what);
   const auto& response = outcome.response;
   if (!response.answered() || !isSuccess(response.status)) {
-    bool retryable = response.answered() ? retryableStatus(response.status)
-                                         : isRetryableTransport(response.error);
-    result.status = BackendStatus::failure(
-        describeOutcome(
-            what, outcome,
-            response.answered() ? apiErrorMessage(response.body, {"error", "message"}) : ""),
-        retryable);
-    log()->error("{}", result.status.message);
+    result.status = failureOf(what, outcome);
     return result;
   }
   auto answer = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
