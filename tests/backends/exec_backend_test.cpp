@@ -56,7 +56,7 @@ BootSpec spec(const std::string& runnerId = "r-1") {
   s.pool = "thumbs";
   s.runnerId = runnerId;
   s.brokerId = "broker-a";
-  s.env = {{kEnvBroker, "tcp://10.0.0.1:5556"}, {kEnvBootToken, "one time"}};
+  s.env = {{kEnvBroker, "tcp://127.0.0.2:5556"}, {kEnvBootToken, "one time"}};
   return s;
 }
 

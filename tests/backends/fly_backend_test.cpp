@@ -38,7 +38,7 @@ BootSpec spec(const std::string& runnerId = "thumbs-1") {
   s.pool = "thumbs";
   s.runnerId = runnerId;
   s.brokerId = "broker-a";
-  s.env = {{kEnvBroker, "tcp://10.0.0.1:5556"}, {kEnvBootToken, "one-time"}};
+  s.env = {{kEnvBroker, "tcp://127.0.0.2:5556"}, {kEnvBootToken, "one-time"}};
   return s;
 }
 
@@ -89,7 +89,7 @@ TEST_CASE("fly create sends the machine config field by field", "[backends][fly]
   CHECK(config["env"][kEnvPool] == "thumbs");
   CHECK(config["env"][kEnvRunnerId] == "thumbs-1");
   CHECK(config["env"][kEnvBrokerId] == "broker-a");
-  CHECK(config["env"][kEnvBroker] == "tcp://10.0.0.1:5556");
+  CHECK(config["env"][kEnvBroker] == "tcp://127.0.0.2:5556");
   CHECK(config["env"][kEnvBootToken] == "one-time");
   CHECK(config["metadata"]["flame_pool"] == "thumbs");
   CHECK(config["metadata"]["flame_broker_id"] == "broker-a");

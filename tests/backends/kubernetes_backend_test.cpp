@@ -63,7 +63,7 @@ BootSpec spec(const std::string& runnerId = "thumbs-1") {
   s.pool = "thumbs";
   s.runnerId = runnerId;
   s.brokerId = "broker-a";
-  s.env = {{kEnvBroker, "tcp://10.0.0.1:5556"}, {kEnvBootToken, "one-time"}};
+  s.env = {{kEnvBroker, "tcp://127.0.0.2:5556"}, {kEnvBootToken, "one-time"}};
   return s;
 }
 
@@ -159,7 +159,7 @@ TEST_CASE("kubernetes create posts a labelled pod field by field", "[backends][k
   CHECK(envValue(container["env"], kEnvRunnerId) == "Thumbs_Runner.7F3A");
   CHECK(envValue(container["env"], kEnvPool) == "thumbs");
   CHECK(envValue(container["env"], kEnvBrokerId) == "broker-a");
-  CHECK(envValue(container["env"], kEnvBroker) == "tcp://10.0.0.1:5556");
+  CHECK(envValue(container["env"], kEnvBroker) == "tcp://127.0.0.2:5556");
   CHECK(envValue(container["env"], kEnvBootToken) == "one-time");
   CHECK(container["resources"]["requests"]["cpu"] == "500m");
   CHECK(container["resources"]["requests"]["memory"] == "256Mi");

@@ -260,13 +260,13 @@ TEST_CASE("a generated runner id names pool, host and pid", "[runner]") {
 }
 
 TEST_CASE("options come from the FLAME_* environment", "[runner]") {
-  setenv("FLAME_BROKER", "tcp://10.0.0.1:7000", 1);
+  setenv("FLAME_BROKER", "tcp://127.0.0.2:7000", 1);
   setenv("FLAME_POOL", "thumbs", 1);
   setenv("FLAME_RUNNER_ID", "thumbs-1", 1);
   setenv("FLAME_BOOT_TOKEN", "secret", 1);
   setenv("FLAME_MAX_CONCURRENCY", "4", 1);
   auto o = RunnerOptions::fromEnvironment();
-  CHECK(o.broker == "tcp://10.0.0.1:7000");
+  CHECK(o.broker == "tcp://127.0.0.2:7000");
   CHECK(o.pool == "thumbs");
   CHECK(o.runnerId == "thumbs-1");
   CHECK(o.token == "secret");
