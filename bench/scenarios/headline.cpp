@@ -91,9 +91,10 @@ Rows runHeadline(const Settings& settings, Progress& progress, std::vector<Targe
   ceilFN.extra["vs_4_connections"] = std::round(ratio(ceilFN, ceilF) * 1000) / 1000;
   double idxRatio = ratio(fanIdx, fan1);
   TargetCheck t3{"fan-out " + std::to_string(fanMax) + " runners >= 0.8 x 1 runner (routing: index variant)",
-                 fmt("%.3f x (%.0f vs %.0f jobs/s); spread variant %.3f x, which is %.2f x its own %u-connection ceiling",
-                     idxRatio, fanIdx.jobsPerS.value_or(0), fan1.jobsPerS.value_or(0), fanRatio,
-                     fanN.ratioToCeiling.value_or(0), fanMax),
+                 fmt("%.3f x (%.0f vs %.0f jobs/s)", idxRatio, fanIdx.jobsPerS.value_or(0),
+                     fan1.jobsPerS.value_or(0)) +
+                     fmt("; spread variant %.3f x, %.2f x its own ", fanRatio, fanN.ratioToCeiling.value_or(0)) +
+                     std::to_string(fanMax) + "-connection ceiling",
                  idxRatio >= kFanoutRatio};
   mark(fanIdx, t3);
 
