@@ -20,8 +20,8 @@ std::string errorOf(const std::string& text) {
 TEST_CASE("a full config parses", "[config]") {
   auto c = parseConfig(R"(
 [broker]
-clients = "tcp://127.0.0.1:6000"
-runners = "tcp://127.0.0.1:6001"
+clients = "tcp://127.0.0.1:*"
+runners = "ipc:///tmp/flame-runners"
 heartbeat_interval = "500ms"
 liveness = 4
 broker_id = "b1"
@@ -50,7 +50,8 @@ app = "my-app"
 image = "registry.fly.io/my-app:latest"
 gpu_kind = "a100-pcie-40gb"
 )");
-  CHECK(c.broker.clientsEndpoint == "tcp://127.0.0.1:6000");
+  CHECK(c.broker.clientsEndpoint == "tcp://127.0.0.1:*");
+  CHECK(c.broker.runnersEndpoint == "ipc:///tmp/flame-runners");
   CHECK(c.broker.heartbeatInterval == Duration(500));
   CHECK(c.broker.liveness == 4);
   CHECK(c.brokerId == "b1");

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <future>
 #include <memory>
+#include <semaphore>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -495,11 +496,12 @@ TEST_CASE("a handler that ignores cancellation retires its runner", "[runner]") 
   options.drainGrace = Duration(1000);
   Runner runner(options);
   // Shared with a thread that outlives the test: owned jointly, not by the test's stack.
-  auto release = std::make_shared<std::atomic<bool>>(false);
+  // Held until the test ends; the handler blocks on it and never looks at its stop token.
+  auto release = std::make_shared<std::binary_semaphore>(0);
   auto arrived = std::make_shared<std::atomic<bool>>(false);
   runner.handle("stubborn", [release, arrived](JobContext&) -> HandlerResult {
     *arrived = true;
-    while (!*release) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    release->acquire();
     return "ignored you";
   });
   RunnerThread thread(runner);
@@ -519,7 +521,7 @@ TEST_CASE("a handler that ignores cancellation retires its runner", "[runner]") 
   CHECK(last.exiting);
   CHECK(thread.waitExit() == RunExit::Retired);
   CHECK(runner.strandedHandlers() == 1);
-  *release = true;
+  release->release();
 }
 
 TEST_CASE("a retired runner abandons only the worker thread stuck in its handler", "[runner]") {
@@ -529,11 +531,12 @@ TEST_CASE("a retired runner abandons only the worker thread stuck in its handler
   options.cancelGrace = Duration(200);
   options.drainGrace = Duration(1000);
   Runner runner(options);
-  auto release = std::make_shared<std::atomic<bool>>(false);
+  // Held until the test ends; the handler blocks on it and never looks at its stop token.
+  auto release = std::make_shared<std::binary_semaphore>(0);
   auto arrived = std::make_shared<std::atomic<bool>>(false);
   runner.handle("stubborn", [release, arrived](JobContext&) -> HandlerResult {
     *arrived = true;
-    while (!*release) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    release->acquire();
     return "ignored you";
   });
   Gate gate;
@@ -561,7 +564,7 @@ TEST_CASE("a retired runner abandons only the worker thread stuck in its handler
   CHECK(broker.expect<msg::Leaving>().first.exiting);
   CHECK(thread.waitExit() == RunExit::Retired);
   CHECK(runner.strandedHandlers() == 1);  // the idle thread was joined
-  *release = true;
+  release->release();
 }
 
 TEST_CASE("error unknownPeer makes the runner send ready again", "[runner]") {
