@@ -63,6 +63,7 @@ Rows run(const std::string& scenario, const Settings& s, flame::bench::Progress&
   if (scenario == "headline") return runHeadline(s, p, targets);
   if (scenario == "ceiling") return runCeiling(s, p);
   if (scenario == "call") return runCall(s, p);
+  if (scenario == "relay") return runRelay(s, p);
   if (scenario == "cast") return runCast(s, p);
   if (scenario == "fanout") return runFanout(s, p);
   if (scenario == "library") return runLibrary(s, p);
@@ -89,8 +90,8 @@ int main(int argc, char** argv) {
   double duration = 2.0, warmup = 0.3;
   uint32_t idleMs = 1000;
   std::vector<std::string> transports;
-  app.add_option("scenario", scenario, "headline | ceiling | call | cast | fanout | library | elastic | memory | all")
-      ->check(CLI::IsMember({"headline", "ceiling", "call", "cast", "fanout", "library", "elastic", "memory", "all"}))
+  app.add_option("scenario", scenario, "headline | ceiling | call | relay | cast | fanout | library | elastic | memory | all")
+      ->check(CLI::IsMember({"headline", "ceiling", "call", "relay", "cast", "fanout", "library", "elastic", "memory", "all"}))
       ->capture_default_str();
   app.add_flag("--json", json, "one JSON object per measurement on stdout (the rest goes to stderr)");
   app.add_flag("--smoke", smoke, "CI: every measurement ~0.2 s with small sizes; no thresholds");

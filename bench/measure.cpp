@@ -5,6 +5,7 @@
 
 #include "bench/echo_server.h"
 #include "bench/lean_runners.h"
+#include "bench/relay.h"
 
 namespace flame::bench {
 
@@ -16,6 +17,9 @@ constexpr const char* kLeanParts =
 constexpr const char* kCeilingParts =
     "bare ROUTER echo (same socket options and poll loop as the broker) + the same lean clients; "
     "in-process threads, separate ZeroMQ contexts";
+constexpr const char* kRelayParts =
+    "zero-logic ROUTER-ROUTER relay with credit (frames untouched, no decode) + echo DEALER runners + "
+    "the same lean clients; in-process threads, separate ZeroMQ contexts";
 constexpr Duration kSetupBound{20'000};
 
 uint32_t slotsPerRunner(const Shape& s) {
@@ -83,6 +87,26 @@ Row measureCeiling(const Shape& shape, const Settings& settings, Progress& progr
   LoadGenerator load(o);
   row.setLoad(load.run(withProgress(planFor(settings), progress, what)));
   row.parts = kCeilingParts;
+  progress.finished(what, summary(row));
+  return row;
+}
+
+Row measureRelay(const Shape& shape, const Settings& settings, Progress& progress) {
+  Row row = rowFor("relay", shape);
+  std::string what = label("relay", shape);
+  RelayServer relay(shape.transport);
+  EchoRunners runners(relay.runnersEndpoint(), shape.runners, slotsPerRunner(shape));
+  if (!runners.waitRegistered(kSetupBound))
+    throw std::runtime_error(what + ": echo runners did not register within " + std::to_string(kSetupBound.count()) + " ms");
+  LoadOptions o;
+  o.endpoint = relay.clientsEndpoint();
+  o.kind = LoadKind::Echo;
+  o.clients = shape.clients;
+  o.window = shape.window;
+  o.payload = shape.payload;
+  LoadGenerator load(o);
+  row.setLoad(load.run(withProgress(planFor(settings), progress, what)));
+  row.parts = kRelayParts;
   progress.finished(what, summary(row));
   return row;
 }

@@ -24,6 +24,9 @@ struct Shape {
 // Bare DEALER->ROUTER echo (EchoServer) with the lean load generator.
 Row measureCeiling(const Shape& shape, const Settings& settings, Progress& progress);
 
+// The zero-logic relay reference (relay.h): same clients, echo runners, no broker logic.
+Row measureRelay(const Shape& shape, const Settings& settings, Progress& progress);
+
 // In-process broker + RunnerFarm (lean protocol runners, one thread) + lean clients.
 // kind Call or Cast. Runner slots (unless shape.slotsPerRunner says otherwise): the total
 // window spread over the runners, so the pool's credit never limits the window and every runner

@@ -52,7 +52,7 @@ SendStatus BrokerCore::sendClient(const std::string& client, const M& m, zmq::me
 
 template <class M>
 SendStatus BrokerCore::sendRunner(RunnerState& runner, const M& m, zmq::message_t* payload) {
-  return outbox_.toRunner(runner.routingId, encode(m), payload);
+  return outbox_.toRunner(runner.routingId, encode(m), payload, 0);
 }
 
 Pool& BrokerCore::declarePool(const std::string& name, const PoolSettings& settings) {
@@ -185,6 +185,7 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   log_->debug("pool={} job={} {} function={} queued", pool->name, id, modeName(job.mode), job.function);
   if (job.mode == Mode::Cast) sendClient(client, msg::Accepted{s.requestId, id});
   dispatch(*pool);
+  if (auto it = jobs_.find(id); it != jobs_.end() && it->second.state == JobState::Queued) ownPayload(it->second);
   listener_->demandChanged(*pool);
 }
 
@@ -277,23 +278,19 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   // buffer (refcounted) except for tiny payloads, which are copied.
   zmq::message_t payload;
   payload.copy(job.payload);
-  auto status = sendRunner(runner, msg::Job{job.id, job.function, job.mode, budget}, &payload);
-  if (status != SendStatus::Ok) {
-    job.pool->queue.pushFront(job.id);
-    if (status == SendStatus::Unreachable) {
-      removeRunner(runner, ErrorCode::RunnerLost, "connection gone");
-    } else {
-      log_->error("pool={} runner={} send queue full (flow-control bug); job={} requeued",
-                              runner.pool->name, runner.id, job.id);
-    }
-    return false;
-  }
   job.state = JobState::Running;
   job.runner = &runner;
   runner.jobs.insert(job.id);
   ++runner.used;
   ++runner.started;
   runner.pool->available.update(runner);
+  auto status = outbox_.toRunner(runner.routingId, encode(msg::Job{job.id, job.function, job.mode, budget}), &payload,
+                                 job.id);
+  if (status != SendStatus::Ok) {
+    onUndeliverable(runner.routingId, {job.id},
+                    status == SendStatus::Unreachable ? "its connection is gone" : "its send queue is full");
+    return false;
+  }
   log_->debug("pool={} job={} -> runner={} ({}/{})", runner.pool->name, job.id, runner.id,
                           runner.used, runner.slots);
   if (job.mode == Mode::Place) sendClient(job.client, msg::Placed{job.requestId, job.id, runner.id});
@@ -304,6 +301,37 @@ void BrokerCore::requeue(Job& job) {
   job.state = JobState::Queued;
   job.runner = nullptr;
   job.pool->queue.pushFront(job.id);
+  ownPayload(job);
+}
+
+void BrokerCore::ownPayload(Job& job) {
+  // A small payload received with zero-copy receive is a slice of one of libzmq's 8 KiB receive
+  // buffers, and keeps the whole buffer alive: a job that waits gets its own copy (measured:
+  // 675 -> ~330 bytes per queued job). Larger ones already have a buffer of their own.
+  constexpr size_t kSharedBufferBytes = 8192;
+  if (job.payload.size() > 0 && job.payload.size() < kSharedBufferBytes)
+    job.payload = zmq::message_t(job.payload.data(), job.payload.size());
+}
+
+void BrokerCore::onUndeliverable(const std::string& routingId, const std::vector<JobId>& undelivered,
+                                 const std::string& why) {
+  auto it = byRouting_.find(routingId);
+  if (it == byRouting_.end()) return;  // that connection's runner is already gone
+  RunnerState& runner = *it->second;
+  // Back to the head of the queue in dispatch order: push the last one first.
+  for (auto id = undelivered.rbegin(); id != undelivered.rend(); ++id) {
+    auto j = jobs_.find(*id);
+    if (j == jobs_.end() || j->second.runner != &runner) continue;
+    Job& job = j->second;
+    freeSlot(runner, job.id);
+    if (job.answered && job.mode != Mode::Place) {
+      finish(job);  // cancelled or timed out meanwhile: nobody wants it run
+      continue;
+    }
+    log_->info("pool={} job={} was not delivered to runner={}; requeued", runner.pool->name, job.id, runner.id);
+    requeue(job);
+  }
+  removeRunner(runner, ErrorCode::RunnerLost, why);
 }
 
 void BrokerCore::freeSlot(RunnerState& runner, JobId id) {
@@ -335,7 +363,8 @@ void BrokerCore::onRunner(const std::string& routingId, Message message, zmq::me
   auto it = byRouting_.find(routingId);
   if (it == byRouting_.end()) {
     log_->debug("connection={} is not registered; asking it to send ready", hex(routingId));
-    outbox_.toRunner(routingId, encode(msg::Error{0, ErrorCode::UnknownPeer, "unknown connection: send ready", 0}), nullptr);
+    outbox_.toRunner(routingId, encode(msg::Error{0, ErrorCode::UnknownPeer, "unknown connection: send ready", 0}), nullptr,
+                     0);
     return;
   }
   RunnerState& runner = *it->second;
@@ -355,13 +384,13 @@ void BrokerCore::onRunnerInvalid(const std::string& routingId, ErrorCode code, c
   auto it = byRouting_.find(routingId);
   log_->warn("runner={} connection={} sent a bad message: {}",
                          it == byRouting_.end() ? std::string("?") : it->second->id, hex(routingId), why);
-  outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr);
+  outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr, 0);
 }
 
 void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   auto refuse = [&](ErrorCode code, const std::string& why) {
     log_->warn("runner={} pool={} refused: {}", ready.runnerId, ready.pool, why);
-    outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr);
+    outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr, 0);
   };
   if (!validName(ready.runnerId)) return refuse(ErrorCode::BadRequest, "runner id must be 1 to 128 bytes");
   if (!validName(ready.pool)) return refuse(ErrorCode::BadRequest, "pool name must be 1 to 128 bytes");
@@ -603,7 +632,7 @@ void BrokerCore::sweepPeers(TimePoint now) {
     }
     zmq::message_t copy;
     copy.copy(header);
-    if (outbox_.toRunner(r->routingId, std::move(copy), nullptr) == SendStatus::Unreachable) closed.push_back(r.get());
+    if (outbox_.toRunner(r->routingId, std::move(copy), nullptr, 0) != SendStatus::Ok) closed.push_back(r.get());
   }
   for (RunnerState* r : closed) removeRunner(*r, ErrorCode::RunnerLost, "its connection closed");
   for (RunnerState* r : dead) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "broker/deadline_heap.h"
 #include "broker/job.h"
@@ -24,12 +25,18 @@
 namespace flame {
 
 // Where BrokerCore's messages go. `header` is an encoded Envelope; `payload` (may be null) is
-// moved from when the send succeeds. Unreachable means that peer is gone.
+// moved from when the send succeeds. Unreachable means that peer is gone. `job` is the job a
+// runner message dispatches (0 for any other message).
+//
+// An Outbox may also accept a message now (Ok) and send it later (BrokerServer batches a loop
+// iteration's sends): if a runner message then turns out undeliverable, it tells the core with
+// BrokerCore::onUndeliverable().
 class Outbox {
  public:
   virtual ~Outbox() = default;
   virtual SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) = 0;
-  virtual SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload) = 0;
+  virtual SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,
+                              JobId job) = 0;
 };
 
 // Settings of a pool declared up front (config file) rather than by a runner's ready.
@@ -78,6 +85,11 @@ class BrokerCore {
   // A decoded message from a runner connection.
   void onRunner(const std::string& routingId, Message message, zmq::message_t payload);
   void onRunnerInvalid(const std::string& routingId, ErrorCode code, const std::string& why);
+  // Messages the Outbox had accepted for connection `routingId` could not be delivered (the
+  // connection is gone): `undelivered` are the jobs they dispatched, in dispatch order. Those
+  // never reached the runner, so they go back to the head of the queue (no retry used up); the
+  // runner is removed as lost, with `why`. A connection no runner uses any more is ignored.
+  void onUndeliverable(const std::string& routingId, const std::vector<JobId>& undelivered, const std::string& why);
 
   // Expires deadlines, sends heartbeats, detects dead runners and clients. Call whenever the
   // clock may have reached nextWakeup() (the socket loop calls it on every iteration).
@@ -120,6 +132,8 @@ class BrokerCore {
   void dispatch(Pool& pool);
   bool sendJob(RunnerState& runner, Job& job);
   void requeue(Job& job);
+  // Gives a waiting job's payload its own buffer (see the .cpp).
+  void ownPayload(Job& job);
   // Removes the job everywhere and frees its slot. The job reference dies.
   void finish(Job& job);
   void freeSlot(RunnerState& runner, JobId id);

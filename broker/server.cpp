@@ -23,20 +23,20 @@ SocketLimits socketLimits(const BrokerOptions& o) {
 }  // namespace
 
 namespace {
-// Queued payloads must not pin libzmq's 8 KiB receive buffers: with zero-copy receive a small
-// queued payload holds a slice of a shared buffer, which measured 675 B per queued job against
-// 346 B without it (bench: flame-bench memory). Must run before the sockets are created.
-zmq::context_t& withoutZeroCopyReceive(zmq::context_t& ctx) {
-  zmq_ctx_set(ctx.handle(), 10 /* ZMQ_ZERO_COPY_RECV, not in the non-draft headers */, 0);
-  return ctx;
+// No high-water mark towards runners: credit is their flow control (a runner never has more
+// jobs queued than its slots), so a send to a live runner never fails for lack of room.
+SocketLimits runnerLimits(const BrokerOptions& o) {
+  SocketLimits l = socketLimits(o);
+  l.sendHwm = 0;
+  return l;
 }
 }  // namespace
 
 BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock)
     : options_(std::move(options)),
       clock_(clock),
-      clients_(bindRouter(withoutZeroCopyReceive(ctx), options_.clientsEndpoint, socketLimits(options_))),
-      runners_(bindRouter(ctx, options_.runnersEndpoint, socketLimits(options_))),
+      clients_(bindRouter(ctx, options_.clientsEndpoint, socketLimits(options_))),
+      runners_(bindRouter(ctx, options_.runnersEndpoint, runnerLimits(options_))),
       wakeRecv_(ctx, zmq::socket_type::pull),
       wakeSend_(ctx, zmq::socket_type::push),
       core_(options_, clock, *this) {
@@ -49,6 +49,11 @@ BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clo
   wakeRecv_.bind(name);
   wakeSend_.connect(name);
   limits_.maxHeaderBytes = options_.maxHeaderBytes;
+  send_ = [this](Outgoing& m) { return send(m); };
+  undeliverable_ = [this](const std::string& peer, const std::vector<JobId>& jobs, SendStatus why) {
+    core_.onUndeliverable(peer, jobs,
+                          why == SendStatus::Unreachable ? "its connection is gone" : "its send queue is full");
+  };
 }
 
 BrokerServer::~BrokerServer() = default;
@@ -65,8 +70,14 @@ void BrokerServer::wake() {
 
 void BrokerServer::run(const std::function<void()>& onIdle) {
   Reactor reactor;
-  reactor.add(clients_, [this] { readClients(); });
-  reactor.add(runners_, [this] { readRunners(); });
+  reactor.add(clients_, [this] {
+    readClients();
+    flush();
+  });
+  reactor.add(runners_, [this] {
+    readRunners();
+    flush();
+  });
   reactor.add(wakeRecv_, [this] {
     zmq::message_t m;
     while (wakeRecv_.recv(m, zmq::recv_flags::dontwait)) {
@@ -79,6 +90,7 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
     reactor.pollOnce(wait);
     core_.tick();
     if (onIdle) onIdle();
+    flush();
   }
   logger("broker")->info("stopped");
 }
@@ -135,28 +147,26 @@ void BrokerServer::readRunners() {
 }
 
 SendStatus BrokerServer::toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) {
-  Frames& out = sendBuffer_;  // reused: no allocation per send
-  out.clear();
-  out.emplace_back(client.data(), client.size());
-  out.emplace_back();
-  out.push_back(std::move(header));
-  if (payload) out.push_back(std::move(*payload));
-  auto status = sendFrames(clients_, out);
-  // Contract: the payload is consumed only on success. (ROUTER_MANDATORY fails on the first
-  // frame, so on failure nothing was sent and the payload is still in `out`.)
-  if (status != SendStatus::Ok && payload) *payload = std::move(out.back());
-  return status;
+  outgoing_.push(false, client, std::move(header), payload, 0);
+  return SendStatus::Ok;
 }
 
-SendStatus BrokerServer::toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload) {
-  Frames& out = sendBuffer_;
-  out.clear();
-  out.emplace_back(routingId.data(), routingId.size());
-  out.push_back(std::move(header));
-  if (payload) out.push_back(std::move(*payload));
-  auto status = sendFrames(runners_, out);
-  if (status != SendStatus::Ok && payload) *payload = std::move(out.back());
-  return status;
+SendStatus BrokerServer::toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,
+                                  JobId job) {
+  outgoing_.push(true, routingId, std::move(header), payload, job);
+  return SendStatus::Ok;
 }
+
+SendStatus BrokerServer::send(Outgoing& m) {
+  Frames& out = sendBuffer_;  // reused: no allocation per send
+  out.clear();
+  out.emplace_back(m.peer.data(), m.peer.size());
+  if (!m.toRunner) out.emplace_back();  // clients get [""][header][payload?]: plain REQ works
+  out.push_back(std::move(m.header));
+  if (m.hasPayload) out.push_back(std::move(m.payload));
+  return sendFrames(m.toRunner ? runners_ : clients_, out);
+}
+
+void BrokerServer::flush() { outgoing_.flush(send_, undeliverable_); }
 
 }  // namespace flame

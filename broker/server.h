@@ -12,6 +12,7 @@
 #include <string>
 
 #include "broker/broker_core.h"
+#include "broker/send_queue.h"
 #include "common/codec.h"
 #include "common/transport.h"
 
@@ -39,10 +40,15 @@ class BrokerServer final : private Outbox {
   void wake();
 
  private:
+  // Outbox: messages are queued and sent in one burst by flush() at the end of each batch
+  // (send_queue.h says why).
   SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) override;
-  SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload) override;
+  SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,
+                      JobId job) override;
   void readClients();
   void readRunners();
+  void flush();
+  SendStatus send(Outgoing& m);
 
   BrokerOptions options_;
   const Clock& clock_;
@@ -58,6 +64,9 @@ class BrokerServer final : private Outbox {
   BrokerCore core_;
   Frames frames_;      // reused receive buffer
   Frames sendBuffer_;  // reused send buffer
+  SendQueue outgoing_;
+  SendQueue::Send send_;
+  SendQueue::Undeliverable undeliverable_;
 };
 
 }  // namespace flame

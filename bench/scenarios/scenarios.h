@@ -16,6 +16,8 @@ Rows runCeiling(const Settings& settings, Progress& progress);
 // call through the broker, sync and pipelined, over the whole matrix, each group next to the
 // ceiling of the same transport, payload, clients and window (ratio_to_ceiling).
 Rows runCall(const Settings& settings, Progress& progress);
+// The zero-logic relay reference over the same matrix, next to the same ceilings.
+Rows runRelay(const Settings& settings, Progress& progress);
 // cast: accepted/s (the client's view) and completed/s (counted on the runners).
 Rows runCast(const Settings& settings, Progress& progress);
 // Routing cost as the pool grows; the same number of jobs in flight whatever the pool size.

@@ -50,6 +50,23 @@ Rows runCall(const Settings& settings, Progress& progress) {
   return rows;
 }
 
+Rows runRelay(const Settings& settings, Progress& progress) {
+  Rows rows;
+  for (Transport t : settings.transports)
+    for (size_t payload : settings.payloads)
+      for (uint32_t clients : settings.clients)
+        for (auto m : modes(settings)) {
+          Row ceiling = measureCeiling(Shape{m.name, clients, 0, m.window, payload, t}, settings, progress);
+          rows.push_back(ceiling);
+          for (uint32_t runners : settings.runners) {
+            Row row = measureRelay(Shape{m.name, clients, runners, m.window, payload, t}, settings, progress);
+            setRatio(row, ceiling);
+            rows.push_back(row);
+          }
+        }
+  return rows;
+}
+
 Rows runCast(const Settings& settings, Progress& progress) {
   Rows rows;
   uint32_t clients = settings.clients.back(), runners = settings.runners.back();
@@ -83,7 +100,7 @@ Rows runLibrary(const Settings& settings, Progress& progress) {
 size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   size_t matrix = s.transports.size() * s.payloads.size() * s.clients.size() * s.modes.size();
   if (scenario == "ceiling") return matrix;
-  if (scenario == "call") return matrix * (1 + s.runners.size());
+  if (scenario == "call" || scenario == "relay") return matrix * (1 + s.runners.size());
   if (scenario == "cast") return s.transports.size() * 2;
   if (scenario == "fanout") return 3 * s.fanoutRunners.size() - 1;
   if (scenario == "library") return 3;

@@ -1,6 +1,8 @@
 // BrokerCore unit tests: no sockets, a manual clock, a recording outbox.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include "tests/broker/fake_outbox.h"
 
 using namespace flame;
@@ -374,6 +376,74 @@ TEST_CASE("a runner whose connection is gone at dispatch is dropped and the job 
   for (auto& s : sent)
     if (std::holds_alternative<msg::Job>(s.message)) got = s.payload == "payload";
   CHECK(got);
+}
+
+TEST_CASE("jobs found undelivered after dispatch go back to the queue in order; delivered ones are lost",
+          "[broker]") {
+  Harness h;
+  auto r1 = h.ready("r1", "p", 3);
+  h.submit("c", 1, "p", "echo", "delivered");
+  h.submit("c", 2, "p", "echo", "first");
+  h.submit("c", 3, "p", "echo", "second");
+  auto jobs = h.jobsFor(r1);
+  REQUIRE(jobs.size() == 3);
+  // The socket loop found r1's connection gone when it flushed the last two dispatches.
+  h.core.onUndeliverable(r1, {jobs[1].jobId, jobs[2].jobId}, "its connection is gone");
+  CHECK(h.core.findRunner("r1") == nullptr);
+  auto errs = h.outbox.takeOf<msg::Error>("c");
+  REQUIRE(errs.size() == 1);  // only the job that did reach r1 (and is not idempotent)
+  CHECK(errs[0].requestId == 1);
+  CHECK(errs[0].code == ErrorCode::RunnerLost);
+  CHECK(h.core.findPool("p")->queue.size() == 2);
+  // The next runner gets them in their original order, payloads intact; no retry was used up.
+  auto r2 = h.ready("r2", "p", 2);
+  std::vector<std::string> payloads;
+  for (auto& s : h.outbox.take(r2))
+    if (std::holds_alternative<msg::Job>(s.message)) payloads.push_back(s.payload);
+  CHECK(payloads == std::vector<std::string>{"first", "second"});
+  // A report about a connection no runner uses any more changes nothing.
+  h.core.onUndeliverable(r1, {jobs[1].jobId}, "again");
+  CHECK(h.core.findRunner("r2")->used == 2);
+}
+
+TEST_CASE("an undelivered job that was cancelled meanwhile is dropped, not requeued", "[broker]") {
+  Harness h;
+  auto r1 = h.ready("r1", "p", 1);
+  h.submit("c", 1, "p", "echo");
+  auto jobs = h.jobsFor(r1);
+  REQUIRE(jobs.size() == 1);
+  h.core.onClient("c", msg::Cancel{1}, {});
+  h.core.onUndeliverable(r1, {jobs[0].jobId}, "its connection is gone");
+  CHECK(h.core.findPool("p")->queue.size() == 0);
+  CHECK(h.core.jobCount() == 0);
+}
+
+TEST_CASE("a waiting job's payload gets its own buffer, releasing the received one", "[broker]") {
+  // With zero-copy receive a small payload is a slice of a shared 8 KiB receive buffer: a job
+  // that waits must not keep that buffer alive.
+  Harness h;
+  h.core.declarePool("p", {});
+  static int released = 0;
+  released = 0;
+  auto* buffer = new char[64]();
+  std::memcpy(buffer, "queued payload", 14);
+  zmq::message_t payload(buffer, 14, [](void* data, void*) {
+    delete[] static_cast<char*>(data);
+    ++released;
+  });
+  msg::Submit s;
+  s.requestId = 1;
+  s.pool = "p";
+  s.function = "echo";
+  h.core.onClient("c", s, std::move(payload));
+  CHECK(released == 1);
+  CHECK(h.core.findPool("p")->queue.size() == 1);
+  auto r = h.ready("r1", "p", 1);
+  auto sent = h.outbox.take(r);
+  std::string got;
+  for (auto& m : sent)
+    if (std::holds_alternative<msg::Job>(m.message)) got = m.payload;
+  CHECK(got == "queued payload");
 }
 
 TEST_CASE("status shows pools, queue depth, slots and runners", "[broker]") {

@@ -25,7 +25,8 @@ class RecordingOutbox final : public Outbox {
   SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) override {
     return record(true, client, header, payload);
   }
-  SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload) override {
+  SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,
+                      JobId) override {
     return record(false, routingId, header, payload);
   }
   std::deque<Sent> sent;
