@@ -87,10 +87,7 @@ RunnerState* BrokerCore::findRunner(const std::string& runnerId) {
   auto it = runners_.find(runnerId);
   return it == runners_.end() ? nullptr : it->second.get();
 }
-const Job* BrokerCore::findJob(JobId id) const {
-  auto it = jobs_.find(id);
-  return it == jobs_.end() ? nullptr : &it->second;
-}
+const Job* BrokerCore::findJob(JobId id) const { return jobs_.find(id); }
 
 // ---------------------------------------------------------------- clients
 
@@ -160,11 +157,10 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
                                             std::to_string(pool->maxQueue) + " jobs)");
 
   auto now = clock_.now();
-  JobId id = nextJobId_++;
+  Job& job = jobs_.create();
+  const JobId id = job.id;
   Duration timeout = s.timeoutMs == 0 ? (s.mode == Mode::Place ? kInfinite : pool->defaultTimeout)
                                       : fromWireMs(s.timeoutMs);
-  Job& job = jobs_[id];
-  job.id = id;
   job.mode = s.mode;
   job.link = s.link;
   job.idempotent = s.idempotent;
@@ -185,7 +181,7 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   log_->debug("pool={} job={} {} function={} queued", pool->name, id, modeName(job.mode), job.function);
   if (job.mode == Mode::Cast) sendClient(client, msg::Accepted{s.requestId, id});
   dispatch(*pool);
-  if (auto it = jobs_.find(id); it != jobs_.end() && it->second.state == JobState::Queued) ownPayload(it->second);
+  if (Job* queued = jobs_.find(id); queued && queued->state == JobState::Queued) ownPayload(*queued);
   listener_->demandChanged(*pool);
 }
 
@@ -195,7 +191,7 @@ void BrokerCore::handleCancel(const std::string& client, ClientSession& session,
     replyError(client, c.requestId, ErrorCode::NotFound, "no request " + std::to_string(c.requestId) + " in flight");
     return;
   }
-  Job& job = jobs_.at(it->second);
+  Job& job = *jobs_.find(it->second);
   log_->info("pool={} job={} cancelled by its client", job.pool->name, job.id);
   if (!job.answered) replyError(client, job.requestId, ErrorCode::Cancelled, "cancelled by the client", job.id);
   job.answered = true;
@@ -207,12 +203,12 @@ void BrokerCore::handleCancel(const std::string& client, ClientSession& session,
 }
 
 void BrokerCore::handleStopChild(const std::string& client, const msg::StopChild& s) {
-  auto it = jobs_.find(s.childId);
-  if (it == jobs_.end() || it->second.mode != Mode::Place) {
+  Job* child = jobs_.find(s.childId);
+  if (!child || child->mode != Mode::Place) {
     replyError(client, 0, ErrorCode::NotFound, "no child " + std::to_string(s.childId), s.childId);
     return;
   }
-  Job& job = it->second;
+  Job& job = *child;
   log_->info("pool={} child={} stop requested", job.pool->name, job.id);
   if (job.state == JobState::Queued) {
     answerError(job, ErrorCode::Cancelled, "stopped before it was placed");
@@ -256,12 +252,12 @@ void BrokerCore::notifyStopWaiters(JobId child) {
 void BrokerCore::dispatch(Pool& pool) {
   while (!pool.queue.empty() && !pool.available.empty()) {
     JobId id = pool.queue.peekRaw();
-    auto it = jobs_.find(id);
-    if (it == jobs_.end() || it->second.state != JobState::Queued) {
+    Job* queued = jobs_.find(id);
+    if (!queued || queued->state != JobState::Queued) {
       pool.queue.popStale();
       continue;
     }
-    Job& job = it->second;
+    Job& job = *queued;
     RunnerState* runner = pool.available.pick(pool.placement, job.function);
     if (!runner) break;  // head of line waits for a runner serving its function
     pool.queue.popFront();
@@ -280,7 +276,8 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   payload.copy(job.payload);
   job.state = JobState::Running;
   job.runner = &runner;
-  runner.jobs.insert(job.id);
+  job.runnerPos = static_cast<uint32_t>(runner.jobs.size());
+  runner.jobs.push_back(job.id);
   ++runner.used;
   ++runner.started;
   runner.pool->available.update(runner);
@@ -320,10 +317,10 @@ void BrokerCore::onUndeliverable(const std::string& routingId, const std::vector
   RunnerState& runner = *it->second;
   // Back to the head of the queue in dispatch order: push the last one first.
   for (auto id = undelivered.rbegin(); id != undelivered.rend(); ++id) {
-    auto j = jobs_.find(*id);
-    if (j == jobs_.end() || j->second.runner != &runner) continue;
-    Job& job = j->second;
-    freeSlot(runner, job.id);
+    Job* undelivered = jobs_.find(*id);
+    if (!undelivered || undelivered->runner != &runner) continue;
+    Job& job = *undelivered;
+    freeSlot(job);
     if (job.answered && job.mode != Mode::Place) {
       finish(job);  // cancelled or timed out meanwhile: nobody wants it run
       continue;
@@ -334,8 +331,14 @@ void BrokerCore::onUndeliverable(const std::string& routingId, const std::vector
   removeRunner(runner, ErrorCode::RunnerLost, why);
 }
 
-void BrokerCore::freeSlot(RunnerState& runner, JobId id) {
-  if (runner.jobs.erase(id) == 0) return;
+void BrokerCore::freeSlot(Job& job) {
+  RunnerState& runner = *job.runner;
+  // Swap-remove from the runner's list, keeping the moved job's position right.
+  JobId last = runner.jobs.back();
+  runner.jobs[job.runnerPos] = last;
+  if (last != job.id) jobs_.find(last)->runnerPos = job.runnerPos;
+  runner.jobs.pop_back();
+  job.runner = nullptr;
   --runner.used;
   if (runner.used == 0) runner.idleSince = clock_.now();
   runner.pool->available.update(runner);
@@ -343,7 +346,7 @@ void BrokerCore::freeSlot(RunnerState& runner, JobId id) {
 
 void BrokerCore::finish(Job& job) {
   if (job.state == JobState::Queued) job.pool->queue.forget();
-  if (job.runner) freeSlot(*job.runner, job.id);
+  if (job.runner) freeSlot(job);
   if (job.deadline != TimePoint::max()) --timedJobs_;
   auto s = sessions_.find(job.client);
   if (s != sessions_.end()) {
@@ -450,8 +453,8 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
 
 void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zmq::message_t payload) {
   Pool& pool = *runner.pool;
-  auto it = jobs_.find(done.jobId);
-  if (it == jobs_.end() || it->second.runner != &runner) {
+  Job* found = jobs_.find(done.jobId);
+  if (!found || found->runner != &runner) {
     if (runner.phantom > 0) {
       // A job a previous broker (or connection) gave it: its slot comes back now.
       --runner.phantom;
@@ -465,12 +468,12 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
     }
     return;
   }
-  Job& job = it->second;
+  Job& job = *found;
   if (done.code == ErrorCode::ShuttingDown && !job.answered) {
     // The runner refused the job because it is leaving: it never ran, so it goes back to the
     // head of the queue for another runner (no retry is used up), and this runner gets no more.
     log_->info("pool={} job={} refused by leaving runner={}; requeued", pool.name, job.id, runner.id);
-    freeSlot(runner, job.id);
+    freeSlot(job);
     runner.phase = RunnerPhase::Draining;
     pool.available.erase(runner);
     requeue(job);
@@ -524,12 +527,13 @@ void BrokerCore::drainRunner(RunnerState& runner, Duration grace) {
 
 void BrokerCore::failQueued(Pool& pool, ErrorCode code, const std::string& message) {
   std::vector<JobId> waiting;
-  for (auto& [id, job] : jobs_)
-    if (job.pool == &pool && job.state == JobState::Queued) waiting.push_back(id);
+  jobs_.forEach([&](Job& job) {
+    if (job.pool == &pool && job.state == JobState::Queued) waiting.push_back(job.id);
+  });
   if (waiting.empty()) return;
   log_->warn("pool={} failing {} waiting jobs: {}: {}", pool.name, waiting.size(), errorCodeName(code), message);
   for (JobId id : waiting) {
-    Job& job = jobs_.at(id);
+    Job& job = *jobs_.find(id);
     ++pool.counters.failed;
     answerError(job, code, message);
     finish(job);
@@ -538,7 +542,8 @@ void BrokerCore::failQueued(Pool& pool, ErrorCode code, const std::string& messa
 
 void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::string& why) {
   Pool& pool = *runner.pool;
-  std::vector<JobId> ids(runner.jobs.begin(), runner.jobs.end());
+  std::vector<JobId> ids;
+  ids.swap(runner.jobs);
   auto& log = log_;
   if (ids.empty()) log->info("pool={} runner={} removed: {}", pool.name, runner.id, why);
   else log->warn("pool={} runner={} lost with {} jobs: {}", pool.name, runner.id, ids.size(), why);
@@ -550,8 +555,7 @@ void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::st
   }
   std::string message = code == ErrorCode::RunnerLost ? "runner " + runner.id + " lost: " + why : why;
   for (JobId id : ids) {
-    Job& job = jobs_.at(id);
-    runner.jobs.erase(id);
+    Job& job = *jobs_.find(id);
     job.runner = nullptr;
     if (job.idempotent && job.retriesLeft > 0 && !job.answered) {
       --job.retriesLeft;
@@ -582,8 +586,8 @@ void BrokerCore::tick() {
   }
   if (deadlines_.size() > 2 * timedJobs_ + 1024) {
     deadlines_.rebuild([this](const DeadlineHeap::Entry& e) {
-      auto it = jobs_.find(e.second);
-      return it != jobs_.end() && it->second.deadline == e.first;
+      const Job* job = jobs_.find(e.second);
+      return job && job->deadline == e.first;
     });
   }
 }
@@ -598,9 +602,9 @@ void BrokerCore::expireDeadlines(TimePoint now) {
   while (!deadlines_.empty() && deadlines_.top().first <= now) {
     auto [deadline, id] = deadlines_.top();
     deadlines_.pop();
-    auto it = jobs_.find(id);
-    if (it == jobs_.end() || it->second.deadline != deadline) continue;
-    Job& job = it->second;
+    Job* timed = jobs_.find(id);
+    if (!timed || timed->deadline != deadline) continue;
+    Job& job = *timed;
     job.deadline = TimePoint::max();  // fired: never again
     --timedJobs_;
     Pool& pool = *job.pool;
@@ -655,11 +659,11 @@ void BrokerCore::sweepPeers(TimePoint now) {
 void BrokerCore::clientGone(const std::string& client, ClientSession& session) {
   std::vector<JobId> linked;
   for (auto& [req, id] : session.requests)
-    if (jobs_.at(id).link) linked.push_back(id);
+    if (jobs_.find(id)->link) linked.push_back(id);
   log_->info("client={} silent for {}: cancelling its {} linked jobs", hex(client),
                          formatDuration(options_.livenessWindow()), linked.size());
   for (JobId id : linked) {
-    Job& job = jobs_.at(id);
+    Job& job = *jobs_.find(id);
     job.answered = true;  // nobody to answer
     session.requests.erase(job.requestId);
     job.link = false;     // no longer counted in the session

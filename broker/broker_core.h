@@ -15,6 +15,7 @@
 
 #include "broker/deadline_heap.h"
 #include "broker/job.h"
+#include "broker/job_table.h"
 #include "broker/options.h"
 #include "broker/pool.h"
 #include "common/clock.h"
@@ -136,7 +137,8 @@ class BrokerCore {
   void ownPayload(Job& job);
   // Removes the job everywhere and frees its slot. The job reference dies.
   void finish(Job& job);
-  void freeSlot(RunnerState& runner, JobId id);
+  // Gives `job`'s slot back to its runner (job.runner, which must be set) and detaches it.
+  void freeSlot(Job& job);
   void removeRunner(RunnerState& runner, ErrorCode code, const std::string& why);
   void expireDeadlines(TimePoint now);
   void sweepPeers(TimePoint now);
@@ -163,13 +165,12 @@ class BrokerCore {
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools_;
   std::unordered_map<std::string, std::unique_ptr<RunnerState>> runners_;  // by runner id
   std::unordered_map<std::string, RunnerState*> byRouting_;
-  std::unordered_map<JobId, Job> jobs_;
+  JobTable jobs_;
   std::unordered_map<std::string, ClientSession> sessions_;
   std::unordered_map<JobId, std::vector<std::string>> stopWaiters_;  // child -> clients awaiting `stopped`
   DeadlineHeap deadlines_;
   size_t timedJobs_ = 0;  // jobs with a finite deadline (to know when the heap is mostly stale)
   uint64_t instance_;  // random per run, sent in heartbeats
-  JobId nextJobId_ = 1;
   uint64_t nextRunnerSeq_ = 1;
   TimePoint nextSweep_{};
 };

@@ -32,6 +32,7 @@ struct Job {
   uint8_t retriesLeft = 0;
   Pool* pool = nullptr;
   RunnerState* runner = nullptr;  // set while Running
+  uint32_t runnerPos = 0;         // its index in runner->jobs while Running
   std::string function;
   std::string client;             // routing id of the submitting client
   uint64_t requestId = 0;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "broker/job.h"
 #include "broker/options.h"
@@ -29,7 +30,7 @@ struct RunnerState {
   bool singleUse = false;  // takes one job in its life, then is drained (pool option single_use)
   uint64_t started = 0;    // jobs dispatched to it
   std::unordered_set<std::string> functions;
-  std::unordered_set<JobId> jobs;
+  std::vector<JobId> jobs;  // running here, unordered (Job::runnerPos indexes it)
   TimePoint lastSeen{};
   TimePoint idleSince{};  // when `used` last became 0
   uint32_t pid = 0;

@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "common/codec.h"
 
@@ -125,4 +128,43 @@ TEST_CASE("error codes have stable snake_case names", "[codec]") {
   CHECK(errorCodeName(ErrorCode::RunnerLost) == "runner_lost");
   CHECK(errorCodeName(ErrorCode::Timeout) == "timeout");
   CHECK(errorCodeName(ErrorCode::UnknownPool) == "unknown_pool");
+}
+
+namespace {
+bool sameBytes(const zmq::message_t& a, const zmq::message_t& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
+}  // namespace
+
+TEST_CASE("the fast-path headers (result, accepted, job) are byte for byte Cap'n Proto's", "[codec]") {
+  // encode<T> patches a learned template for these kinds; encodeWithVersion always builds with
+  // Cap'n Proto. Any difference would be a wire bug.
+  std::mt19937_64 rng(42);
+  const std::vector<uint64_t> edges{0, 1, 0xFFFFFFFFull, 0x100000000ull, ~0ull, 0xF1E2D3C4B5A69780ull};
+  for (int i = 0; i < 2000; ++i) {
+    uint64_t a = i < 6 ? edges[i] : rng(), b = i < 6 ? edges[5 - i] : rng();
+    CHECK(sameBytes(encode(msg::Result{a, b}), encodeWithVersion(msg::Result{a, b}, kProtocolVersion)));
+    CHECK(sameBytes(encode(msg::Accepted{a, b}), encodeWithVersion(msg::Accepted{a, b}, kProtocolVersion)));
+  }
+  // Functions of every length up to the limit, each mode, budgets including none and infinite;
+  // more distinct functions than the template cache holds; and names containing the sentinels.
+  std::vector<std::string> functions;
+  for (size_t len = 1; len <= 128; len += 7) functions.push_back(std::string(len, static_cast<char>('a' + len % 26)));
+  functions.push_back(std::string("\x80\x97\xA6\xB5\xC4\xD3\xE2\xF1", 8));  // the 8-byte sentinel
+  functions.push_back(std::string("\x90\xA1\xB2\xC3", 4));                  // the 4-byte one
+  for (int round = 0; round < 3; ++round)
+    for (auto& f : functions)
+      for (Mode mode : {Mode::Call, Mode::Cast, Mode::Place})
+        for (uint32_t budget : {0u, 1u, 30000u, kInfiniteMs, static_cast<uint32_t>(rng())}) {
+          msg::Job job{rng(), f, mode, budget};
+          auto fast = encode(job);
+          REQUIRE(sameBytes(fast, encodeWithVersion(job, kProtocolVersion)));
+          auto back = decode(fast);
+          REQUIRE(back.ok());
+          auto& j = std::get<msg::Job>(*back.message);
+          CHECK(j.jobId == job.jobId);
+          CHECK(j.function == f);
+          CHECK(j.mode == mode);
+          CHECK(j.budgetMs == budget);
+        }
 }
