@@ -91,7 +91,7 @@ const Job* BrokerCore::findJob(JobId id) const { return jobs_.find(id); }
 
 // ---------------------------------------------------------------- clients
 
-void BrokerCore::onClient(const std::string& client, Message message, zmq::message_t payload) {
+void BrokerCore::onClient(const std::string& client, Message&& message, zmq::message_t payload) {
   auto now = clock_.now();
   auto& session = sessions_[client];
   session.lastSeen = now;
@@ -146,7 +146,7 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
     return reject(ErrorCode::PayloadTooLarge, "payload of " + std::to_string(payload.size()) +
                                                   " bytes exceeds the limit of " +
                                                   std::to_string(options_.maxPayloadBytes) + " bytes");
-  if (session.requests.count(s.requestId))
+  if (session.requests.contains(s.requestId))
     return reject(ErrorCode::BadRequest, "request id " + std::to_string(s.requestId) + " is already in flight");
   Pool* pool = findPool(s.pool);
   if (!pool) return reject(ErrorCode::UnknownPool, "no pool named '" + s.pool + "'");
@@ -175,7 +175,7 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
     deadlines_.push(job.deadline, id);
     ++timedJobs_;
   }
-  session.requests.emplace(s.requestId, id);
+  session.requests.insert(s.requestId, id);
   if (job.link) ++session.linked;
   pool->queue.pushBack(id);
   log_->debug("pool={} job={} {} function={} queued", pool->name, id, modeName(job.mode), job.function);
@@ -186,12 +186,12 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
 }
 
 void BrokerCore::handleCancel(const std::string& client, ClientSession& session, const msg::Cancel& c) {
-  auto it = session.requests.find(c.requestId);
-  if (it == session.requests.end()) {
+  const JobId* requested = session.requests.find(c.requestId);
+  if (!requested) {
     replyError(client, c.requestId, ErrorCode::NotFound, "no request " + std::to_string(c.requestId) + " in flight");
     return;
   }
-  Job& job = *jobs_.find(it->second);
+  Job& job = *jobs_.find(*requested);
   log_->info("pool={} job={} cancelled by its client", job.pool->name, job.id);
   if (!job.answered) replyError(client, job.requestId, ErrorCode::Cancelled, "cancelled by the client", job.id);
   job.answered = true;
@@ -350,9 +350,9 @@ void BrokerCore::finish(Job& job) {
   if (job.deadline != TimePoint::max()) --timedJobs_;
   auto s = sessions_.find(job.client);
   if (s != sessions_.end()) {
-    auto r = s->second.requests.find(job.requestId);
-    if (r != s->second.requests.end() && r->second == job.id) {
-      s->second.requests.erase(r);
+    const JobId* requested = s->second.requests.find(job.requestId);
+    if (requested && *requested == job.id) {
+      s->second.requests.erase(job.requestId);
       if (job.link && s->second.linked > 0) --s->second.linked;
     }
   }
@@ -361,7 +361,7 @@ void BrokerCore::finish(Job& job) {
 
 // ---------------------------------------------------------------- runners
 
-void BrokerCore::onRunner(const std::string& routingId, Message message, zmq::message_t payload) {
+void BrokerCore::onRunner(const std::string& routingId, Message&& message, zmq::message_t payload) {
   if (auto* ready = std::get_if<msg::Ready>(&message)) return handleReady(routingId, *ready);
   auto it = byRouting_.find(routingId);
   if (it == byRouting_.end()) {
@@ -658,8 +658,9 @@ void BrokerCore::sweepPeers(TimePoint now) {
 
 void BrokerCore::clientGone(const std::string& client, ClientSession& session) {
   std::vector<JobId> linked;
-  for (auto& [req, id] : session.requests)
+  session.requests.forEach([&](uint64_t, JobId id) {
     if (jobs_.find(id)->link) linked.push_back(id);
+  });
   log_->info("client={} silent for {}: cancelling its {} linked jobs", hex(client),
                          formatDuration(options_.livenessWindow()), linked.size());
   for (JobId id : linked) {

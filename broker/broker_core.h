@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "broker/deadline_heap.h"
+#include "broker/id_map.h"
 #include "broker/job.h"
 #include "broker/job_table.h"
 #include "broker/options.h"
@@ -80,11 +81,11 @@ class BrokerCore {
   Pool& declarePool(const std::string& name, const PoolSettings& settings);
 
   // A decoded message from a client connection; `payload` is its payload frame (empty if none).
-  void onClient(const std::string& client, Message message, zmq::message_t payload);
+  void onClient(const std::string& client, Message&& message, zmq::message_t payload);
   // A client message that could not be decoded: answered with an error, logged.
   void onClientInvalid(const std::string& client, ErrorCode code, const std::string& why, uint64_t requestId);
   // A decoded message from a runner connection.
-  void onRunner(const std::string& routingId, Message message, zmq::message_t payload);
+  void onRunner(const std::string& routingId, Message&& message, zmq::message_t payload);
   void onRunnerInvalid(const std::string& routingId, ErrorCode code, const std::string& why);
   // Messages the Outbox had accepted for connection `routingId` could not be delivered (the
   // connection is gone): `undelivered` are the jobs they dispatched, in dispatch order. Those
@@ -118,7 +119,7 @@ class BrokerCore {
  private:
   struct ClientSession {
     TimePoint lastSeen{};
-    std::unordered_map<uint64_t, JobId> requests;  // outstanding request id -> job
+    IdMap requests;  // outstanding request id -> job
     uint32_t linked = 0;                            // how many of them are linked
   };
 

@@ -4,34 +4,36 @@ namespace flame {
 
 void SendQueue::push(bool toRunner, const std::string& peer, zmq::message_t header, zmq::message_t* payload,
                      JobId job) {
-  Outgoing& m = queue_.emplace_back();
+  Message& m = messages_.emplace_back();
   m.toRunner = toRunner;
   m.job = job;
-  m.peer = peer;
-  m.header = std::move(header);
-  if (payload) {
-    m.hasPayload = true;
-    m.payload = std::move(*payload);
-  }
+  m.first = static_cast<uint32_t>(frames_.size());
+  frames_.emplace_back(peer.data(), peer.size());
+  if (!toRunner) frames_.emplace_back();
+  frames_.push_back(std::move(header));
+  if (payload) frames_.push_back(std::move(*payload));
+  m.count = static_cast<uint8_t>(frames_.size() - m.first);
 }
 
 void SendQueue::flush(const Send& send, const Undeliverable& undeliverable) {
-  // An index loop with no reference kept across the callback: undeliverable() may push.
-  for (size_t i = 0; i < queue_.size(); ++i) {
-    if (queue_[i].dropped) continue;
-    SendStatus status = send(queue_[i]);
-    if (status == SendStatus::Ok || !queue_[i].toRunner) continue;
-    const std::string peer = queue_[i].peer;
+  // Index loops with no reference kept across a callback: undeliverable() may push.
+  for (size_t i = 0; i < messages_.size(); ++i) {
+    if (messages_[i].dropped) continue;
+    const Message m = messages_[i];
+    SendStatus status = send(m, &frames_[m.first]);
+    if (status == SendStatus::Ok || !m.toRunner) continue;
+    const std::string peer(peerOf(m));
     std::vector<JobId> jobs;
-    for (size_t k = i; k < queue_.size(); ++k) {
-      Outgoing& m = queue_[k];
-      if (!m.toRunner || m.dropped || m.peer != peer) continue;
-      m.dropped = true;
-      if (m.job != 0) jobs.push_back(m.job);
+    for (size_t k = i; k < messages_.size(); ++k) {
+      Message& later = messages_[k];
+      if (!later.toRunner || later.dropped || peerOf(later) != peer) continue;
+      later.dropped = true;
+      if (later.job != 0) jobs.push_back(later.job);
     }
     undeliverable(peer, jobs, status);
   }
-  queue_.clear();
+  messages_.clear();
+  frames_.clear();
 }
 
 }  // namespace flame

@@ -7,14 +7,18 @@
 // connection found gone, with the jobs its queued messages carried, so the core can requeue
 // them (BrokerCore::onUndeliverable). Replies to a client that is gone are simply dropped.
 //
+// Messages are kept as ready-to-send frames ([routing id][""]?[header][payload]?) in one
+// reused vector, so a flush hands each frame to libzmq without another copy or move.
 // Not thread-safe: the broker's loop thread owns it.
 #pragma once
 
 #include <zmq.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "broker/job.h"
@@ -22,32 +26,35 @@
 
 namespace flame {
 
-struct Outgoing {
-  bool toRunner = false;
-  bool hasPayload = false;
-  bool dropped = false;  // a runner message behind a failed one to the same connection
-  JobId job = 0;         // the job a runner message dispatches (0: none)
-  std::string peer;      // routing id
-  zmq::message_t header;
-  zmq::message_t payload;
-};
-
 class SendQueue {
  public:
-  // Sends one message; its header and payload may be moved from.
-  using Send = std::function<SendStatus(Outgoing&)>;
+  // One queued message: `count` frames from `first` in frames(), the routing id first.
+  struct Message {
+    bool toRunner = false;
+    bool dropped = false;  // a runner message behind a failed one to the same connection
+    uint8_t count = 0;
+    uint32_t first = 0;
+    JobId job = 0;  // the job a runner message dispatches (0: none)
+  };
+  // Sends one message's frames (routing id first); they may be moved from.
+  using Send = std::function<SendStatus(const Message&, zmq::message_t* frames)>;
   // A runner connection is gone: `jobs` were dispatched by messages to it that were dropped.
   using Undeliverable = std::function<void(const std::string& peer, const std::vector<JobId>& jobs, SendStatus why)>;
 
+  // Clients get an empty delimiter frame after the routing id (plain REQ sockets work).
   void push(bool toRunner, const std::string& peer, zmq::message_t header, zmq::message_t* payload, JobId job);
   // Sends everything queued, in order, then empties the queue. After a runner message fails,
   // every later message to that connection is dropped and `undeliverable` is told once, with
   // the jobs they carried; what it queues meanwhile is sent in the same flush.
   void flush(const Send& send, const Undeliverable& undeliverable);
-  size_t size() const { return queue_.size(); }
+  size_t size() const { return messages_.size(); }
 
  private:
-  std::vector<Outgoing> queue_;  // reused: its capacity stays
+  std::string_view peerOf(const Message& m) const {
+    return {static_cast<const char*>(frames_[m.first].data()), frames_[m.first].size()};
+  }
+  std::vector<Message> messages_;       // reused: capacities stay
+  std::vector<zmq::message_t> frames_;
 };
 
 }  // namespace flame

@@ -34,12 +34,12 @@ SocketLimits runnerLimits(const BrokerOptions& o) {
 
 BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock)
     : options_(std::move(options)),
-      clock_(clock),
+      loopClock_(clock),
       clients_(bindRouter(ctx, options_.clientsEndpoint, socketLimits(options_))),
       runners_(bindRouter(ctx, options_.runnersEndpoint, runnerLimits(options_))),
       wakeRecv_(ctx, zmq::socket_type::pull),
       wakeSend_(ctx, zmq::socket_type::push),
-      core_(options_, clock, *this) {
+      core_(options_, loopClock_, *this) {
   clientsEndpoint_ = boundEndpoint(clients_);
   runnersEndpoint_ = boundEndpoint(runners_);
   char name[64];
@@ -49,7 +49,7 @@ BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clo
   wakeRecv_.bind(name);
   wakeSend_.connect(name);
   limits_.maxHeaderBytes = options_.maxHeaderBytes;
-  send_ = [this](Outgoing& m) { return send(m); };
+  send_ = [this](const SendQueue::Message& m, zmq::message_t* frames) { return send(m, frames); };
   undeliverable_ = [this](const std::string& peer, const std::vector<JobId>& jobs, SendStatus why) {
     core_.onUndeliverable(peer, jobs,
                           why == SendStatus::Unreachable ? "its connection is gone" : "its send queue is full");
@@ -85,9 +85,10 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
   });
   logger("broker")->info("serving clients on {} and runners on {}", clientsEndpoint_, runnersEndpoint_);
   while (!stopping_) {
-    auto now = clock_.now();
-    auto wait = std::max(Duration(0), std::min(core_.nextWakeup() - now, options_.heartbeatInterval));
+    loopClock_.refresh();
+    auto wait = std::max(Duration(0), std::min(core_.nextWakeup() - loopClock_.now(), options_.heartbeatInterval));
     reactor.pollOnce(wait);
+    loopClock_.refresh();
     core_.tick();
     if (onIdle) onIdle();
     flush();
@@ -96,6 +97,7 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
 }
 
 void BrokerServer::readClients() {
+  loopClock_.refresh();
   bool truncated = false;
   for (int i = 0; i < kBatch; ++i) {
     if (!recvFrames(clients_, frames_, kMaxClientFrames, truncated)) return;
@@ -123,6 +125,7 @@ void BrokerServer::readClients() {
 }
 
 void BrokerServer::readRunners() {
+  loopClock_.refresh();
   bool truncated = false;
   for (int i = 0; i < kBatch; ++i) {
     if (!recvFrames(runners_, frames_, kMaxRunnerFrames, truncated)) return;
@@ -157,14 +160,8 @@ SendStatus BrokerServer::toRunner(const std::string& routingId, zmq::message_t h
   return SendStatus::Ok;
 }
 
-SendStatus BrokerServer::send(Outgoing& m) {
-  Frames& out = sendBuffer_;  // reused: no allocation per send
-  out.clear();
-  out.emplace_back(m.peer.data(), m.peer.size());
-  if (!m.toRunner) out.emplace_back();  // clients get [""][header][payload?]: plain REQ works
-  out.push_back(std::move(m.header));
-  if (m.hasPayload) out.push_back(std::move(m.payload));
-  return sendFrames(m.toRunner ? runners_ : clients_, out);
+SendStatus BrokerServer::send(const SendQueue::Message& m, zmq::message_t* frames) {
+  return sendFrames(m.toRunner ? runners_ : clients_, frames, m.count);
 }
 
 void BrokerServer::flush() { outgoing_.flush(send_, undeliverable_); }

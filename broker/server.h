@@ -48,10 +48,10 @@ class BrokerServer final : private Outbox {
   void readClients();
   void readRunners();
   void flush();
-  SendStatus send(Outgoing& m);
+  SendStatus send(const SendQueue::Message& m, zmq::message_t* frames);
 
   BrokerOptions options_;
-  const Clock& clock_;
+  CachedClock loopClock_;  // the core's clock: read once per batch (common/clock.h)
   zmq::socket_t clients_;
   zmq::socket_t runners_;
   zmq::socket_t wakeRecv_;
@@ -63,7 +63,6 @@ class BrokerServer final : private Outbox {
   DecodeLimits limits_;
   BrokerCore core_;
   Frames frames_;      // reused receive buffer
-  Frames sendBuffer_;  // reused send buffer
   SendQueue outgoing_;
   SendQueue::Send send_;
   SendQueue::Undeliverable undeliverable_;

@@ -38,6 +38,21 @@ class ManualClock final : public Clock {
   std::atomic<Duration::rep> now_;
 };
 
+// Reads `source` only on refresh(): a loop that handles hundreds of messages per iteration reads
+// the time once per batch instead of several times per message (clock_gettime costs ~25 ns in
+// a VM, which was 15% of the broker's per-job work). Time stands still between refreshes, so
+// only a loop that refreshes at least once per iteration may use it. Thread-safe.
+class CachedClock final : public Clock {
+ public:
+  explicit CachedClock(const Clock& source) : source_(source), now_(source.now().time_since_epoch().count()) {}
+  TimePoint now() const override { return TimePoint(Duration(now_.load(std::memory_order_relaxed))); }
+  void refresh() { now_.store(source_.now().time_since_epoch().count(), std::memory_order_relaxed); }
+
+ private:
+  const Clock& source_;
+  std::atomic<Duration::rep> now_;
+};
+
 // a + d, saturating at TimePoint::max() (so infinite budgets never overflow).
 inline TimePoint addSaturating(TimePoint a, Duration d) {
   if (d >= TimePoint::max() - a) return TimePoint::max();

@@ -49,10 +49,12 @@ bool recvFrames(zmq::socket_t& socket, Frames& frames, size_t maxFrames, bool& t
   }
 }
 
-SendStatus sendFrames(zmq::socket_t& socket, Frames& frames) {
-  for (size_t i = 0; i < frames.size(); ++i) {
+SendStatus sendFrames(zmq::socket_t& socket, Frames& frames) { return sendFrames(socket, frames.data(), frames.size()); }
+
+SendStatus sendFrames(zmq::socket_t& socket, zmq::message_t* frames, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
     auto flags = zmq::send_flags::dontwait;
-    if (i + 1 < frames.size()) flags = flags | zmq::send_flags::sndmore;
+    if (i + 1 < count) flags = flags | zmq::send_flags::sndmore;
     try {
       if (!socket.send(frames[i], flags)) return SendStatus::WouldBlock;
     } catch (const zmq::error_t& e) {

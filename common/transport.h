@@ -44,6 +44,7 @@ enum class SendStatus { Ok, Unreachable, WouldBlock };
 // frames[0] is the routing id; Unreachable means that peer is gone (ROUTER_MANDATORY).
 // Frames are consumed (moved into the socket) on success.
 SendStatus sendFrames(zmq::socket_t& socket, Frames& frames);
+SendStatus sendFrames(zmq::socket_t& socket, zmq::message_t* frames, size_t count);
 
 // Poll loop over a few sockets. Not thread-safe: one thread owns it and its sockets.
 class Reactor {
