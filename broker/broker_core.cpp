@@ -46,8 +46,8 @@ BrokerCore::BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox
 BrokerCore::~BrokerCore() = default;
 
 template <class M>
-SendStatus BrokerCore::sendClient(const std::string& client, const M& m, zmq::message_t* payload) {
-  return outbox_.toClient(client, encode(m), payload);
+SendStatus BrokerCore::sendClient(const std::string& client, const M& m, zmq::message_t* payload, JobId dispatch) {
+  return outbox_.toClient(client, encode(m), payload, dispatch);
 }
 
 template <class M>
@@ -290,7 +290,7 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   }
   log_->debug("pool={} job={} -> runner={} ({}/{})", runner.pool->name, job.id, runner.id,
                           runner.used, runner.slots);
-  if (job.mode == Mode::Place) sendClient(job.client, msg::Placed{job.requestId, job.id, runner.id});
+  if (job.mode == Mode::Place) sendClient(job.client, msg::Placed{job.requestId, job.id, runner.id}, nullptr, job.id);
   return true;
 }
 

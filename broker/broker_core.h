@@ -27,8 +27,9 @@
 namespace flame {
 
 // Where BrokerCore's messages go. `header` is an encoded Envelope; `payload` (may be null) is
-// moved from when the send succeeds. Unreachable means that peer is gone. `job` is the job a
-// runner message dispatches (0 for any other message).
+// moved from when the send succeeds. Unreachable means that peer is gone. `dispatch` names the
+// job whose dispatch the message is part of (the runner's `job`, the client's `placed`), 0 for
+// any other message.
 //
 // An Outbox may also accept a message now (Ok) and send it later (BrokerServer batches a loop
 // iteration's sends): if a runner message then turns out undeliverable, it tells the core with
@@ -36,9 +37,10 @@ namespace flame {
 class Outbox {
  public:
   virtual ~Outbox() = default;
-  virtual SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) = 0;
+  virtual SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload,
+                              JobId dispatch) = 0;
   virtual SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,
-                              JobId job) = 0;
+                              JobId dispatch) = 0;
 };
 
 // Settings of a pool declared up front (config file) rather than by a runner's ready.
@@ -152,7 +154,7 @@ class BrokerCore {
   void replyError(const std::string& client, uint64_t requestId, ErrorCode code, const std::string& message, JobId job = 0);
   void notifyStopWaiters(JobId child);
   template <class M>
-  SendStatus sendClient(const std::string& client, const M& m, zmq::message_t* payload = nullptr);
+  SendStatus sendClient(const std::string& client, const M& m, zmq::message_t* payload = nullptr, JobId dispatch = 0);
   template <class M>
   SendStatus sendRunner(RunnerState& runner, const M& m, zmq::message_t* payload = nullptr);
 

@@ -1,12 +1,14 @@
 #include "broker/send_queue.h"
 
+#include <algorithm>
+
 namespace flame {
 
 void SendQueue::push(bool toRunner, const std::string& peer, zmq::message_t header, zmq::message_t* payload,
-                     JobId job) {
+                     JobId dispatch) {
   Message& m = messages_.emplace_back();
   m.toRunner = toRunner;
-  m.job = job;
+  m.dispatch = dispatch;
   m.first = static_cast<uint32_t>(frames_.size());
   frames_.emplace_back(peer.data(), peer.size());
   if (!toRunner) frames_.emplace_back();
@@ -28,7 +30,13 @@ void SendQueue::flush(const Send& send, const Undeliverable& undeliverable) {
       Message& later = messages_[k];
       if (!later.toRunner || later.dropped || peerOf(later) != peer) continue;
       later.dropped = true;
-      if (later.job != 0) jobs.push_back(later.job);
+      if (later.dispatch != 0) jobs.push_back(later.dispatch);
+    }
+    // The placer's `placed` for a dispatch that did not arrive: the job will be placed again.
+    for (size_t k = i + 1; k < messages_.size() && !jobs.empty(); ++k) {
+      Message& later = messages_[k];
+      if (!later.toRunner && later.dispatch != 0 && std::find(jobs.begin(), jobs.end(), later.dispatch) != jobs.end())
+        later.dropped = true;
     }
     undeliverable(peer, jobs, status);
   }

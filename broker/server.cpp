@@ -149,14 +149,15 @@ void BrokerServer::readRunners() {
   }
 }
 
-SendStatus BrokerServer::toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) {
-  outgoing_.push(false, client, std::move(header), payload, 0);
+SendStatus BrokerServer::toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload,
+                                  JobId dispatch) {
+  outgoing_.push(false, client, std::move(header), payload, dispatch);
   return SendStatus::Ok;
 }
 
 SendStatus BrokerServer::toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,
-                                  JobId job) {
-  outgoing_.push(true, routingId, std::move(header), payload, job);
+                                  JobId dispatch) {
+  outgoing_.push(true, routingId, std::move(header), payload, dispatch);
   return SendStatus::Ok;
 }
 

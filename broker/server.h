@@ -42,9 +42,10 @@ class BrokerServer final : private Outbox {
  private:
   // Outbox: messages are queued and sent in one burst by flush() at the end of each batch
   // (send_queue.h says why).
-  SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) override;
+  SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload,
+                      JobId dispatch) override;
   SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,
-                      JobId job) override;
+                      JobId dispatch) override;
   void readClients();
   void readRunners();
   void flush();

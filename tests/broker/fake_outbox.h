@@ -22,7 +22,7 @@ struct Sent {
 
 class RecordingOutbox final : public Outbox {
  public:
-  SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload) override {
+  SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload, JobId) override {
     return record(true, client, header, payload);
   }
   SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,

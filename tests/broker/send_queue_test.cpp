@@ -92,3 +92,21 @@ TEST_CASE("a reply to a client that is gone is dropped without a report", "[brok
   CHECK_FALSE(reported);
   CHECK(s.sent == std::vector<std::string>{"c2||result"});
 }
+
+TEST_CASE("a placer's `placed` for an undelivered dispatch is dropped with it", "[broker][send_queue]") {
+  SendQueue q;
+  FakeSockets s;
+  s.gone.insert("r1");
+  q.push(true, "r1", bytes("job7"), nullptr, 7);
+  q.push(false, "c1", bytes("placed7"), nullptr, 7);
+  q.push(false, "c1", bytes("result3"), nullptr, 0);
+  q.flush([&](const SendQueue::Message& m, zmq::message_t* f) { return s.send(m, f); },
+          [&](const std::string&, const std::vector<JobId>& jobs, SendStatus) {
+            // The core places it again elsewhere: that placed goes out.
+            for (JobId j : jobs) {
+              q.push(true, "r2", bytes("job" + std::to_string(j)), nullptr, j);
+              q.push(false, "c1", bytes("placed" + std::to_string(j)), nullptr, j);
+            }
+          });
+  CHECK(s.sent == std::vector<std::string>{"c1||result3", "r2|job7", "c1||placed7"});
+}
