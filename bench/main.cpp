@@ -70,7 +70,7 @@ Rows run(const std::string& scenario, const Settings& s, flame::bench::Progress&
   if (scenario == "elastic") return runElastic(s, p);
   if (scenario == "memory") return runMemory(s, p);
   Rows all;
-  for (auto* sc : {"call", "cast", "fanout", "library", "elastic", "memory"}) {
+  for (auto* sc : {"call", "relay", "cast", "fanout", "library", "elastic", "memory"}) {
     Rows r = run(sc, s, p, targets);
     all.insert(all.end(), r.begin(), r.end());
   }

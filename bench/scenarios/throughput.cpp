@@ -106,10 +106,10 @@ size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   if (scenario == "library") return 3;
   if (scenario == "elastic") return 1;
   if (scenario == "memory") return s.memoryQueued.size();
-  if (scenario == "headline") return 9 * s.repeat + 1 + 2;
+  if (scenario == "headline") return 10 * s.repeat + 1 + 2;
   if (scenario == "all") {
     size_t n = 0;
-    for (auto* sc : {"call", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);
+    for (auto* sc : {"call", "relay", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);
     return n;
   }
   return 0;
