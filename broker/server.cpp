@@ -1,6 +1,10 @@
 #include "broker/server.h"
 
-#include <cstdio>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
 
 #include "common/log.h"
 
@@ -37,17 +41,11 @@ BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clo
       loopClock_(clock),
       clients_(bindRouter(ctx, options_.clientsEndpoint, socketLimits(options_))),
       runners_(bindRouter(ctx, options_.runnersEndpoint, runnerLimits(options_))),
-      wakeRecv_(ctx, zmq::socket_type::pull),
-      wakeSend_(ctx, zmq::socket_type::push),
       core_(options_, loopClock_, *this) {
   clientsEndpoint_ = boundEndpoint(clients_);
   runnersEndpoint_ = boundEndpoint(runners_);
-  char name[64];
-  std::snprintf(name, sizeof name, "inproc://flame-broker-wake-%p", static_cast<void*>(this));
-  wakeRecv_.set(zmq::sockopt::linger, 0);
-  wakeSend_.set(zmq::sockopt::linger, 0);
-  wakeRecv_.bind(name);
-  wakeSend_.connect(name);
+  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   limits_.maxHeaderBytes = options_.maxHeaderBytes;
   send_ = [this](const SendQueue::Message& m, zmq::message_t* frames) { return send(m, frames); };
   undeliverable_ = [this](const std::string& peer, const std::vector<JobId>& jobs, SendStatus why) {
@@ -56,7 +54,7 @@ BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clo
   };
 }
 
-BrokerServer::~BrokerServer() = default;
+BrokerServer::~BrokerServer() { close(wakeFd_); }
 
 void BrokerServer::stop() {
   stopping_ = true;
@@ -64,8 +62,8 @@ void BrokerServer::stop() {
 }
 
 void BrokerServer::wake() {
-  std::lock_guard lock(wakeMutex_);
-  wakeSend_.send(zmq::str_buffer("x"), zmq::send_flags::dontwait);
+  uint64_t one = 1;
+  (void)!write(wakeFd_, &one, sizeof one);  // only fails when the counter is full: still readable
 }
 
 void BrokerServer::run(const std::function<void()>& onIdle) {
@@ -78,10 +76,9 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
     readRunners();
     flush();
   });
-  reactor.add(wakeRecv_, [this] {
-    zmq::message_t m;
-    while (wakeRecv_.recv(m, zmq::recv_flags::dontwait)) {
-    }
+  reactor.addFd(wakeFd_, [this] {
+    uint64_t count = 0;
+    (void)!read(wakeFd_, &count, sizeof count);
   });
   logger("broker")->info("serving clients on {} and runners on {}", clientsEndpoint_, runnersEndpoint_);
   while (!stopping_) {

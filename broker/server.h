@@ -8,7 +8,6 @@
 
 #include <atomic>
 #include <functional>
-#include <mutex>
 #include <string>
 
 #include "broker/broker_core.h"
@@ -20,8 +19,8 @@ namespace flame {
 
 class BrokerServer final : private Outbox {
  public:
-  // Binds both endpoints (throws zmq::error_t if a bind fails). Turns off zero-copy receive on
-  // `ctx` (for sockets created from now on): queued payloads then own their bytes.
+  // Binds both endpoints (throws zmq::error_t if a bind fails). The core's clock is `clock`
+  // read once per batch (CachedClock).
   BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock);
   ~BrokerServer() override;
 
@@ -55,9 +54,7 @@ class BrokerServer final : private Outbox {
   CachedClock loopClock_;  // the core's clock: read once per batch (common/clock.h)
   zmq::socket_t clients_;
   zmq::socket_t runners_;
-  zmq::socket_t wakeRecv_;
-  zmq::socket_t wakeSend_;
-  std::mutex wakeMutex_;
+  int wakeFd_ = -1;  // an eventfd: wake() is one write, from any thread
   std::string clientsEndpoint_;
   std::string runnersEndpoint_;
   std::atomic<bool> stopping_{false};

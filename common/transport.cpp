@@ -70,6 +70,11 @@ void Reactor::add(zmq::socket_t& socket, Handler onReadable) {
   handlers_.push_back(std::move(onReadable));
 }
 
+void Reactor::addFd(int fd, Handler onReadable) {
+  items_.push_back(zmq::pollitem_t{nullptr, fd, ZMQ_POLLIN, 0});
+  handlers_.push_back(std::move(onReadable));
+}
+
 int Reactor::pollOnce(Duration timeout) {
   long ms = (timeout.count() < 0 || timeout >= Duration(24L * 3600 * 1000)) ? -1 : static_cast<long>(timeout.count());
   int ready = 0;

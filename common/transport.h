@@ -52,6 +52,9 @@ class Reactor {
   using Handler = std::function<void()>;
   // Calls `onReadable` whenever `socket` has input. The socket must outlive the reactor.
   void add(zmq::socket_t& socket, Handler onReadable);
+  // Calls `onReadable` whenever the plain descriptor `fd` (an eventfd, say) is readable. A raw
+  // descriptor costs the poll nothing beyond its slot (a ZeroMQ socket is asked for its events).
+  void addFd(int fd, Handler onReadable);
   // Waits up to `timeout` (negative or kInfinite: forever) for input and runs the handlers of
   // the ready sockets once each. Returns how many were ready. EINTR counts as 0.
   int pollOnce(Duration timeout);

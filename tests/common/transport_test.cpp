@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include "common/transport.h"
 
 using namespace flame;
@@ -27,4 +30,24 @@ TEST_CASE("frames beyond the bound are discarded and flagged", "[transport]") {
   CHECK(truncated);
   CHECK(frames.size() == 4);  // routing id + 3 frames
   CHECK(frames[1].to_string() == "0");
+}
+
+TEST_CASE("a reactor runs the handler of a plain descriptor when it is readable", "[transport]") {
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  REQUIRE(fd >= 0);
+  Reactor reactor;
+  int calls = 0;
+  reactor.addFd(fd, [&] {
+    uint64_t n = 0;
+    (void)!read(fd, &n, sizeof n);
+    ++calls;
+  });
+  CHECK(reactor.pollOnce(Duration(0)) == 0);
+  CHECK(calls == 0);
+  uint64_t one = 1;
+  REQUIRE(write(fd, &one, sizeof one) == sizeof one);
+  CHECK(reactor.pollOnce(Duration(1000)) == 1);
+  CHECK(calls == 1);
+  CHECK(reactor.pollOnce(Duration(0)) == 0);  // the handler drained it
+  close(fd);
 }
