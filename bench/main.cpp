@@ -39,6 +39,7 @@ std::string today() {
 Duration seconds(double s) { return Duration(static_cast<int64_t>(s * 1000)); }
 
 void applySmoke(Settings& s) {
+  s.smoke = true;
   s.duration = Duration(150);
   s.warmup = Duration(50);
   s.window = 100;
@@ -64,13 +65,14 @@ Rows run(const std::string& scenario, const Settings& s, flame::bench::Progress&
   if (scenario == "ceiling") return runCeiling(s, p);
   if (scenario == "call") return runCall(s, p);
   if (scenario == "relay") return runRelay(s, p);
+  if (scenario == "core") return runCore(s, p);
   if (scenario == "cast") return runCast(s, p);
   if (scenario == "fanout") return runFanout(s, p);
   if (scenario == "library") return runLibrary(s, p);
   if (scenario == "elastic") return runElastic(s, p);
   if (scenario == "memory") return runMemory(s, p);
   Rows all;
-  for (auto* sc : {"call", "relay", "cast", "fanout", "library", "elastic", "memory"}) {
+  for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory"}) {
     Rows r = run(sc, s, p, targets);
     all.insert(all.end(), r.begin(), r.end());
   }
@@ -90,8 +92,8 @@ int main(int argc, char** argv) {
   double duration = 2.0, warmup = 0.3;
   uint32_t idleMs = 1000;
   std::vector<std::string> transports;
-  app.add_option("scenario", scenario, "headline | ceiling | call | relay | cast | fanout | library | elastic | memory | all")
-      ->check(CLI::IsMember({"headline", "ceiling", "call", "relay", "cast", "fanout", "library", "elastic", "memory", "all"}))
+  app.add_option("scenario", scenario, "headline | ceiling | call | relay | core | cast | fanout | library | elastic | memory | all")
+      ->check(CLI::IsMember({"headline", "ceiling", "call", "relay", "core", "cast", "fanout", "library", "elastic", "memory", "all"}))
       ->capture_default_str();
   app.add_flag("--json", json, "one JSON object per measurement on stdout (the rest goes to stderr)");
   app.add_flag("--smoke", smoke, "CI: every measurement ~0.2 s with small sizes; no thresholds");

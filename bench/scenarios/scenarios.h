@@ -18,6 +18,8 @@ Rows runCeiling(const Settings& settings, Progress& progress);
 Rows runCall(const Settings& settings, Progress& progress);
 // The zero-logic relay reference over the same matrix, next to the same ceilings.
 Rows runRelay(const Settings& settings, Progress& progress);
+// The broker's logic alone (BrokerCore, no sockets): nanoseconds per job.
+Rows runCore(const Settings& settings, Progress& progress);
 // cast: accepted/s (the client's view) and completed/s (counted on the runners).
 Rows runCast(const Settings& settings, Progress& progress);
 // Routing cost as the pool grows; the same number of jobs in flight whatever the pool size.

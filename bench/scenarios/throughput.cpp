@@ -102,6 +102,7 @@ size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   if (scenario == "ceiling") return matrix;
   if (scenario == "call" || scenario == "relay") return matrix * (1 + s.runners.size());
   if (scenario == "cast") return s.transports.size() * 2;
+  if (scenario == "core") return 1;
   if (scenario == "fanout") return 3 * s.fanoutRunners.size() - 1;
   if (scenario == "library") return 3;
   if (scenario == "elastic") return 1;
@@ -109,7 +110,7 @@ size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   if (scenario == "headline") return 10 * s.repeat + 1 + 2;
   if (scenario == "all") {
     size_t n = 0;
-    for (auto* sc : {"call", "relay", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);
+    for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);
     return n;
   }
   return 0;
