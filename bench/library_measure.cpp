@@ -18,7 +18,7 @@ namespace flame::bench {
 
 namespace {
 constexpr const char* kLibraryParts =
-    "flame::Client (callAsync, callbacks on its I/O thread) + flame::Runner (a thread per running job); "
+    "flame::Client (callAsync, callbacks on its I/O thread) + flame::Runner (its fixed pool of worker threads); "
     "broker, runners and clients are in-process threads, each Client/Runner with its own ZeroMQ context";
 constexpr Duration kSetupBound{20'000};
 constexpr Duration kDrainBound{15'000};
