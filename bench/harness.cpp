@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <system_error>
 
 namespace flame::bench {
 
@@ -141,6 +143,47 @@ ScratchDir::ScratchDir() {
 ScratchDir::~ScratchDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+PeerThread::PeerThread(std::function<void()> body) {
+  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  thread_ = std::thread([this, body = std::move(body)] {
+    // The thread boundary: a failure (say, out of descriptors) is reported through
+    // waitReady() and failure() instead of ending the process.
+    try {
+      body();
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mutex_);
+      failure_ = e.what();
+      cv_.notify_all();
+    }
+  });
+}
+
+PeerThread::~PeerThread() {
+  stopping_ = true;
+  uint64_t one = 1;
+  (void)!write(wakeFd_, &one, sizeof one);
+  thread_.join();
+  close(wakeFd_);
+}
+
+void PeerThread::markReady() {
+  std::lock_guard lock(mutex_);
+  ++ready_;
+  cv_.notify_all();
+}
+
+bool PeerThread::waitReady(uint32_t count, Duration bound) {
+  std::unique_lock lock(mutex_);
+  cv_.wait_for(lock, bound, [&] { return ready_ >= count || !failure_.empty(); });
+  return ready_ >= count;
+}
+
+std::string PeerThread::failure() const {
+  std::lock_guard lock(mutex_);
+  return failure_;
 }
 
 void nameThread(const char* name) { pthread_setname_np(pthread_self(), name); }

@@ -7,9 +7,13 @@
 
 #include <zmq.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -101,6 +105,36 @@ class ScratchDir {
 enum class Role { Broker = 1, Runners = 2, Clients = 3, Echo = 4 };
 void nameThread(const char* name);
 void nameContext(zmq::context_t& ctx, Role role);
+
+// The thread of a set of in-process peers (the runner farm, the relay's echo runners): runs
+// `body` until the destructor asks it to stop (stopping(), plus a write to wakeFd() so a
+// blocking wait returns), turns an exception from `body` into failure(), and counts peers
+// that became ready (markReady) for the owner to wait on (waitReady). Construct it as the
+// owner's last member: its thread then starts after, and is joined before, everything the
+// body uses.
+class PeerThread {
+ public:
+  explicit PeerThread(std::function<void()> body);
+  ~PeerThread();
+  PeerThread(const PeerThread&) = delete;
+  PeerThread& operator=(const PeerThread&) = delete;
+
+  int wakeFd() const { return wakeFd_; }
+  bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+  void markReady();
+  // Waits until `count` peers are ready (true), the body failed or `bound` passed (false).
+  bool waitReady(uint32_t count, Duration bound);
+  std::string failure() const;
+
+ private:
+  int wakeFd_ = -1;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  uint32_t ready_ = 0;   // guarded by mutex_
+  std::string failure_;  // guarded by mutex_
+  std::thread thread_;
+};
 
 // Raises the soft RLIMIT_NOFILE to the hard limit (fan-out opens thousands of descriptors).
 void raiseFileLimit();

@@ -1,10 +1,7 @@
 #include "bench/lean_runners.h"
 
-#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <system_error>
 #include <variant>
 
 #include "bench/harness.h"
@@ -26,35 +23,11 @@ std::string runnerId(uint32_t farm, uint32_t index) {
 }
 }  // namespace
 
-RunnerFarm::RunnerFarm(FarmOptions options) : options_(std::move(options)) {
-  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  thread_ = std::thread([this] {
-    // The thread boundary: a failure (say, out of descriptors) is reported through
-    // waitWelcomed() and failure() instead of ending the process.
-    try {
-      loop();
-    } catch (const std::exception& e) {
-      std::lock_guard lock(mutex_);
-      failure_ = e.what();
-      welcomedCv_.notify_all();
-    }
-  });
-}
+RunnerFarm::RunnerFarm(FarmOptions options) : options_(std::move(options)), thread_([this] { loop(); }) {}
 
-RunnerFarm::~RunnerFarm() {
-  stopping_ = true;
-  uint64_t one = 1;
-  (void)!write(wakeFd_, &one, sizeof one);
-  thread_.join();
-  close(wakeFd_);
-}
+RunnerFarm::~RunnerFarm() = default;
 
-bool RunnerFarm::waitWelcomed(Duration bound) {
-  std::unique_lock lock(mutex_);
-  welcomedCv_.wait_for(lock, bound, [this] { return welcomed_ >= options_.runners || !failure_.empty(); });
-  return welcomed_ >= options_.runners;
-}
+bool RunnerFarm::waitWelcomed(Duration bound) { return thread_.waitReady(options_.runners, bound); }
 
 void RunnerFarm::noteUnexpected(const std::string& what) {
   unexpected_.fetch_add(1, std::memory_order_relaxed);
@@ -62,10 +35,7 @@ void RunnerFarm::noteUnexpected(const std::string& what) {
   if (firstUnexpected_.empty()) firstUnexpected_ = what;
 }
 
-std::string RunnerFarm::failure() const {
-  std::lock_guard lock(mutex_);
-  return failure_;
-}
+std::string RunnerFarm::failure() const { return thread_.failure(); }
 
 std::string RunnerFarm::firstUnexpected() const {
   std::lock_guard lock(mutex_);
@@ -89,7 +59,7 @@ void RunnerFarm::loop() {
   std::vector<Lean> runners;
   runners.reserve(options_.runners);
   SocketSet set;
-  set.addFd(wakeFd_, kWakeTag);
+  set.addFd(thread_.wakeFd(), kWakeTag);
 
   auto ready = [&](Lean& r) {
     msg::Ready m;
@@ -110,9 +80,7 @@ void RunnerFarm::loop() {
   auto markWelcomed = [&](Lean& r) {
     if (r.welcomed) return;
     r.welcomed = true;
-    std::lock_guard lock(mutex_);
-    ++welcomed_;
-    welcomedCv_.notify_all();
+    thread_.markReady();
   };
   auto leave = [&](Lean& r) {
     if (r.left) return;
@@ -163,7 +131,7 @@ void RunnerFarm::loop() {
     } while (SocketSet::drainable(r.socket));
   };
 
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  while (!thread_.stopping()) {
     if (unsent > 0) {
       unsent = 0;
       for (uint32_t i = 0; i < runners.size(); ++i) {

@@ -6,13 +6,12 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "bench/harness.h"
 #include "common/clock.h"
 
 namespace flame::bench {
@@ -55,16 +54,11 @@ class RunnerFarm {
   void noteUnexpected(const std::string& what);
 
   FarmOptions options_;
-  int wakeFd_ = -1;
-  std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> completed_{0};
   std::atomic<uint64_t> unexpected_{0};
   mutable std::mutex mutex_;
-  std::condition_variable welcomedCv_;
-  uint32_t welcomed_ = 0;         // guarded by mutex_
-  std::string firstUnexpected_;   // guarded by mutex_
-  std::string failure_;           // guarded by mutex_
-  std::thread thread_;
+  std::string firstUnexpected_;  // guarded by mutex_
+  PeerThread thread_;            // last: runs loop() (a runner is ready when welcomed)
 };
 
 }  // namespace flame::bench

@@ -72,42 +72,41 @@ LoadPlan planFor(const Settings& settings) {
   return plan;
 }
 
-Row measureCeiling(const Shape& shape, const Settings& settings, Progress& progress) {
-  Shape s = shape;
-  s.runners = 0;
-  Row row = rowFor("ceiling", s);
-  std::string what = label("ceiling", s);
-  EchoServer echo(shape.transport);
+namespace {
+// Lean clients of `shape` sending submits to `endpoint`, where something echoes them back.
+void runEchoLoad(Row& row, const std::string& what, const std::string& endpoint, const Shape& shape,
+                 const Settings& settings, Progress& progress) {
   LoadOptions o;
-  o.endpoint = echo.endpoint();
+  o.endpoint = endpoint;
   o.kind = LoadKind::Echo;
   o.clients = shape.clients;
   o.window = shape.window;
   o.payload = shape.payload;
   LoadGenerator load(o);
   row.setLoad(load.run(withProgress(planFor(settings), progress, what)));
-  row.parts = kCeilingParts;
   progress.finished(what, summary(row));
+}
+}  // namespace
+
+Row measureCeiling(const Shape& shape, const Settings& settings, Progress& progress) {
+  Shape s = shape;
+  s.runners = 0;
+  Row row = rowFor("ceiling", s);
+  row.parts = kCeilingParts;
+  EchoServer echo(shape.transport);
+  runEchoLoad(row, label("ceiling", s), echo.endpoint(), s, settings, progress);
   return row;
 }
 
 Row measureRelay(const Shape& shape, const Settings& settings, Progress& progress) {
   Row row = rowFor("relay", shape);
+  row.parts = kRelayParts;
   std::string what = label("relay", shape);
   RelayServer relay(shape.transport);
   EchoRunners runners(relay.runnersEndpoint(), shape.runners, slotsPerRunner(shape));
   if (!runners.waitRegistered(kSetupBound))
     throw std::runtime_error(what + ": echo runners did not register within " + std::to_string(kSetupBound.count()) + " ms");
-  LoadOptions o;
-  o.endpoint = relay.clientsEndpoint();
-  o.kind = LoadKind::Echo;
-  o.clients = shape.clients;
-  o.window = shape.window;
-  o.payload = shape.payload;
-  LoadGenerator load(o);
-  row.setLoad(load.run(withProgress(planFor(settings), progress, what)));
-  row.parts = kRelayParts;
-  progress.finished(what, summary(row));
+  runEchoLoad(row, what, relay.clientsEndpoint(), shape, settings, progress);
   return row;
 }
 

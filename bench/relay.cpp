@@ -1,12 +1,7 @@
 #include "bench/relay.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <charconv>
 #include <deque>
-#include <system_error>
 
 #include "bench/socket_set.h"
 #include "common/transport.h"
@@ -97,33 +92,11 @@ RelayServer::~RelayServer() {
 }
 
 EchoRunners::EchoRunners(const std::string& endpoint, uint32_t runners, uint32_t creditEach)
-    : endpoint_(endpoint), runners_(runners), credit_(creditEach) {
-  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  thread_ = std::thread([this] {
-    try {
-      loop();
-    } catch (const std::exception& e) {
-      std::lock_guard lock(mutex_);
-      failure_ = e.what();
-      cv_.notify_all();
-    }
-  });
-}
+    : endpoint_(endpoint), runners_(runners), credit_(creditEach), thread_([this] { loop(); }) {}
 
-EchoRunners::~EchoRunners() {
-  stopping_ = true;
-  uint64_t one = 1;
-  (void)!write(wakeFd_, &one, sizeof one);
-  thread_.join();
-  close(wakeFd_);
-}
+EchoRunners::~EchoRunners() = default;
 
-bool EchoRunners::waitRegistered(Duration bound) {
-  std::unique_lock lock(mutex_);
-  cv_.wait_for(lock, bound, [this] { return registered_ >= runners_ || !failure_.empty(); });
-  return registered_ >= runners_;
-}
+bool EchoRunners::waitRegistered(Duration bound) { return thread_.waitReady(runners_, bound); }
 
 void EchoRunners::loop() {
   nameThread("runners");
@@ -136,7 +109,7 @@ void EchoRunners::loop() {
   };
   std::vector<Echo> echoes;
   SocketSet set;
-  set.addFd(wakeFd_, kWakeTag);
+  set.addFd(thread_.wakeFd(), kWakeTag);
   for (uint32_t i = 0; i < runners_; ++i) {
     echoes.push_back(Echo{connectDealer(ctx, endpoint_)});
     set.add(echoes.back().socket, i);
@@ -145,7 +118,7 @@ void EchoRunners::loop() {
   Frames frames;
   std::vector<uint32_t> ready;
   uint32_t unsent = runners_;
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  while (!thread_.stopping()) {
     if (unsent > 0) {
       unsent = 0;
       for (uint32_t i = 0; i < echoes.size(); ++i) {
@@ -164,9 +137,7 @@ void EchoRunners::loop() {
         while (recvFrames(e.socket, frames, kMaxFrames, truncated)) {
           if (!e.acked && frames.size() == 1 && frames[0].to_string_view() == kAck) {
             e.acked = true;
-            std::lock_guard lock(mutex_);
-            ++registered_;
-            cv_.notify_all();
+            thread_.markReady();
             continue;
           }
           sendFrames(e.socket, frames);

@@ -13,9 +13,7 @@
 #include <zmq.hpp>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -58,13 +56,7 @@ class EchoRunners {
 
   std::string endpoint_;
   uint32_t runners_, credit_;
-  int wakeFd_ = -1;
-  std::atomic<bool> stopping_{false};
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  uint32_t registered_ = 0;  // guarded by mutex_
-  std::string failure_;      // guarded by mutex_
-  std::thread thread_;
+  PeerThread thread_;  // last: runs loop() (a runner is ready when the relay acknowledged it)
 };
 
 }  // namespace flame::bench

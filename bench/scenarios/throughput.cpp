@@ -32,7 +32,10 @@ Rows runCeiling(const Settings& settings, Progress& progress) {
   return rows;
 }
 
-Rows runCall(const Settings& settings, Progress& progress) {
+// The call matrix (transport x payload x clients x mode), each group's ceiling first, then
+// `measure` for every runner count, with its ratio to that ceiling.
+template <class Measure>
+Rows runMatrix(const Settings& settings, Progress& progress, Measure&& measure) {
   Rows rows;
   for (Transport t : settings.transports)
     for (size_t payload : settings.payloads)
@@ -41,8 +44,7 @@ Rows runCall(const Settings& settings, Progress& progress) {
           Row ceiling = measureCeiling(Shape{m.name, clients, 0, m.window, payload, t}, settings, progress);
           rows.push_back(ceiling);
           for (uint32_t runners : settings.runners) {
-            Row row = measureBroker("call", LoadKind::Call, Shape{m.name, clients, runners, m.window, payload, t},
-                                    settings, progress);
+            Row row = measure(Shape{m.name, clients, runners, m.window, payload, t});
             setRatio(row, ceiling);
             rows.push_back(row);
           }
@@ -50,21 +52,14 @@ Rows runCall(const Settings& settings, Progress& progress) {
   return rows;
 }
 
+Rows runCall(const Settings& settings, Progress& progress) {
+  return runMatrix(settings, progress, [&](const Shape& shape) {
+    return measureBroker("call", LoadKind::Call, shape, settings, progress);
+  });
+}
+
 Rows runRelay(const Settings& settings, Progress& progress) {
-  Rows rows;
-  for (Transport t : settings.transports)
-    for (size_t payload : settings.payloads)
-      for (uint32_t clients : settings.clients)
-        for (auto m : modes(settings)) {
-          Row ceiling = measureCeiling(Shape{m.name, clients, 0, m.window, payload, t}, settings, progress);
-          rows.push_back(ceiling);
-          for (uint32_t runners : settings.runners) {
-            Row row = measureRelay(Shape{m.name, clients, runners, m.window, payload, t}, settings, progress);
-            setRatio(row, ceiling);
-            rows.push_back(row);
-          }
-        }
-  return rows;
+  return runMatrix(settings, progress, [&](const Shape& shape) { return measureRelay(shape, settings, progress); });
 }
 
 Rows runCast(const Settings& settings, Progress& progress) {
