@@ -157,11 +157,7 @@ TEST_CASE("a silent runner is declared lost; its jobs fail with runner_lost, ide
   CHECK(errs[0].requestId == 1);
   CHECK(errs[0].code == ErrorCode::RunnerLost);
   // The idempotent job went to r2 with its payload intact.
-  auto sent = h.outbox.take(r2);
-  std::string retried;
-  for (auto& s : sent)
-    if (std::holds_alternative<msg::Job>(s.message)) retried = s.payload;
-  CHECK(retried == "retry-me");
+  CHECK(h.jobPayloadsFor(r2) == std::vector<std::string>{"retry-me"});
 }
 
 TEST_CASE("liveness: runner_lost arrives within interval x liveness", "[broker]") {
@@ -371,11 +367,7 @@ TEST_CASE("a runner whose connection is gone at dispatch is dropped and the job 
   h.outbox.unreachable.insert(r1);
   h.submit("c", 1, "p", "echo", "payload");
   CHECK(h.core.findRunner("r1") == nullptr);
-  auto sent = h.outbox.take(r2);
-  bool got = false;
-  for (auto& s : sent)
-    if (std::holds_alternative<msg::Job>(s.message)) got = s.payload == "payload";
-  CHECK(got);
+  CHECK(h.jobPayloadsFor(r2) == std::vector<std::string>{"payload"});
 }
 
 TEST_CASE("jobs found undelivered after dispatch go back to the queue in order; delivered ones are lost",
@@ -397,10 +389,7 @@ TEST_CASE("jobs found undelivered after dispatch go back to the queue in order; 
   CHECK(h.core.findPool("p")->queue.size() == 2);
   // The next runner gets them in their original order, payloads intact; no retry was used up.
   auto r2 = h.ready("r2", "p", 2);
-  std::vector<std::string> payloads;
-  for (auto& s : h.outbox.take(r2))
-    if (std::holds_alternative<msg::Job>(s.message)) payloads.push_back(s.payload);
-  CHECK(payloads == std::vector<std::string>{"first", "second"});
+  CHECK(h.jobPayloadsFor(r2) == std::vector<std::string>{"first", "second"});
   // A report about a connection no runner uses any more changes nothing.
   h.core.onUndeliverable(r1, {jobs[1].jobId}, "again");
   CHECK(h.core.findRunner("r2")->used == 2);
@@ -439,11 +428,7 @@ TEST_CASE("a waiting job's payload gets its own buffer, releasing the received o
   CHECK(released == 1);
   CHECK(h.core.findPool("p")->queue.size() == 1);
   auto r = h.ready("r1", "p", 1);
-  auto sent = h.outbox.take(r);
-  std::string got;
-  for (auto& m : sent)
-    if (std::holds_alternative<msg::Job>(m.message)) got = m.payload;
-  CHECK(got == "queued payload");
+  CHECK(h.jobPayloadsFor(r) == std::vector<std::string>{"queued payload"});
 }
 
 TEST_CASE("status shows pools, queue depth, slots and runners", "[broker]") {
@@ -488,9 +473,5 @@ TEST_CASE("a job refused by a leaving runner goes to another runner with its pay
   CHECK(h.outbox.take("c").empty());  // not a failure
   CHECK(h.core.findRunner("r1")->phase == RunnerPhase::Draining);
   auto r2 = h.ready("r2", "p", 1);
-  auto sent = h.outbox.take(r2);
-  std::string payload;
-  for (auto& s : sent)
-    if (std::holds_alternative<msg::Job>(s.message)) payload = s.payload;
-  CHECK(payload == "keep-me");
+  CHECK(h.jobPayloadsFor(r2) == std::vector<std::string>{"keep-me"});
 }

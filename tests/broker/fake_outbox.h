@@ -116,6 +116,13 @@ struct Harness {
     core.onRunner(conn, msg::JobDone{job, code, message}, zmq::message_t(result.data(), result.size()));
   }
   std::vector<msg::Job> jobsFor(const std::string& conn) { return outbox.takeOf<msg::Job>(conn); }
+  // The payloads of the jobs sent to `conn`, in order (removing everything sent to it).
+  std::vector<std::string> jobPayloadsFor(const std::string& conn) {
+    std::vector<std::string> payloads;
+    for (auto& s : outbox.take(conn))
+      if (std::holds_alternative<msg::Job>(s.message)) payloads.push_back(s.payload);
+    return payloads;
+  }
   // Advances the clock and runs the core's timers, in steps (as the socket loop would).
   void advance(Duration d, Duration step = Duration(100)) {
     for (Duration t{0}; t < d; t += step) {
