@@ -317,12 +317,21 @@ void BrokerCore::onUndeliverable(const std::string& routingId, const std::vector
   RunnerState& runner = *it->second;
   // Back to the head of the queue in dispatch order: push the last one first.
   for (auto id = undelivered.rbegin(); id != undelivered.rend(); ++id) {
-    Job* undelivered = jobs_.find(*id);
-    if (!undelivered || undelivered->runner != &runner) continue;
-    Job& job = *undelivered;
+    Job* found = jobs_.find(*id);
+    if (!found || found->runner != &runner) continue;
+    Job& job = *found;
     freeSlot(job);
     if (job.answered && job.mode != Mode::Place) {
       finish(job);  // cancelled or timed out meanwhile: nobody wants it run
+      continue;
+    }
+    if (job.mode == Mode::Place && stopWaiters_.count(job.id)) {
+      // A child stopped before it could start: its placer never had `placed` (it was dropped
+      // with the dispatch), so the place request itself is answered.
+      if (!job.answered) replyError(job.client, job.requestId, ErrorCode::Cancelled, "stopped before it was placed", job.id);
+      job.answered = true;
+      notifyStopWaiters(job.id);
+      finish(job);
       continue;
     }
     log_->info("pool={} job={} was not delivered to runner={}; requeued", runner.pool->name, job.id, runner.id);

@@ -475,3 +475,21 @@ TEST_CASE("a job refused by a leaving runner goes to another runner with its pay
   auto r2 = h.ready("r2", "p", 1);
   CHECK(h.jobPayloadsFor(r2) == std::vector<std::string>{"keep-me"});
 }
+
+TEST_CASE("a child stopped while its dispatch was undelivered is answered, not placed again", "[broker]") {
+  Harness h;
+  auto r1 = h.ready("r1", "p", 1);
+  h.submit("placer", 1, "p", "echo", "", Mode::Place);
+  auto jobs = h.jobsFor(r1);
+  REQUIRE(jobs.size() == 1);
+  h.outbox.take("placer");  // its `placed` went into the same (undelivered) burst
+  h.core.onClient("stopper", msg::StopChild{jobs[0].jobId}, {});
+  h.core.onUndeliverable(r1, {jobs[0].jobId}, "its connection is gone");
+  auto errs = h.outbox.takeOf<msg::Error>("placer");
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].requestId == 1);
+  CHECK(errs[0].code == ErrorCode::Cancelled);
+  CHECK(h.outbox.takeOf<msg::Stopped>("stopper").size() == 1);
+  CHECK(h.core.jobCount() == 0);
+  CHECK(h.core.findPool("p")->queue.size() == 0);
+}
