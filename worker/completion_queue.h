@@ -26,7 +26,7 @@ class CompletionQueue {
   CompletionQueue(const CompletionQueue&) = delete;
   CompletionQueue& operator=(const CompletionQueue&) = delete;
 
-  // Thread-safe: queues a completion and wakes the I/O thread.
+  // Thread-safe: queues a completion and wakes the I/O thread (if the queue was empty).
   void post(Completion completion);
   // Thread-safe and async-signal-safe: makes fd() readable.
   void wake() noexcept;
