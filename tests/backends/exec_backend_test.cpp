@@ -7,42 +7,15 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <sstream>
-#include <thread>
+
+#include "tests/backends/local_files.h"
 
 using namespace flame;
+using namespace flame::test;
 using std::chrono::milliseconds;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    char pattern[] = "/tmp/flame-exec-XXXXXX";
-    dir = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(dir); }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
-
-std::string readAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-bool waitFor(const std::function<bool()>& condition, milliseconds limit = milliseconds(5000)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return true;
-}
 
 bool processGone(pid_t pid) {
   if (::kill(pid, 0) != 0) return errno == ESRCH;
@@ -93,7 +66,7 @@ TEST_CASE("exec shellQuote", "[backends][exec]") {
 
 TEST_CASE("exec boot runs the command with the runner environment; stdout names the machine",
           "[backends][exec]") {
-  TempDir tmp;
+  TempDir tmp("flame-exec");
   ExecOptions options;
   options.bootCommand =
       sh("echo \"$FLAME_RUNNER_ID $FLAME_POOL $FLAME_BROKER_ID $FLAME_BOOT_TOKEN {pool}\" > " +
@@ -160,7 +133,7 @@ TEST_CASE("exec stop failure is reported", "[backends][exec]") {
 }
 
 TEST_CASE("exec commandTimeout kills a hanging command and its group", "[backends][exec]") {
-  TempDir tmp;
+  TempDir tmp("flame-exec");
   ExecOptions options;
   options.bootCommand =
       sh("sleep 1000 & echo $! > " + tmp.path("child") + "; echo 'starting' >&2; wait");
@@ -182,7 +155,7 @@ TEST_CASE("exec commandTimeout kills a hanging command and its group", "[backend
 
 TEST_CASE("exec boot returns when the command exits even if a background process holds stdout",
           "[backends][exec]") {
-  TempDir tmp;
+  TempDir tmp("flame-exec");
   ExecOptions options;
   // The command launches a long-lived "machine" in the background, prints its id and exits.
   options.bootCommand = sh("(exec sleep 1000) & echo $! > " + tmp.path("bg") + "; echo machine-bg");

@@ -10,43 +10,15 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <sstream>
-#include <thread>
+
+#include "tests/backends/local_files.h"
 
 using namespace flame;
+using namespace flame::test;
 using std::chrono::milliseconds;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    char pattern[] = "/tmp/flame-proc-XXXXXX";
-    dir = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(dir); }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
-
-// Polls `condition` until it holds or `limit` passes (a failure bound, not a delay).
-bool waitFor(const std::function<bool()>& condition, milliseconds limit = milliseconds(5000)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return true;
-}
-
-std::string readAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // A complete line was written (the shell writes "...\n" in one go, but be strict).
 bool hasLine(const std::string& path) {
@@ -83,7 +55,7 @@ pid_t pidOf(const MachineHandle& handle) { return static_cast<pid_t>(std::stol(h
 }  // namespace
 
 TEST_CASE("process boot passes the runner environment and stop terminates", "[backends][process]") {
-  TempDir tmp;
+  TempDir tmp("flame-proc");
   ProcessOptions options =
       shell("echo \"$FLAME_RUNNER_ID $FLAME_POOL $FLAME_BROKER_ID $FLAME_BOOT_TOKEN $EXTRA\" > " +
             tmp.path("") + "$FLAME_RUNNER_ID.env; exec sleep 1000");
@@ -111,7 +83,7 @@ TEST_CASE("process boot passes the runner environment and stop terminates", "[ba
 
 TEST_CASE("process stop SIGKILLs a child that ignores SIGTERM after the grace",
           "[backends][process]") {
-  TempDir tmp;
+  TempDir tmp("flame-proc");
   ProcessBackend backend(shell(
       "trap '' TERM; echo ready > " + tmp.path("ready") + "; exec sleep 1000", milliseconds(200)));
   BootResult result = backend.boot(spec("r-stubborn"));
@@ -128,7 +100,7 @@ TEST_CASE("process stop SIGKILLs a child that ignores SIGTERM after the grace",
 }
 
 TEST_CASE("process stop kills the runner's whole process group", "[backends][process]") {
-  TempDir tmp;
+  TempDir tmp("flame-proc");
   // The runner starts a helper in its group and then waits.
   ProcessBackend backend(shell("sleep 1000 & echo $! > " + tmp.path("helper") + "; wait"));
   BootResult result = backend.boot(spec("r-group"));
@@ -161,7 +133,7 @@ TEST_CASE("process reap reports a child that exits by itself, once", "[backends]
 }
 
 TEST_CASE("process list shows running children of one broker", "[backends][process]") {
-  TempDir tmp;
+  TempDir tmp("flame-proc");
   ProcessBackend backend(shell("exec sleep 1000"));
   auto a = backend.boot(spec("r-a", "broker-a"));
   auto b = backend.boot(spec("r-b", "broker-a"));
@@ -180,7 +152,7 @@ TEST_CASE("process list shows running children of one broker", "[backends][proce
 }
 
 TEST_CASE("process backend destructor leaves no child alive", "[backends][process]") {
-  TempDir tmp;
+  TempDir tmp("flame-proc");
   std::vector<pid_t> pids;
   auto started = std::chrono::steady_clock::now();
   {
@@ -233,7 +205,7 @@ TEST_CASE("process stop never signals pids it did not start", "[backends][proces
 }
 
 TEST_CASE("process children die with the broker that spawned them", "[backends][process]") {
-  TempDir tmp;
+  TempDir tmp("flame-proc");
   std::string pidFile = tmp.path("pid");
   // An intermediate "broker" process boots a runner and dies without any cleanup (_exit):
   // PR_SET_PDEATHSIG must take the runner down with it.
