@@ -117,6 +117,10 @@ class Client::Impl {
   void submit(Mode mode, std::string_view pool, std::string_view function, std::string_view payload,
               const CallOptions& options, Completion done, ExitCallback onExit);
   void stop(uint64_t childId, Duration timeout, Completion done);
+  // A request the broker answers once (stop, status, setPool): past `timeout` (kInfinite:
+  // never) it fails with `code` and "<what> within <timeout>".
+  PendingRequest awaitAnswer(RequestKind kind, Completion done, Duration timeout, ErrorCode code,
+                             const std::string& what);
   void status(Duration timeout, Completion done);
   void setPool(std::string_view pool, const PoolLimitsUpdate& update, Duration timeout,
                Completion done);
@@ -251,47 +255,38 @@ void Client::Impl::submit(Mode mode, std::string_view pool, std::string_view fun
   start(requestId, std::move(request), encode(message), true, payload);
 }
 
-void Client::Impl::stop(uint64_t childId, Duration timeout, Completion done) {
-  uint64_t requestId = nextRequestId_++;
+PendingRequest Client::Impl::awaitAnswer(RequestKind kind, Completion done, Duration timeout, ErrorCode code,
+                                         const std::string& what) {
   PendingRequest request;
-  request.kind = RequestKind::Stop;
-  request.childId = childId;
+  request.kind = kind;
   request.done = std::move(done);
   if (timeout != kInfinite) {
     request.deadline = addSaturating(clock_.now(), std::max(timeout, Duration(0)));
-    request.expiry = Failure{ErrorCode::Timeout, "child " + std::to_string(childId) +
-                                                     " was not reported stopped within " +
-                                                     formatDuration(timeout)};
+    request.expiry = Failure{code, what + " within " + formatDuration(timeout)};
   }
+  return request;
+}
+
+void Client::Impl::stop(uint64_t childId, Duration timeout, Completion done) {
+  uint64_t requestId = nextRequestId_++;
+  PendingRequest request = awaitAnswer(RequestKind::Stop, std::move(done), timeout, ErrorCode::Timeout,
+                                       "child " + std::to_string(childId) + " was not reported stopped");
+  request.childId = childId;
   start(requestId, std::move(request), encode(msg::StopChild{childId}), false, {});
 }
 
 void Client::Impl::status(Duration timeout, Completion done) {
   uint64_t requestId = nextRequestId_++;
-  PendingRequest request;
-  request.kind = RequestKind::Status;
-  request.done = std::move(done);
-  if (timeout != kInfinite) {
-    request.deadline = addSaturating(clock_.now(), std::max(timeout, Duration(0)));
-    request.expiry =
-        Failure{ErrorCode::BrokerUnreachable,
-                "broker unreachable: no status reply within " + formatDuration(timeout)};
-  }
+  PendingRequest request = awaitAnswer(RequestKind::Status, std::move(done), timeout, ErrorCode::BrokerUnreachable,
+                                       "broker unreachable: no status reply");
   start(requestId, std::move(request), encode(msg::StatusRequest{requestId}), false, {});
 }
 
 void Client::Impl::setPool(std::string_view pool, const PoolLimitsUpdate& update, Duration timeout,
                            Completion done) {
   uint64_t requestId = nextRequestId_++;
-  PendingRequest request;
-  request.kind = RequestKind::SetPool;
-  request.done = std::move(done);
-  if (timeout != kInfinite) {
-    request.deadline = addSaturating(clock_.now(), std::max(timeout, Duration(0)));
-    request.expiry =
-        Failure{ErrorCode::BrokerUnreachable,
-                "broker unreachable: no answer to setPool within " + formatDuration(timeout)};
-  }
+  PendingRequest request = awaitAnswer(RequestKind::SetPool, std::move(done), timeout, ErrorCode::BrokerUnreachable,
+                                       "broker unreachable: no answer to setPool");
   auto wire = [](const std::optional<uint32_t>& v) {
     return v ? static_cast<int64_t>(*v) : int64_t{-1};
   };
