@@ -1,0 +1,234 @@
+// Fuzzes the broker's semantic handling of untrusted peers: a real BrokerCore (manual clock,
+// an Outbox that sends nothing) driven by a sequence of steps (steps.h) — multipart messages
+// from up to 8 client and 8 runner connections, time passing, sends failing, and the scaler's
+// drain/failQueued calls.
+//
+// Each message goes through the same path as in BrokerServer::readClients/readRunners: the
+// frame-shape checks, then decode() with the broker's DecodeLimits, then onClient/onRunner (or
+// onClientInvalid/onRunnerInvalid). The frame checks are a copy of server.cpp's (they are
+// private to the socket loop there); keep the two in step.
+//
+// Checked after every step, beyond "no crash, no sanitizer report, no exception":
+// - everything the core sends decodes, and is a kind its receiver accepts (clients get
+//   result/error/accepted/placed/childExited/stopped/statusReply/heartbeat; runners get
+//   welcome/job/cancelJob/heartbeat/error/drain);
+// - no runner uses more slots than it has; the queues never hold more jobs than exist.
+// At the end, after every peer has been silent for longer than any deadline: no runner is
+// left, and every job still known to the core is in a queue (none leaked out of all of them).
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "broker/broker_core.h"
+#include "common/codec.h"
+#include "common/log.h"
+#include "fuzz/steps.h"
+
+namespace {
+
+using namespace flame;
+
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "broker_core_fuzz: %s\n", what.c_str());
+  std::abort();
+}
+
+bool clientKind(const Message& m) {
+  return std::holds_alternative<msg::Result>(m) || std::holds_alternative<msg::Error>(m) ||
+         std::holds_alternative<msg::Accepted>(m) || std::holds_alternative<msg::Placed>(m) ||
+         std::holds_alternative<msg::ChildExited>(m) || std::holds_alternative<msg::Stopped>(m) ||
+         std::holds_alternative<msg::StatusReply>(m) || std::holds_alternative<msg::Heartbeat>(m);
+}
+bool runnerKind(const Message& m) {
+  return std::holds_alternative<msg::Welcome>(m) || std::holds_alternative<msg::Job>(m) ||
+         std::holds_alternative<msg::CancelJob>(m) || std::holds_alternative<msg::Heartbeat>(m) ||
+         std::holds_alternative<msg::Error>(m) || std::holds_alternative<msg::Drain>(m);
+}
+
+// Checks and drops everything; remembers the dispatches accepted since the last loop
+// iteration, which BrokerServer would report through onUndeliverable() if the flush failed.
+class CheckingOutbox final : public Outbox {
+ public:
+  SendStatus toClient(const std::string& client, zmq::message_t header, zmq::message_t* payload,
+                      JobId) override {
+    check(header, true);
+    if (payload) *payload = zmq::message_t();
+    return SendStatus::Ok;
+  }
+  SendStatus toRunner(const std::string& routingId, zmq::message_t header, zmq::message_t* payload,
+                      JobId dispatch) override {
+    if (unreachable.count(routingId)) return SendStatus::Unreachable;
+    check(header, false);
+    if (dispatch != 0) accepted[routingId].push_back(dispatch);
+    if (payload) *payload = zmq::message_t();
+    return SendStatus::Ok;
+  }
+
+  std::set<std::string> unreachable;
+  std::map<std::string, std::vector<JobId>> accepted;
+
+ private:
+  static void check(const zmq::message_t& header, bool toClient) {
+    DecodeResult d = decode(header);
+    if (!d.ok()) fail("the core sent an undecodable header: " + d.error);
+    if (toClient ? !clientKind(*d.message) : !runnerKind(*d.message))
+      fail(std::string("the core sent a message kind ") + std::to_string(d.message->index()) + " to a " +
+           (toClient ? "client" : "runner"));
+  }
+};
+
+zmq::message_t frame(const std::string& bytes) { return zmq::message_t(bytes.data(), bytes.size()); }
+
+// BrokerServer::readClients after recvFrames(clients_, frames_, 4, truncated); frames[0] is the
+// routing id, `in` the rest.
+void clientMessage(BrokerCore& core, const DecodeLimits& limits, const std::string& client,
+                   const std::vector<std::string>& in) {
+  constexpr size_t kMaxClientFrames = 4;
+  const bool truncated = in.size() + 1 > kMaxClientFrames;
+  std::vector<zmq::message_t> frames;
+  frames.push_back(frame(client));
+  for (size_t i = 0; i < in.size() && frames.size() < kMaxClientFrames; ++i) frames.push_back(frame(in[i]));
+  if (frames.size() < 3 || frames[1].size() != 0) {
+    core.onClientInvalid(client, ErrorCode::BadRequest, "expected [empty delimiter][header][payload?] frames", 0);
+    return;
+  }
+  auto d = decode(frames[2], limits);
+  if (truncated) {
+    core.onClientInvalid(client, ErrorCode::BadRequest, "too many frames", d.requestId);
+    return;
+  }
+  if (!d.ok()) {
+    core.onClientInvalid(client, d.code, d.error, d.requestId);
+    return;
+  }
+  zmq::message_t payload;
+  if (frames.size() == 4) payload = std::move(frames[3]);
+  core.onClient(client, std::move(*d.message), std::move(payload));
+}
+
+// BrokerServer::readRunners after recvFrames(runners_, frames_, 3, truncated).
+void runnerMessage(BrokerCore& core, const DecodeLimits& limits, const std::string& peer,
+                   const std::vector<std::string>& in, std::vector<std::string>& readyIds) {
+  constexpr size_t kMaxRunnerFrames = 3;
+  const bool truncated = in.size() + 1 > kMaxRunnerFrames;
+  std::vector<zmq::message_t> frames;
+  frames.push_back(frame(peer));
+  for (size_t i = 0; i < in.size() && frames.size() < kMaxRunnerFrames; ++i) frames.push_back(frame(in[i]));
+  if (frames.size() < 2) {
+    core.onRunnerInvalid(peer, ErrorCode::BadRequest, "expected [header][payload?] frames");
+    return;
+  }
+  if (truncated) {
+    core.onRunnerInvalid(peer, ErrorCode::BadRequest, "too many frames");
+    return;
+  }
+  auto d = decode(frames[1], limits);
+  if (!d.ok()) {
+    core.onRunnerInvalid(peer, d.code, d.error);
+    return;
+  }
+  if (auto* ready = std::get_if<msg::Ready>(&*d.message)) readyIds.push_back(ready->runnerId);
+  zmq::message_t payload;
+  if (frames.size() == 3) payload = std::move(frames[2]);
+  core.onRunner(peer, std::move(*d.message), std::move(payload));
+}
+
+void checkInvariants(const BrokerCore& core) {
+  size_t queued = 0;
+  for (const auto& pool : core.status(0).pools) {
+    queued += pool.queued;
+    for (const auto& r : pool.runners)
+      if (r.slotsUsed > r.slotsTotal)
+        fail("runner " + r.runnerId + " uses " + std::to_string(r.slotsUsed) + " of " +
+             std::to_string(r.slotsTotal) + " slots");
+  }
+  if (queued > core.jobCount())
+    fail("queues hold " + std::to_string(queued) + " jobs but the core has " + std::to_string(core.jobCount()));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  setLogLevel("off");
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  BrokerOptions options;
+  options.heartbeatInterval = Duration(1000);
+  options.liveness = 3;
+  options.maxPayloadBytes = 256;  // small enough for the fuzzer to reach payload_too_large
+  DecodeLimits limits;
+  limits.maxHeaderBytes = options.maxHeaderBytes;
+
+  ManualClock clock;
+  CheckingOutbox outbox;
+  BrokerCore core(options, clock, outbox);
+  PoolSettings declared;
+  declared.maxQueue = 4;
+  declared.defaultTimeout = Duration(5000);
+  core.declarePool(fuzz::kDeclaredPool, declared);
+
+  std::vector<std::string> readyIds;
+  fuzz::StepReader reader(data, size);
+  fuzz::Step step;
+  while (reader.next(step)) {
+    const std::string client = std::string("c") + static_cast<char>(step.peer % 8);
+    const std::string runner = std::string("r") + static_cast<char>(step.peer % 8);
+    switch (step.op) {
+      case fuzz::Op::Client: clientMessage(core, limits, client, step.frames); break;
+      case fuzz::Op::Runner: runnerMessage(core, limits, runner, step.frames, readyIds); break;
+      case fuzz::Op::Tick: {
+        // A loop iteration: what was accepted has been flushed.
+        outbox.accepted.clear();
+        int64_t ms = step.value & 0x7fff;
+        if (step.value & 0x8000) ms *= 16;
+        clock.advance(Duration(ms));
+        core.tick();
+        break;
+      }
+      case fuzz::Op::Undeliverable: {
+        std::vector<JobId> lost;
+        lost.swap(outbox.accepted[runner]);
+        core.onUndeliverable(runner, lost, "fuzz: its connection is gone");
+        break;
+      }
+      case fuzz::Op::Unreachable:
+        if (!outbox.unreachable.erase(runner)) outbox.unreachable.insert(runner);
+        break;
+      case fuzz::Op::Drain:
+        if (!readyIds.empty())
+          if (RunnerState* r = core.findRunner(readyIds[step.peer % readyIds.size()]))
+            core.drainRunner(*r, Duration(step.value));
+        break;
+      case fuzz::Op::FailQueued:
+        core.failQueued(*core.findPool(fuzz::kDeclaredPool), ErrorCode::BootFailed, "fuzz: boot failed");
+        break;
+      case fuzz::Op::kCount: break;
+    }
+    checkInvariants(core);
+  }
+
+  // Everyone falls silent past every finite deadline (the longest is 2^32-2 ms, ~50 days).
+  outbox.accepted.clear();
+  clock.advance(Duration(int64_t(60) * 24 * 3600 * 1000));
+  core.tick();
+  clock.advance(options.heartbeatInterval);
+  core.tick();
+  checkInvariants(core);
+  size_t runners = 0, queued = 0;
+  for (const auto& pool : core.status(0).pools) {
+    runners += pool.runners.size();
+    queued += pool.queued;
+  }
+  if (runners != 0) fail(std::to_string(runners) + " runners survived 60 days of silence");
+  if (queued != core.jobCount())
+    fail("with no runner left, " + std::to_string(core.jobCount()) + " jobs exist but " + std::to_string(queued) +
+         " are queued");
+  return 0;
+}
