@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <random>
+#include <unordered_set>
 #include <vector>
 
 #include "common/codec.h"
@@ -35,12 +36,21 @@ std::string hex(const std::string& bytes) {
 uint64_t millis(TimePoint t) { return static_cast<uint64_t>(t.time_since_epoch().count()); }
 
 bool validName(const std::string& name) { return !name.empty() && name.size() <= kMaxNameBytes; }
+
+// Compares credentials in time that depends on their lengths only, not on where they differ.
+bool sameSecret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
 }  // namespace
 
 BrokerCore::BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox)
     : options_(std::move(options)), log_(logger("broker")), clock_(clock), outbox_(outbox), listener_(&noListener_),
       instance_(std::random_device{}() | (uint64_t(std::random_device{}()) << 32) | 1) {
   nextSweep_ = clock_.now() + options_.heartbeatInterval;
+  lastTick_ = clock_.now();
 }
 
 BrokerCore::~BrokerCore() = default;
@@ -115,7 +125,8 @@ void BrokerCore::onClient(const std::string& client, Message&& message, zmq::mes
       sendClient(client, reply);
     }
   } else if (std::holds_alternative<msg::Heartbeat>(message)) {
-    sendClient(client, msg::Heartbeat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count()), instance_});
+    sendClient(client, msg::Heartbeat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count()), instance_,
+                                      options_.maxPayloadBytes, shuttingDown_});
   } else {
     onClientInvalid(client, ErrorCode::BadRequest,
                     "this message kind is not accepted on the client endpoint", 0);
@@ -140,6 +151,7 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
                            s.requestId, s.pool, s.function, errorCodeName(code), why);
     replyError(client, s.requestId, code, why);
   };
+  if (shuttingDown_) return reject(ErrorCode::ShuttingDown, "the broker is shutting down and accepts no new work");
   if (!validName(s.pool)) return reject(ErrorCode::BadRequest, "pool name must be 1 to 128 bytes");
   if (!validName(s.function)) return reject(ErrorCode::BadRequest, "function name must be 1 to 128 bytes");
   if (payload.size() > options_.maxPayloadBytes)
@@ -164,7 +176,8 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   job.mode = s.mode;
   job.link = s.link;
   job.idempotent = s.idempotent;
-  job.retriesLeft = s.idempotent ? s.retries : 0;
+  // An idempotent job may be re-run: 0 retries means the default of one (PROTOCOL.md).
+  job.retriesLeft = s.idempotent ? std::max<uint8_t>(s.retries, 1) : 0;
   job.pool = pool;
   job.function = std::move(s.function);
   job.client = client;
@@ -412,20 +425,35 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   for (auto& f : ready.functions)
     if (!validName(f)) return refuse(ErrorCode::BadRequest, "function names must be 1 to 128 bytes");
 
+  if (ready.held.size() > kMaxSlots) return refuse(ErrorCode::BadRequest, "too many held jobs");
+  if (shuttingDown_) return refuse(ErrorCode::ShuttingDown, "the broker is shutting down");
+
   auto now = clock_.now();
-  msg::Welcome welcome{static_cast<uint32_t>(options_.heartbeatInterval.count()), options_.liveness};
   if (auto known = runners_.find(ready.runnerId); known != runners_.end()) {
     RunnerState& r = *known->second;
     if (r.pool->name != ready.pool)
       return refuse(ErrorCode::BadRequest, "runner id '" + ready.runnerId + "' is registered in pool '" + r.pool->name + "'");
+    // Every ready must prove the identity the first one did, or anyone who read a runner id
+    // (flame status shows them) could take over its connection and its jobs.
+    if (!sameSecret(r.token, ready.token))
+      return refuse(ErrorCode::Unauthorized,
+                    "runner id '" + ready.runnerId + "' is registered with another token");
+    if (r.token.empty() && routingId != r.routingId && now - r.lastSeen < options_.heartbeatInterval)
+      return refuse(ErrorCode::Unauthorized, "runner id '" + ready.runnerId +
+                                                 "' registered without a token and its connection is alive");
     if (r.routingId != routingId) {
       byRouting_.erase(r.routingId);
       r.routingId = routingId;
       byRouting_[routingId] = &r;
     }
     r.lastSeen = now;
-    log_->info("pool={} runner={} reconnected ({} jobs still assigned)", r.pool->name, r.id, r.jobs.size());
-    sendRunner(r, welcome);
+    log_->info("pool={} runner={} reconnected ({} jobs assigned, {} held)", r.pool->name, r.id, r.jobs.size(),
+               ready.busy);
+    sendRunner(r, welcome());
+    Pool& pool = *r.pool;
+    reconcile(r, ready);  // may remove jobs and free slots
+    dispatch(pool);
+    listener_->demandChanged(pool);
     return;
   }
   if (ErrorCode verdict = listener_->admitRunner(ready); verdict != ErrorCode::None)
@@ -441,8 +469,7 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   r.pool = &pool;
   r.seq = nextRunnerSeq_++;
   r.slots = ready.slots;
-  r.phantom = std::min(ready.busy, ready.slots);
-  r.used = r.phantom;
+  r.token = ready.token;
   r.lastSeen = now;
   r.idleSince = now;
   r.pid = ready.pid;
@@ -452,17 +479,91 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   runners_.emplace(r.id, std::move(owned));
   byRouting_[routingId] = &r;
   pool.runners.insert(&r);
+  reconcile(r, ready);
   pool.available.update(r);
   log_->info("pool={} runner={} ready: {} slots, {} functions, pid {} on {}", pool.name, r.id,
                          r.slots, r.functions.size(), r.pid, r.host);
-  sendRunner(r, welcome);
+  sendRunner(r, welcome());
   listener_->runnerJoined(r);
   dispatch(pool);
 }
 
+msg::Welcome BrokerCore::welcome() const {
+  return msg::Welcome{static_cast<uint32_t>(options_.heartbeatInterval.count()), options_.liveness, instance_,
+                      options_.maxPayloadBytes};
+}
+
+void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready) {
+  if (ready.held.size() != ready.busy) {
+    // An older runner says only how many jobs it still runs: those this broker assigned it stay
+    // assigned, the rest are jobs it does not know, each given back by its jobDone.
+    runner.phantom = ready.busy > runner.jobs.size() ? std::min<uint32_t>(ready.busy - runner.jobs.size(), runner.slots)
+                                                     : 0;
+    runner.used = static_cast<uint32_t>(runner.jobs.size()) + runner.phantom;
+    return;
+  }
+  // Job ids are reused by a restarted broker: only the ones this run dispatched are ours.
+  std::unordered_set<JobId> ours;
+  uint32_t phantom = 0;
+  for (const msg::HeldJob& h : ready.held) {
+    if (h.instance == instance_) ours.insert(h.jobId);
+    else ++phantom;
+  }
+  // Assigned here but not held: its dispatch or its result was lost with the old connection.
+  std::vector<JobId> lost;
+  for (JobId id : runner.jobs)
+    if (!ours.count(id)) lost.push_back(id);
+  for (JobId id : lost)
+    loseJob(*jobs_.find(id), ErrorCode::RunnerLost,
+            "runner " + runner.id + " re-registered without the job (its dispatch or its result was lost)");
+  for (JobId id : ours) {
+    Job* job = jobs_.find(id);
+    if (job && job->runner == &runner) continue;
+    if (job && job->state == JobState::Queued && job->pool == runner.pool) {
+      // A retry of a job this runner was declared lost with, while it kept running it: it is
+      // still the best place for the job, and running it twice helps nobody.
+      attach(*job, runner);
+      continue;
+    }
+    ++phantom;  // finished, failed or running elsewhere meanwhile: its slot comes back with its jobDone
+  }
+  runner.phantom = phantom;
+  runner.used = static_cast<uint32_t>(runner.jobs.size()) + runner.phantom;
+  if (runner.used == 0) runner.idleSince = clock_.now();
+  runner.pool->available.update(runner);
+}
+
+void BrokerCore::attach(Job& job, RunnerState& runner) {
+  job.pool->queue.forget();  // its queue entry goes stale
+  job.state = JobState::Running;
+  job.runner = &runner;
+  job.runnerPos = static_cast<uint32_t>(runner.jobs.size());
+  runner.jobs.push_back(job.id);
+  ++runner.started;
+  log_->info("pool={} job={} is still running on re-registered runner={}: reattached", runner.pool->name, job.id,
+             runner.id);
+}
+
+void BrokerCore::loseJob(Job& job, ErrorCode code, const std::string& message) {
+  Pool& pool = *job.pool;
+  if (job.runner) freeSlot(job);
+  if (job.idempotent && job.retriesLeft > 0 && !job.answered) {
+    --job.retriesLeft;
+    log_->info("pool={} job={} retried on another runner ({} retries left)", pool.name, job.id, job.retriesLeft);
+    requeue(job);
+    return;
+  }
+  ++pool.counters.failed;
+  answerError(job, code, message);
+  if (job.mode == Mode::Place) notifyStopWaiters(job.id);
+  finish(job);
+}
+
 void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zmq::message_t payload) {
   Pool& pool = *runner.pool;
-  Job* found = jobs_.find(done.jobId);
+  // A job id from another broker run (this one restarted) is never one of ours, whatever it is.
+  bool ourRun = done.instance == 0 || done.instance == instance_;
+  Job* found = ourRun ? jobs_.find(done.jobId) : nullptr;
   if (!found || found->runner != &runner) {
     if (runner.phantom > 0) {
       // A job a previous broker (or connection) gave it: its slot comes back now.
@@ -549,6 +650,45 @@ void BrokerCore::failQueued(Pool& pool, ErrorCode code, const std::string& messa
   }
 }
 
+void BrokerCore::beginShutdown() {
+  if (shuttingDown_) return;
+  shuttingDown_ = true;
+  auto now = clock_.now();
+  shutdownDeadline_ = addSaturating(now, options_.shutdownGrace);
+  log_->info("shutting down: {} jobs held, {} runners; running jobs may finish within {}", jobs_.size(),
+             runners_.size(), formatDuration(options_.shutdownGrace));
+  for (auto& [name, pool] : pools_) failQueued(*pool, ErrorCode::ShuttingDown, "the broker is shutting down");
+  // Children run until stopped: stop them now, so the grace is spent finishing calls and casts.
+  std::vector<JobId> children;
+  jobs_.forEach([&](Job& job) {
+    if (job.mode == Mode::Place && job.state == JobState::Running) children.push_back(job.id);
+  });
+  for (JobId id : children) {
+    Job& job = *jobs_.find(id);
+    answerError(job, ErrorCode::ShuttingDown, "the broker is shutting down");
+    cancelRunning(job);
+  }
+  if (!options_.keepRunnersOnShutdown) {
+    std::vector<RunnerState*> runners;
+    for (auto& [id, r] : runners_) runners.push_back(r.get());
+    for (RunnerState* r : runners) drainRunner(*r, options_.shutdownGrace);
+  }
+}
+
+void BrokerCore::abortAll(const std::string& why) {
+  shuttingDown_ = true;
+  std::vector<JobId> held;
+  jobs_.forEach([&](Job& job) { held.push_back(job.id); });
+  if (!held.empty()) log_->warn("ending {} jobs now: {}", held.size(), why);
+  for (JobId id : held) {
+    Job& job = *jobs_.find(id);
+    answerError(job, ErrorCode::ShuttingDown, why);
+    if (job.mode == Mode::Place) notifyStopWaiters(id);
+    cancelRunning(job);
+    finish(job);
+  }
+}
+
 void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::string& why) {
   Pool& pool = *runner.pool;
   std::vector<JobId> ids;
@@ -565,17 +705,8 @@ void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::st
   std::string message = code == ErrorCode::RunnerLost ? "runner " + runner.id + " lost: " + why : why;
   for (JobId id : ids) {
     Job& job = *jobs_.find(id);
-    job.runner = nullptr;
-    if (job.idempotent && job.retriesLeft > 0 && !job.answered) {
-      --job.retriesLeft;
-      log->info("pool={} job={} retried on another runner ({} retries left)", pool.name, id, job.retriesLeft);
-      requeue(job);
-      continue;
-    }
-    ++pool.counters.failed;
-    answerError(job, code, message);
-    if (job.mode == Mode::Place) notifyStopWaiters(id);
-    finish(job);
+    job.runner = nullptr;  // the runner's job list is already gone (swapped out above)
+    loseJob(job, code, message);
   }
   byRouting_.erase(runner.routingId);
   listener_->runnerLeft(runner, why);
@@ -588,6 +719,11 @@ void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::st
 
 void BrokerCore::tick() {
   auto now = clock_.now();
+  creditStall(now);
+  if (shuttingDown_ && now >= shutdownDeadline_ && jobs_.size() > 0) {
+    shutdownDeadline_ = TimePoint::max();
+    abortAll("the broker shut down before the job finished (grace " + formatDuration(options_.shutdownGrace) + ")");
+  }
   expireDeadlines(now);
   if (now >= nextSweep_) {
     nextSweep_ = now + options_.heartbeatInterval;
@@ -602,9 +738,25 @@ void BrokerCore::tick() {
 }
 
 TimePoint BrokerCore::nextWakeup() const {
-  TimePoint next = nextSweep_;
+  TimePoint next = std::min(nextSweep_, shutdownDeadline_);
   if (!deadlines_.empty()) next = std::min(next, deadlines_.top().first);
   return next;
+}
+
+void BrokerCore::creditStall(TimePoint now) {
+  // The loop comes round at least once per heartbeat interval. A much longer gap means this
+  // process was not running (a VM pause, SIGSTOP, swapping) or could not read: the peers'
+  // messages of that time may still wait unread in the sockets, so judging them now would
+  // declare live runners lost. The gap is not counted as their silence.
+  TimePoint last = lastTick_;
+  lastTick_ = now;
+  if (now - last <= 2 * options_.heartbeatInterval) return;
+  auto gap = now - last;
+  log_->warn("the broker loop did not run for {}; peers get that time back before their liveness is judged",
+             formatDuration(std::chrono::duration_cast<Duration>(gap)));
+  for (auto& [id, r] : runners_) r->lastSeen = std::min(now, r->lastSeen + gap);
+  for (auto& [client, session] : sessions_) session.lastSeen = std::min(now, session.lastSeen + gap);
+  nextSweep_ = std::max(nextSweep_, now);
 }
 
 void BrokerCore::expireDeadlines(TimePoint now) {
@@ -672,9 +824,13 @@ void BrokerCore::clientGone(const std::string& client, ClientSession& session) {
   });
   log_->info("client={} silent for {}: cancelling its {} linked jobs", hex(client),
                          formatDuration(options_.livenessWindow()), linked.size());
+  const std::string why = "client went silent for " + formatDuration(options_.livenessWindow()) +
+                          ": its linked work was cancelled";
   for (JobId id : linked) {
     Job& job = *jobs_.find(id);
-    job.answered = true;  // nobody to answer
+    // Answered although the client is probably gone: if it is only slow or cut off for a
+    // while, it learns what happened instead of waiting forever.
+    answerError(job, ErrorCode::Cancelled, why);
     session.requests.erase(job.requestId);
     job.link = false;     // no longer counted in the session
     if (job.state == JobState::Queued) finish(job);

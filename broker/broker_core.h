@@ -103,6 +103,20 @@ class BrokerCore {
 
   // Asks a runner to drain (finish in-flight work, then exit). Used by the scaler.
   void drainRunner(RunnerState& runner, Duration grace);
+
+  // Clean shutdown (SIGTERM). From now on submits and new runners are refused with
+  // shuttingDown; queued jobs are answered shuttingDown at once; children are stopped (their
+  // placers hear childExited shuttingDown); running calls and casts may finish until
+  // options().shutdownGrace, after which tick() answers what is left shuttingDown and cancels it
+  // on its runner. Runners are drained unless options().keepRunnersOnShutdown (a successor
+  // broker re-adopts them). Idempotent.
+  void beginShutdown();
+  // Ends at once what beginShutdown() would have let finish (a second SIGTERM, or the grace is
+  // over): every job still held is answered shuttingDown and cancelled on its runner.
+  void abortAll(const std::string& why);
+  bool shuttingDown() const { return shuttingDown_; }
+  // True once shutdown began and no job is left (every request answered, every slot back).
+  bool shutdownComplete() const { return shuttingDown_ && jobs_.size() == 0; }
   // Fails every job waiting in `pool`'s queue with `code` (the scaler's boot_failed).
   void failQueued(Pool& pool, ErrorCode code, const std::string& message);
 
@@ -129,6 +143,16 @@ class BrokerCore {
   void handleCancel(const std::string& client, ClientSession& session, const msg::Cancel& cancel);
   void handleStopChild(const std::string& client, const msg::StopChild& stop);
   void handleReady(const std::string& routingId, msg::Ready& ready);
+  // Matches what a (re-)registering runner says it holds with what this broker assigned it.
+  void reconcile(RunnerState& runner, const msg::Ready& ready);
+  // Puts a job that waits in the queue (a retry) back on `runner`, which still runs it.
+  void attach(Job& job, RunnerState& runner);
+  // A running job whose runner no longer has it (lost with the runner or its connection):
+  // retried if idempotent with retries left, else answered `code` and finished.
+  void loseJob(Job& job, ErrorCode code, const std::string& message);
+  msg::Welcome welcome() const;
+  // The loop was not running for a while (see tick()): peers' silence during it does not count.
+  void creditStall(TimePoint now);
   void handleJobDone(RunnerState& runner, const msg::JobDone& done, zmq::message_t payload);
   void handleLeaving(RunnerState& runner, const msg::Leaving& leaving);
 
@@ -176,6 +200,9 @@ class BrokerCore {
   uint64_t instance_;  // random per run, sent in heartbeats
   uint64_t nextRunnerSeq_ = 1;
   TimePoint nextSweep_{};
+  TimePoint lastTick_{};
+  bool shuttingDown_ = false;
+  TimePoint shutdownDeadline_ = TimePoint::max();
 };
 
 }  // namespace flame

@@ -245,6 +245,10 @@ BrokerConfig parseConfig(std::string_view text, const std::string& source) {
     if (placement != "pack" && placement != "spread") t.fail("placement", "must be \"pack\" or \"spread\", got '" + placement + "'");
     o.placement = placement == "spread" ? Placement::Spread : Placement::Pack;
     config.orphanSweepInterval = t.duration("orphan_sweep_interval", config.orphanSweepInterval, false);
+    o.shutdownGrace = t.duration("shutdown_grace", o.shutdownGrace, false);
+    o.keepRunnersOnShutdown = t.boolean("keep_runners_on_shutdown", o.keepRunnersOnShutdown);
+    config.tokenSecretFile = t.str("token_secret_file", "");
+    config.adoptWindow = t.duration("adopt_window", config.adoptWindow, false);
     config.logLevel = t.str("log_level", config.logLevel);
     t.rejectUnknown();
   }

@@ -53,6 +53,13 @@ struct BrokerConfig {
   std::string brokerId;          // tags machines for orphan sweeps; default "flame-<hostname>"
   std::string advertiseRunners;  // endpoint booted runners connect to; default: the bound one
   Duration orphanSweepInterval{60'000};
+  // A file holding the secret that boot tokens are derived from (created, mode 0600, if it does
+  // not exist). With it, a restarted broker with the same broker_id verifies the runners its
+  // predecessor booted and re-adopts them; empty = a random secret per run (no re-adoption).
+  std::string tokenSecretFile;
+  // After start-up, how long runners booted by a predecessor may take to come back before the
+  // orphan sweep stops their machines.
+  Duration adoptWindow{15'000};
   std::string logLevel = "info";
   std::vector<PoolConfig> pools;
 };

@@ -55,6 +55,12 @@ int main(int argc, char** argv) {
   auto* oPlacement = app.add_option("--placement", placement, "pack or spread [pack]")
                          ->check(CLI::IsMember({"pack", "spread"}));
   auto* oMaxQueue = app.add_option("--max-queue", maxQueue, "per-pool queue limit, 0 = unlimited [0]");
+  std::string shutdownGrace;
+  bool keepRunners = false;
+  auto* oShutdownGrace =
+      app.add_option("--shutdown-grace", shutdownGrace, "SIGTERM: how long running jobs may finish [20s]");
+  auto* oKeepRunners = app.add_flag("--keep-runners", keepRunners,
+                                    "SIGTERM: leave runners running for a successor broker to re-adopt");
   auto* oLogLevel = app.add_option("--log-level", logLevel, "trace, debug, info, warn, error [info]");
   app.add_option("--endpoints-file", endpointsFile,
                  "once bound, write the actual endpoints as one JSON line to this file ('-' = stdout)");
@@ -85,6 +91,13 @@ int main(int argc, char** argv) {
   }
   if (*oPlacement) o.placement = placement == "spread" ? flame::Placement::Spread : flame::Placement::Pack;
   if (*oMaxQueue) o.maxQueue = maxQueue;
+  if (*oShutdownGrace) {
+    auto grace = flame::parseDuration(shutdownGrace);
+    if (!grace || *grace == flame::kInfinite)
+      return usage("--shutdown-grace: '" + shutdownGrace + "' is not a finite duration");
+    o.shutdownGrace = *grace;
+  }
+  if (*oKeepRunners) o.keepRunnersOnShutdown = keepRunners;
   if (*oLogLevel) config.logLevel = logLevel;
   if (!flame::setLogLevel(config.logLevel)) return usage("log level: unknown level '" + config.logLevel + "'");
 
@@ -128,11 +141,16 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  // First SIGTERM/SIGINT: clean shutdown (running work finishes within the grace); second: now.
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);
-    flame::logger("broker")->info("signal {}: stopping", sig);
+    flame::logger("broker")->info("signal {}: shutting down (grace {}; signal again to stop at once)", sig,
+                                  flame::formatDuration(o.shutdownGrace));
     server->stop();
+    sigwait(&set, &sig);
+    flame::logger("broker")->warn("signal {} again: stopping now", sig);
+    server->stopNow();
   });
   signals.detach();
 
@@ -144,7 +162,7 @@ int main(int argc, char** argv) {
       scaler.sweepOrphans();
     }
   });
-  scaler.shutdown();
+  scaler.shutdown(o.keepRunnersOnShutdown);
   server->core().setListener(nullptr);
   return 0;
 }

@@ -24,6 +24,10 @@ struct BrokerOptions {
   Duration defaultTimeout{30000};             // call/cast deadline when the client sends 0
   Placement placement = Placement::Pack;      // for pools created on the fly
   uint32_t maxQueue = 0;                      // per pool, 0 = unlimited
+  // On SIGTERM: how long running jobs may take to finish before they are answered shuttingDown.
+  Duration shutdownGrace{20000};
+  // On SIGTERM: leave runners running (no drain), for a successor broker to re-adopt them.
+  bool keepRunnersOnShutdown = false;
   Duration livenessWindow() const { return heartbeatInterval * liveness; }
 };
 

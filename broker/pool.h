@@ -31,7 +31,10 @@ struct RunnerState {
   uint64_t seq = 0;       // registration order, a stable tie-breaker for placement
   uint32_t slots = 0;
   uint32_t used = 0;      // slots taken by known jobs plus `phantom`
-  uint32_t phantom = 0;   // slots busy with jobs a previous broker gave it (from ready.busy)
+  uint32_t phantom = 0;   // slots busy with jobs it holds that this broker does not track for it
+                          // (a previous broker's, or retried elsewhere); each jobDone of such a
+                          // job gives one back
+  std::string token;      // the credential of its first ready: every later ready must repeat it
   RunnerPhase phase = RunnerPhase::Ready;
   bool singleUse = false;  // takes one job in its life, then is drained (pool option single_use)
   uint64_t started = 0;    // jobs dispatched to it

@@ -150,14 +150,15 @@ void Scaler::tickPool(Managed& pool, TimePoint now) {
   uint32_t booting = countPhase(pool, Phase::Booting);
 
   // Grow for demand and warm slots; keep min.
-  if (now >= pool.nextBootAt) {
+  if (now >= pool.nextBootAt && !core_.shuttingDown()) {
     int64_t deficit = int64_t(waiting) + L.warmSlots - freeSlots - int64_t(booting) * L.maxConcurrency;
     uint32_t wanted = deficit > 0 ? static_cast<uint32_t>((deficit + L.maxConcurrency - 1) / L.maxConcurrency) : 0;
     if (ready + booting < L.min) wanted = std::max(wanted, L.min - (ready + booting));
     uint32_t machines = ready + booting + draining;
     uint32_t room = L.max > machines ? L.max - machines : 0;
     wanted = std::min(wanted, room);
-    if (pool.consecutiveFailures > 0) wanted = std::min(wanted, 1u);  // probe while failing
+    // While boots fail, one probe at a time: none while one is still booting.
+    if (pool.consecutiveFailures > 0) wanted = booting > 0 ? 0 : std::min(wanted, 1u);
     for (uint32_t i = 0; i < wanted; ++i) boot(pool, now);
     booting += wanted;
   }
@@ -312,9 +313,10 @@ void Scaler::sweepOrphans() {
   }
 }
 
-void Scaler::shutdown() {
+void Scaler::shutdown(bool keepMachines) {
   for (auto& [name, pool] : pools_) {
     for (auto& [id, m] : pool->machines) {
+      if (keepMachines) continue;  // left for a successor broker to re-adopt
       if (RunnerState* r = core_.findRunner(id)) core_.drainRunner(*r, pool->config.limits.shutdownTimeout);
       if (m.hasHandle && !m.stopPosted) {
         m.stopPosted = true;

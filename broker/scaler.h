@@ -36,9 +36,9 @@ class Scaler final : public BrokerListener {
   void tick();
   // Lists every backend's machines and stops those that are not runners we know (orphans).
   void sweepOrphans();
-  // Stops every machine (broker shutdown): drains runners and stops machines through the backend,
-  // waiting for the backend work to finish.
-  void shutdown();
+  // Broker shutdown: drains runners and stops every machine through the backend, waiting for
+  // the backend work to finish; with `keepMachines`, leaves them for a successor to re-adopt.
+  void shutdown(bool keepMachines = false);
 
   const PoolLimits* limits(const std::string& pool) const;
 

@@ -57,7 +57,12 @@ BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clo
 BrokerServer::~BrokerServer() { close(wakeFd_); }
 
 void BrokerServer::stop() {
-  stopping_ = true;
+  stopRequests_.fetch_add(1);
+  wake();
+}
+
+void BrokerServer::stopNow() {
+  stopRequests_.fetch_add(2);
   wake();
 }
 
@@ -81,8 +86,19 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
     (void)!read(wakeFd_, &count, sizeof count);
   });
   logger("broker")->info("serving clients on {} and runners on {}", clientsEndpoint_, runnersEndpoint_);
-  while (!stopping_) {
+  for (;;) {
     loopClock_.refresh();
+    int stops = stopRequests_.load();
+    if (stops >= 2) {
+      core_.abortAll("the broker was told to stop now");
+      flush();
+      break;
+    }
+    if (stops == 1 && !core_.shuttingDown()) {
+      core_.beginShutdown();
+      flush();
+    }
+    if (core_.shutdownComplete()) break;
     auto wait = std::max(Duration(0), std::min(core_.nextWakeup() - loopClock_.now(), options_.heartbeatInterval));
     reactor.pollOnce(wait);
     loopClock_.refresh();
@@ -90,6 +106,7 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
     if (onIdle) onIdle();
     flush();
   }
+  flush();
   logger("broker")->info("stopped");
 }
 

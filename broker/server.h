@@ -30,11 +30,16 @@ class BrokerServer final : private Outbox {
 
   BrokerCore& core() { return core_; }
 
-  // Serves until stop(). `onIdle` (optional) runs on the loop thread after every iteration:
-  // the scaler hooks in there.
+  // Serves until stopped (see stop()). `onIdle` (optional) runs on the loop thread after every
+  // iteration: the scaler hooks in there. Everything the core emitted is sent before it returns.
   void run(const std::function<void()>& onIdle = {});
-  // Thread-safe. Makes run() return soon.
+  // Thread-safe and cheap (an atomic and one write(2)). The first call begins a clean shutdown
+  // (BrokerCore::beginShutdown: new work refused, queued work answered, running work finishes
+  // within the grace); run() returns once no job is left. A second call ends what is left at
+  // once (answered shuttingDown) and run() returns.
   void stop();
+  // Thread-safe: as two stop() calls.
+  void stopNow();
   // Thread-safe. Makes the loop come round (run its timers and onIdle) now.
   void wake();
 
@@ -57,7 +62,7 @@ class BrokerServer final : private Outbox {
   int wakeFd_ = -1;  // an eventfd: wake() is one write, from any thread
   std::string clientsEndpoint_;
   std::string runnersEndpoint_;
-  std::atomic<bool> stopping_{false};
+  std::atomic<int> stopRequests_{0};
   DecodeLimits limits_;
   BrokerCore core_;
   Frames frames_;      // reused receive buffer

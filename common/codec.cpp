@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/utf8.h"
 #include "schema/flame.capnp.h"
 
 namespace flame {
@@ -71,7 +72,13 @@ ErrorCode fromWire(wire::ErrorCode c) {
   if (v > static_cast<uint16_t>(ErrorCode::Internal)) return ErrorCode::Internal;
   return static_cast<ErrorCode>(v);
 }
-std::string str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+// Every text field passes here: PROTOCOL.md promises that text is UTF-8, so anything else is
+// refused (a name that is not text cannot be logged, shown or matched safely).
+std::string str(capnp::Text::Reader t, const char* field) {
+  std::string_view view(t.cStr(), t.size());
+  if (!isValidUtf8(view)) throw std::invalid_argument(std::string("text field '") + field + "' is not valid UTF-8");
+  return std::string(view);
+}
 
 // ---- encoding ----
 struct Filler {
@@ -157,6 +164,8 @@ struct Filler {
     h.setSentMs(m.sentMs);
     h.setIntervalMs(m.intervalMs);
     h.setInstance(m.instance);
+    h.setMaxPayloadBytes(m.maxPayloadBytes);
+    h.setShuttingDown(m.shuttingDown);
   }
   void operator()(const msg::Ready& m) {
     auto r = b.initReady();
@@ -169,12 +178,20 @@ struct Filler {
     r.setBusy(m.busy);
     r.setPid(m.pid);
     r.setHost(m.host);
+    if (!m.held.empty()) {
+      auto held = r.initHeld(static_cast<unsigned>(m.held.size()));
+      for (unsigned i = 0; i < m.held.size(); ++i) {
+        held[i].setJobId(m.held[i].jobId);
+        held[i].setInstance(m.held[i].instance);
+      }
+    }
   }
   void operator()(const msg::JobDone& m) {
     auto d = b.initJobDone();
     d.setJobId(m.jobId);
     d.setCode(toWire(m.code));
     d.setMessage(m.message);
+    d.setInstance(m.instance);
   }
   void operator()(const msg::Leaving& m) {
     auto l = b.initLeaving();
@@ -185,6 +202,8 @@ struct Filler {
     auto w = b.initWelcome();
     w.setHeartbeatIntervalMs(m.heartbeatIntervalMs);
     w.setLiveness(m.liveness);
+    w.setInstance(m.instance);
+    w.setMaxPayloadBytes(m.maxPayloadBytes);
   }
   void operator()(const msg::Job& m) {
     auto j = b.initJob();
@@ -335,8 +354,8 @@ Message read(Envelope::Reader env) {
       msg::Submit m;
       m.requestId = s.getRequestId();
       m.mode = fromWire(s.getMode());
-      m.pool = str(s.getPool());
-      m.function = str(s.getFunction());
+      m.pool = str(s.getPool(), "pool");
+      m.function = str(s.getFunction(), "function");
       m.timeoutMs = s.getTimeoutMs();
       m.idempotent = s.getIdempotent();
       m.retries = s.getRetries();
@@ -352,7 +371,7 @@ Message read(Envelope::Reader env) {
     }
     case Envelope::Body::ERROR: {
       auto e = b.getError();
-      return msg::Error{e.getRequestId(), fromWire(e.getCode()), str(e.getMessage()), e.getJobId()};
+      return msg::Error{e.getRequestId(), fromWire(e.getCode()), str(e.getMessage(), "message"), e.getJobId()};
     }
     case Envelope::Body::ACCEPTED: {
       auto a = b.getAccepted();
@@ -360,11 +379,11 @@ Message read(Envelope::Reader env) {
     }
     case Envelope::Body::PLACED: {
       auto p = b.getPlaced();
-      return msg::Placed{p.getRequestId(), p.getChildId(), str(p.getRunnerId())};
+      return msg::Placed{p.getRequestId(), p.getChildId(), str(p.getRunnerId(), "runnerId")};
     }
     case Envelope::Body::CHILD_EXITED: {
       auto c = b.getChildExited();
-      return msg::ChildExited{c.getChildId(), fromWire(c.getCode()), str(c.getMessage())};
+      return msg::ChildExited{c.getChildId(), fromWire(c.getCode()), str(c.getMessage(), "message")};
     }
     case Envelope::Body::STOPPED: return msg::Stopped{b.getStopped().getChildId()};
     case Envelope::Body::STATUS_REPLY: {
@@ -373,7 +392,7 @@ Message read(Envelope::Reader env) {
       m.requestId = s.getRequestId();
       for (auto p : s.getPools()) {
         msg::PoolStatus ps;
-        ps.name = str(p.getName());
+        ps.name = str(p.getName(), "name");
         ps.queued = p.getQueued();
         ps.slotsUsed = p.getSlotsUsed();
         ps.slotsTotal = p.getSlotsTotal();
@@ -385,9 +404,9 @@ Message read(Envelope::Reader env) {
         ps.min = p.getMin();
         ps.max = p.getMax();
         for (auto r : p.getRunners()) {
-          ps.runners.push_back(msg::RunnerStatus{str(r.getRunnerId()), str(r.getState()),
+          ps.runners.push_back(msg::RunnerStatus{str(r.getRunnerId(), "runnerId"), str(r.getState(), "state"),
                                                  r.getSlotsUsed(), r.getSlotsTotal(), r.getPid(),
-                                                 str(r.getHost()), r.getIdleMs()});
+                                                 str(r.getHost(), "host"), r.getIdleMs()});
         }
         m.pools.push_back(std::move(ps));
       }
@@ -395,42 +414,44 @@ Message read(Envelope::Reader env) {
     }
     case Envelope::Body::HEARTBEAT: {
       auto h = b.getHeartbeat();
-      return msg::Heartbeat{h.getSentMs(), h.getIntervalMs(), h.getInstance()};
+      return msg::Heartbeat{h.getSentMs(), h.getIntervalMs(), h.getInstance(), h.getMaxPayloadBytes(),
+                            h.getShuttingDown()};
     }
     case Envelope::Body::READY: {
       auto r = b.getReady();
       msg::Ready m;
-      m.runnerId = str(r.getRunnerId());
-      m.pool = str(r.getPool());
+      m.runnerId = str(r.getRunnerId(), "runnerId");
+      m.pool = str(r.getPool(), "pool");
       m.slots = r.getSlots();
-      for (auto f : r.getFunctions()) m.functions.push_back(str(f));
-      m.token = str(r.getToken());
+      for (auto f : r.getFunctions()) m.functions.push_back(str(f, "functions"));
+      m.token = str(r.getToken(), "token");
       m.busy = r.getBusy();
       m.pid = r.getPid();
-      m.host = str(r.getHost());
+      m.host = str(r.getHost(), "host");
+      for (auto held : r.getHeld()) m.held.push_back(msg::HeldJob{held.getJobId(), held.getInstance()});
       return m;
     }
     case Envelope::Body::JOB_DONE: {
       auto d = b.getJobDone();
-      return msg::JobDone{d.getJobId(), fromWire(d.getCode()), str(d.getMessage())};
+      return msg::JobDone{d.getJobId(), fromWire(d.getCode()), str(d.getMessage(), "message"), d.getInstance()};
     }
     case Envelope::Body::LEAVING: {
       auto l = b.getLeaving();
-      return msg::Leaving{str(l.getReason()), l.getExiting()};
+      return msg::Leaving{str(l.getReason(), "reason"), l.getExiting()};
     }
     case Envelope::Body::WELCOME: {
       auto w = b.getWelcome();
-      return msg::Welcome{w.getHeartbeatIntervalMs(), w.getLiveness()};
+      return msg::Welcome{w.getHeartbeatIntervalMs(), w.getLiveness(), w.getInstance(), w.getMaxPayloadBytes()};
     }
     case Envelope::Body::JOB: {
       auto j = b.getJob();
-      return msg::Job{j.getJobId(), str(j.getFunction()), fromWire(j.getMode()), j.getBudgetMs()};
+      return msg::Job{j.getJobId(), str(j.getFunction(), "function"), fromWire(j.getMode()), j.getBudgetMs()};
     }
     case Envelope::Body::CANCEL_JOB: return msg::CancelJob{b.getCancelJob().getJobId()};
     case Envelope::Body::DRAIN: return msg::Drain{b.getDrain().getGraceMs()};
     case Envelope::Body::SET_POOL: {
       auto s = b.getSetPool();
-      return msg::SetPool{s.getRequestId(), str(s.getPool()), s.getMin(), s.getMax(), s.getWarmSlots()};
+      return msg::SetPool{s.getRequestId(), str(s.getPool(), "pool"), s.getMin(), s.getMax(), s.getWarmSlots()};
     }
   }
   throw std::invalid_argument("unknown message kind " + std::to_string(static_cast<int>(b.which())));

@@ -97,7 +97,20 @@ struct PoolStatus {
 };
 struct StatusReply { uint64_t requestId = 0; std::vector<PoolStatus> pools; };
 
-struct Heartbeat { uint64_t sentMs = 0; uint32_t intervalMs = 0; uint64_t instance = 0; };
+struct Heartbeat {
+  uint64_t sentMs = 0;
+  uint32_t intervalMs = 0;
+  uint64_t instance = 0;
+  uint64_t maxPayloadBytes = 0;  // broker -> client only; 0 = unknown
+  bool shuttingDown = false;     // broker -> client only
+};
+
+// A job a runner still holds when it (re-)registers, tagged with the broker run that gave it.
+struct HeldJob {
+  uint64_t jobId = 0;
+  uint64_t instance = 0;
+  bool operator==(const HeldJob&) const = default;
+};
 
 struct Ready {
   std::string runnerId;
@@ -108,6 +121,7 @@ struct Ready {
   uint32_t busy = 0;
   uint32_t pid = 0;
   std::string host;
+  std::vector<HeldJob> held;  // authoritative when held.size() == busy
 };
 struct SetPool {
   uint64_t requestId = 0;
@@ -116,9 +130,19 @@ struct SetPool {
   int64_t max = -1;
   int64_t warmSlots = -1;
 };
-struct Welcome { uint32_t heartbeatIntervalMs = 0; uint32_t liveness = 0; };
+struct Welcome {
+  uint32_t heartbeatIntervalMs = 0;
+  uint32_t liveness = 0;
+  uint64_t instance = 0;
+  uint64_t maxPayloadBytes = 0;
+};
 struct Job { uint64_t jobId = 0; std::string function; Mode mode = Mode::Call; uint32_t budgetMs = kInfiniteMs; };
-struct JobDone { uint64_t jobId = 0; ErrorCode code = ErrorCode::None; std::string message; };
+struct JobDone {
+  uint64_t jobId = 0;
+  ErrorCode code = ErrorCode::None;
+  std::string message;
+  uint64_t instance = 0;  // the broker run that dispatched the job (0 = unknown)
+};
 struct CancelJob { uint64_t jobId = 0; };
 struct Leaving { std::string reason; bool exiting = false; };
 struct Drain { uint32_t graceMs = 0; };

@@ -74,7 +74,7 @@ struct Submit {
   function @3 :Text;
   timeoutMs @4 :UInt32;   # budget from receipt; 0 = the pool's default; 0xFFFFFFFF = infinite
   idempotent @5 :Bool;    # may be retried on another runner if its runner is lost
-  retries @6 :UInt8;      # how many such retries (only with idempotent)
+  retries @6 :UInt8;      # how many such retries (only with idempotent; 0 = the default, 1)
   link @7 :Bool;          # tie to this client's session (the client must heartbeat)
 }
 
@@ -115,6 +115,8 @@ struct Heartbeat {
   intervalMs @1 :UInt32;  # the sender's heartbeat interval (the broker tells clients its own)
   instance @2 :UInt64;    # the broker's random id for this run (0 from clients and runners):
                           # a change means the broker restarted and forgot what was in flight
+  maxPayloadBytes @3 :UInt64;  # broker -> client: the largest payload frame it accepts (0 = unknown)
+  shuttingDown @4 :Bool;  # broker -> client: it is stopping and accepts no new work
 }
 
 struct Ready {
@@ -126,11 +128,22 @@ struct Ready {
   busy @5 :UInt32;        # jobs still running here (non-zero on re-registration)
   pid @6 :UInt32;
   host @7 :Text;
+  held @8 :List(HeldJob); # every job this runner still holds (running, or its jobDone not yet
+                          # sent), with the broker run that gave it; authoritative when its
+                          # length equals `busy` (older runners send only `busy`)
+}
+
+struct HeldJob {
+  jobId @0 :UInt64;
+  instance @1 :UInt64;    # Welcome.instance of the broker run that dispatched it (0 = unknown)
 }
 
 struct Welcome {
   heartbeatIntervalMs @0 :UInt32;
   liveness @1 :UInt32;    # peer is dead after interval x liveness of silence
+  instance @2 :UInt64;    # the broker's random id for this run (as in heartbeats); the runner
+                          # tags every job with it and echoes it in jobDone and ready.held
+  maxPayloadBytes @3 :UInt64;  # the largest result frame the broker accepts (0 = unknown)
 }
 
 struct Job {
@@ -144,6 +157,8 @@ struct JobDone {
   jobId @0 :UInt64;
   code @1 :ErrorCode;     # none = success, payload frame is the result
   message @2 :Text;
+  instance @3 :UInt64;    # the broker run that dispatched the job (Welcome.instance; 0 = unknown):
+                          # a restarted broker reuses job ids, so it matches on both
 }
 
 struct CancelJob { jobId @0 :UInt64; }

@@ -321,7 +321,7 @@ TEST_CASE("runner registration: unknown connections are asked for ready; reconne
   auto jobs = h.jobsFor(r);
   REQUIRE(jobs.size() == 1);
   // Same runner id from a new connection: it keeps its job and its result still arrives.
-  h.core.onRunner("new-conn", msg::Ready{"r1", "p", 1, {"echo"}, "", 1, 0, ""}, {});
+  h.core.onRunner("new-conn", msg::Ready{"r1", "p", 1, {"echo"}, Harness::token("r1"), 1, 0, ""}, {});
   CHECK(h.outbox.takeOf<msg::Welcome>("new-conn").size() == 1);
   h.done("new-conn", jobs[0].jobId, "late");
   auto res = h.outbox.take("c");

@@ -90,11 +90,13 @@ struct Harness {
   BrokerOptions options;
   BrokerCore core;
 
+  // The secret runner `id` registers with (as flame::Runner, every runner sends one).
+  static std::string token(const std::string& id) { return "secret-of-" + id; }
   // Registers runner `id` on connection "conn-<id>" and drains its welcome.
   std::string ready(const std::string& id, const std::string& pool, uint32_t slots,
                     std::vector<std::string> functions = {"echo"}, uint32_t busy = 0) {
     std::string conn = "conn-" + id;
-    core.onRunner(conn, msg::Ready{id, pool, slots, std::move(functions), "", busy, 0, "host"}, {});
+    core.onRunner(conn, msg::Ready{id, pool, slots, std::move(functions), token(id), busy, 0, "host"}, {});
     return conn;
   }
   void submit(const std::string& client, uint64_t requestId, const std::string& pool, const std::string& function,
