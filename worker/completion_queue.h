@@ -15,6 +15,7 @@ namespace flame {
 struct Completion {
   uint64_t jobId = 0;
   HandlerResult result;
+  uint64_t instance = 0;  // the broker run that gave the job (JobState::instance)
 };
 
 // Shared (std::shared_ptr) by the runner and its worker threads, so that a worker thread that

@@ -26,6 +26,7 @@
 #include "common/duration.h"
 #include "common/log.h"
 #include "common/transport.h"
+#include "common/utf8.h"
 #include "worker/completion_queue.h"
 #include "worker/worker_pool.h"
 
@@ -49,12 +50,29 @@ std::string hostName() {
   return buf;
 }
 
-std::string generateRunnerId(const std::string& pool, const std::string& host) {
+std::string randomHex(size_t words) {
   std::random_device random;
+  std::string out;
   char hex[9];
-  std::snprintf(hex, sizeof(hex), "%08x", static_cast<unsigned>(random()));
-  return pool + "-" + host + "-" + std::to_string(::getpid()) + "-" + hex;
+  for (size_t i = 0; i < words; ++i) {
+    std::snprintf(hex, sizeof(hex), "%08x", static_cast<unsigned>(random()));
+    out += hex;
+  }
+  return out;
 }
+
+std::string generateRunnerId(const std::string& pool, const std::string& host) {
+  return pool + "-" + host + "-" + std::to_string(::getpid()) + "-" + randomHex(1);
+}
+
+// A job as both sides name it: the broker run that dispatched it and its id in that run.
+using JobKey = std::pair<uint64_t, uint64_t>;  // (instance, job id)
+
+// A result waiting for (re-)registration, with the job it answers.
+struct PendingResult {
+  JobKey job;
+  Frames frames;
+};
 
 // Message kinds in the order of the Message variant, for logs. Kinds added to the variant
 // later than this list log as "message #N" until they are named here.
@@ -107,7 +125,8 @@ class Runner::Impl {
   void sendReady();
   void sendHeartbeat(TimePoint now);
   void sendLeaving(bool exiting);
-  void sendResult(Frames frames);
+  void sendResult(JobKey job, Frames frames);
+  msg::JobDone jobDone(JobKey job, ErrorCode code, std::string message) const;
   void flushOutbox();
   TimePoint livenessDeadline() const;
   TimePoint failsafeAt() const { return addSaturating(lastHeard_, options_.failsafeAfter); }
@@ -153,9 +172,12 @@ class Runner::Impl {
 
   // Every job in jobs_ is queued on or running in pool_ until its result is taken, and
   // jobs_.size() <= pool_.threads(): a queued job always has a thread free for it.
-  std::map<uint64_t, RunningJob> jobs_;
+  std::map<JobKey, RunningJob> jobs_;
   WorkerPool pool_{completions_};
-  std::deque<Frames> outbox_;  // results waiting for (re-)registration
+  std::deque<PendingResult> outbox_;  // results waiting for (re-)registration
+  uint64_t brokerInstance_ = 0;       // Welcome.instance of the broker run we are registered with
+  uint64_t maxResultBytes_ = 0;       // Welcome.maxPayloadBytes; 0 = unknown (no check)
+  std::string secret_;                // the token every ready carries
 
   Phase phase_ = Phase::Serving;
   RunExit exit_ = RunExit::Stopped;
@@ -170,8 +192,8 @@ Runner::Impl::Impl(RunnerOptions options)
       interval_(options_.heartbeatInterval),
       liveness_(options_.liveness),
       backoff_(options_.reconnectMin) {
-  if (options_.pool.empty() || options_.pool.size() > kMaxNameBytes)
-    throw std::invalid_argument("pool name must be 1-128 bytes, got '" + options_.pool + "'");
+  if (options_.pool.empty() || options_.pool.size() > kMaxNameBytes || !isValidUtf8(options_.pool))
+    throw std::invalid_argument("pool name must be 1-128 bytes of UTF-8, got '" + toValidUtf8(options_.pool) + "'");
   if (options_.concurrency == 0) throw std::invalid_argument("concurrency must be at least 1");
   if (options_.heartbeatInterval <= Duration(0) || options_.liveness == 0)
     throw std::invalid_argument("heartbeat interval and liveness must be positive");
@@ -184,6 +206,9 @@ Runner::Impl::Impl(RunnerOptions options)
     runnerId_ = generateRunnerId(options_.pool, host_);
   else
     runnerId_ = options_.runnerId;
+  // Every ready proves the identity of the first one with this token: the boot token of a
+  // booted runner, a random secret of a static one (so nobody can take over its runner id).
+  secret_ = options_.token.empty() ? randomHex(4) : options_.token;
   // Reject a malformed endpoint here, with a clear message, rather than deep inside run().
   try {
     connectDealer(ctx_, options_.broker);
@@ -200,8 +225,8 @@ Runner::Impl::~Impl() {
 
 void Runner::Impl::handle(std::string function, Handler handler) {
   if (started_) throw std::logic_error("Runner::handle() called after run()");
-  if (function.empty() || function.size() > kMaxNameBytes)
-    throw std::invalid_argument("function name must be 1-128 bytes, got '" + function + "'");
+  if (function.empty() || function.size() > kMaxNameBytes || !isValidUtf8(function))
+    throw std::invalid_argument("function name must be 1-128 bytes of UTF-8, got '" + toValidUtf8(function) + "'");
   if (!handler) throw std::invalid_argument("empty handler for function '" + function + "'");
   handlers_[std::move(function)] = std::make_shared<const Handler>(std::move(handler));
 }
@@ -264,14 +289,20 @@ void Runner::Impl::disconnect() {
 void Runner::Impl::sendReady() {
   std::vector<std::string> functions;
   for (const auto& [name, handler] : handlers_) functions.push_back(name);
+  // Everything still held: running jobs and results not yet delivered, so the broker can settle
+  // what it assigned us (PROTOCOL.md, Runner registration).
+  std::vector<msg::HeldJob> held;
+  for (const auto& [key, job] : jobs_) held.push_back(msg::HeldJob{key.second, key.first});
+  for (const auto& pending : outbox_) held.push_back(msg::HeldJob{pending.job.second, pending.job.first});
   msg::Ready ready{runnerId_,
                    options_.pool,
                    options_.concurrency,
                    std::move(functions),
-                   options_.token,
-                   static_cast<uint32_t>(jobs_.size()),
+                   secret_,
+                   static_cast<uint32_t>(held.size()),
                    static_cast<uint32_t>(::getpid()),
-                   host_};
+                   host_,
+                   std::move(held)};
   Frames frames;
   frames.push_back(encode(ready));
   readyPending_ = sendFrames(*dealer_, frames) != SendStatus::Ok;
@@ -294,18 +325,23 @@ void Runner::Impl::sendLeaving(bool exiting) {
     log_->warn("runner={} could not queue leaving exiting={}", runnerId_, exiting);
 }
 
-void Runner::Impl::sendResult(Frames frames) {
+msg::JobDone Runner::Impl::jobDone(JobKey job, ErrorCode code, std::string message) const {
+  // Error texts may come from a handler: the broker refuses text that is not UTF-8.
+  return msg::JobDone{job.second, code, toValidUtf8(message), job.first};
+}
+
+void Runner::Impl::sendResult(JobKey job, Frames frames) {
   if (!talk_) return;
   if (link_ == Link::Registered && outbox_.empty()) {
     if (sendFrames(*dealer_, frames) == SendStatus::Ok) return;
     log_->warn("runner={} send queue full; result kept for later", runnerId_);
   }
-  outbox_.push_back(std::move(frames));
+  outbox_.push_back(PendingResult{job, std::move(frames)});
 }
 
 void Runner::Impl::flushOutbox() {
   while (link_ == Link::Registered && !outbox_.empty()) {
-    if (sendFrames(*dealer_, outbox_.front()) != SendStatus::Ok) return;
+    if (sendFrames(*dealer_, outbox_.front().frames) != SendStatus::Ok) return;
     outbox_.pop_front();
   }
 }
@@ -392,6 +428,11 @@ void Runner::Impl::onWelcome(const msg::Welcome& welcome, TimePoint now) {
     liveness_ = welcome.liveness;
   else
     log_->warn("runner={} welcome without liveness; keeping {}", runnerId_, liveness_);
+  if (brokerInstance_ != 0 && welcome.instance != brokerInstance_)
+    log_->info("runner={} the broker restarted: {} jobs of its previous run still held", runnerId_,
+               jobs_.size() + outbox_.size());
+  brokerInstance_ = welcome.instance;
+  maxResultBytes_ = welcome.maxPayloadBytes;
   link_ = Link::Registered;
   readyPending_ = false;
   nextHeartbeat_ = addSaturating(now, interval_);
@@ -431,15 +472,18 @@ void Runner::Impl::onError(const msg::Error& error, TimePoint now) {
 }
 
 void Runner::Impl::onJob(const msg::Job& job, const zmq::message_t* payload, TimePoint now) {
+  // The same id from another broker run is another job (a restarted broker reuses ids).
+  const JobKey key{brokerInstance_, job.jobId};
   auto reply = [&](ErrorCode code, std::string message) {
     log_->debug("runner={} job={} refused {}: {}", runnerId_, job.jobId, errorCodeName(code),
                 message);
     Frames frames;
-    frames.push_back(encode(msg::JobDone{job.jobId, code, std::move(message)}));
-    sendResult(std::move(frames));
+    frames.push_back(encode(jobDone(key, code, std::move(message))));
+    sendResult(key, std::move(frames));
   };
-  if (jobs_.count(job.jobId)) {
-    // Answering would return a slot the broker still counts for the running copy.
+  if (jobs_.count(key)) {
+    // Answering would return a slot the broker still counts for the running copy. (The broker
+    // does not send a job twice: a re-registration lists what we hold.)
     log_->warn("runner={} job={} is already running; duplicate ignored", runnerId_, job.jobId);
     return;
   }
@@ -458,6 +502,7 @@ void Runner::Impl::onJob(const msg::Job& job, const zmq::message_t* payload, Tim
 
   auto state = std::make_shared<JobState>();
   state->jobId = job.jobId;
+  state->instance = key.first;
   state->mode = job.mode;
   if (payload) state->payload.assign(static_cast<const char*>(payload->data()), payload->size());
   state->deadline =
@@ -476,11 +521,11 @@ void Runner::Impl::onJob(const msg::Job& job, const zmq::message_t* payload, Tim
   pool_.submit(state, handler->second);
   log_->debug("runner={} job={} function={} mode={} budget={} started", runnerId_, job.jobId,
               job.function, modeName(job.mode), formatDuration(fromWireMs(job.budgetMs)));
-  jobs_.emplace(job.jobId, std::move(running));
+  jobs_.emplace(key, std::move(running));
 }
 
 void Runner::Impl::onCancelJob(const msg::CancelJob& cancelJob, TimePoint now) {
-  auto it = jobs_.find(cancelJob.jobId);
+  auto it = jobs_.find(JobKey{brokerInstance_, cancelJob.jobId});
   if (it == jobs_.end()) {
     log_->debug("runner={} cancel for job={} that is not running", runnerId_, cancelJob.jobId);
     return;
@@ -491,7 +536,8 @@ void Runner::Impl::onCancelJob(const msg::CancelJob& cancelJob, TimePoint now) {
 
 void Runner::Impl::onCompletions() {
   for (Completion& done : completions_->takeAll()) {
-    auto it = jobs_.find(done.jobId);
+    const JobKey key{done.instance, done.jobId};
+    auto it = jobs_.find(key);
     if (it == jobs_.end()) continue;  // stranded at a previous exit: nobody waits for it
     RunningJob& job = it->second;
     ErrorCode code = ErrorCode::None;
@@ -504,17 +550,22 @@ void Runner::Impl::onCompletions() {
     } else if (done.result.isError) {
       code = ErrorCode::HandlerError;
       message = std::move(done.result.value);
+    } else if (maxResultBytes_ != 0 && done.result.value.size() > maxResultBytes_) {
+      // The broker would refuse it, or drop the connection if it is far over its frame limit.
+      code = ErrorCode::PayloadTooLarge;
+      message = "result of " + std::to_string(done.result.value.size()) +
+                " bytes exceeds the broker's limit of " + std::to_string(maxResultBytes_) + " bytes";
     }
     log_->debug("runner={} job={} function={} done code={}", runnerId_, done.jobId, job.function,
                 errorCodeName(code));
     if (job.stuck)
       log_->info("runner={} job={} returned after its cancel grace", runnerId_, done.jobId);
     Frames frames;
-    frames.push_back(encode(msg::JobDone{done.jobId, code, std::move(message)}));
+    frames.push_back(encode(jobDone(key, code, std::move(message))));
     if (code == ErrorCode::None)
       frames.emplace_back(done.result.value.data(), done.result.value.size());
     jobs_.erase(it);
-    sendResult(std::move(frames));
+    sendResult(key, std::move(frames));
   }
 }
 
@@ -571,7 +622,8 @@ void Runner::Impl::runTimers(TimePoint now) {
   }
   bool retire = false;
   uint64_t stuckJob = 0;
-  for (auto& [id, job] : jobs_) {
+  for (auto& [key, job] : jobs_) {
+    const uint64_t id = key.second;
     if (job.stopReason == ErrorCode::None && now >= job.state->deadline) {
       cancel(job, ErrorCode::Timeout, "deadline exceeded", now);
     } else if (job.stopReason != ErrorCode::None && !job.stuck && now >= job.graceEnds) {

@@ -105,6 +105,7 @@ void WorkerPool::workerLoop(std::shared_ptr<Shared> shared, size_t index) {
 
     HandlerResult result = runHandler(*task.job, *task.handler);
     uint64_t jobId = task.job->jobId;
+    uint64_t instance = task.job->instance;
     task = Task{};
 
     // Not busy before the result is visible: once the I/O thread has seen every result, no
@@ -112,7 +113,7 @@ void WorkerPool::workerLoop(std::shared_ptr<Shared> shared, size_t index) {
     lock.lock();
     shared->busy[index] = 0;
     lock.unlock();
-    shared->completions->post(Completion{jobId, std::move(result)});
+    shared->completions->post(Completion{jobId, std::move(result), instance});
     lock.lock();
   }
 }

@@ -27,6 +27,7 @@ namespace flame {
 // stop, and the worker thread running it.
 struct JobState {
   uint64_t jobId = 0;
+  uint64_t instance = 0;  // the broker run that dispatched it: a restarted broker reuses job ids
   Mode mode = Mode::Call;
   std::string payload;
   TimePoint deadline = TimePoint::max();

@@ -109,9 +109,10 @@ class FakeBroker {
   }
 
   // Waits for `ready` and answers `welcome`.
-  msg::Ready registerRunner(uint32_t heartbeatMs = 1000, uint32_t liveness = 10) {
+  msg::Ready registerRunner(uint32_t heartbeatMs = 1000, uint32_t liveness = 10, uint64_t instance = 0,
+                            uint64_t maxPayloadBytes = 0) {
     auto [ready, payload] = expect<msg::Ready>();
-    send(msg::Welcome{heartbeatMs, liveness});
+    send(msg::Welcome{heartbeatMs, liveness, instance, maxPayloadBytes});
     return ready;
   }
 
@@ -813,4 +814,76 @@ TEST_CASE("JobContext::sleepFor returns early on stop", "[runner]") {
   stopper.join();
   CHECK(job.stopRequested());
   CHECK(job.payload() == "p");
+}
+
+TEST_CASE("a restarted broker's job that reuses an old id runs; each result names its broker run",
+          "[runner][reliability]") {
+  auto broker = std::make_unique<FakeBroker>();
+  const std::string endpoint = broker->endpoint();
+  auto options = testOptions(*broker);
+  options.concurrency = 2;
+  options.failsafeAfter = Duration(10000);
+  Runner runner(options);
+  registerBuiltinFunctions(runner, false);
+  Gate gate;
+  runner.handle("hold", [&](JobContext& job) -> HandlerResult {
+    return gate.pass(job) ? "old result" : "stopped";
+  });
+  RunnerThread thread(runner);
+  auto first = broker->registerRunner(100, 3, /*instance=*/11);
+  // A static runner proves its identity with a random secret of its own.
+  CHECK(first.token.size() >= 16);
+  broker->sendJob(1, "hold");
+  REQUIRE(gate.waitArrived(1));
+
+  broker.reset();                                   // the broker restarts...
+  broker = std::make_unique<FakeBroker>(endpoint);  // ...and forgot everything
+  auto again = broker->registerRunner(100, 3, /*instance=*/22);
+  CHECK(again.token == first.token);
+  CHECK(again.busy == 1);
+  CHECK(again.held == std::vector<msg::HeldJob>{{1, 11}});
+
+  // The new run's first job has id 1 too: it is another job, and runs.
+  broker->sendJob(1, "echo", "new result");
+  std::optional<std::string> payload;
+  auto done = broker->expectDone(1, &payload);
+  CHECK(done.instance == 22);
+  CHECK(payload == std::optional<std::string>("new result"));
+
+  gate.open();
+  done = broker->expectDone(1, &payload);
+  CHECK(done.instance == 11);  // the broker can tell it from the new job 1
+  CHECK(payload == std::optional<std::string>("old result"));
+}
+
+TEST_CASE("a result over the broker's payload limit is reported payload_too_large, not sent",
+          "[runner][reliability]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+  broker.registerRunner(1000, 10, 5, /*maxPayloadBytes=*/10);
+  broker.sendJob(1, "echo", "0123456789A");
+  std::optional<std::string> payload;
+  auto done = broker.expectDone(1, &payload);
+  CHECK(done.code == ErrorCode::PayloadTooLarge);
+  CHECK(done.message.find("11 bytes") != std::string::npos);
+  CHECK_FALSE(payload);
+  broker.sendJob(2, "echo", "0123456789");
+  CHECK(broker.expectDone(2, &payload).code == ErrorCode::None);
+  CHECK(payload == std::optional<std::string>("0123456789"));
+}
+
+TEST_CASE("a handler's error text that is not UTF-8 is repaired, so the broker accepts it",
+          "[runner][reliability]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  runner.handle("bad", [](JobContext&) { return fail("bad \xff bytes"); });
+  CHECK_THROWS_AS(runner.handle("no\xffname", [](JobContext&) { return ok(); }), std::invalid_argument);
+  RunnerThread thread(runner);
+  broker.registerRunner();
+  broker.sendJob(1, "bad");
+  auto done = broker.expectDone(1);  // expectDone fails the test if the bytes do not decode
+  CHECK(done.code == ErrorCode::HandlerError);
+  CHECK(done.message == "bad \xEF\xBF\xBD bytes");
 }
