@@ -264,7 +264,8 @@ int main(int argc, char** argv) {
     auto restartsUntil = chaosStart + std::chrono::seconds(s.seconds) / 2;
     auto nextFault = chaosStart + uniformMs(rng, 300, 1200);
     // One broker restart is guaranteed, at 15-40% of the run; more may come by the dice.
-    std::optional<WallClock::time_point> forcedRestart =
+    bool forcedRestartPending = true;
+    WallClock::time_point forcedRestart =
         chaosStart + std::chrono::duration_cast<Millis>(std::chrono::seconds(s.seconds) *
                                                         std::uniform_real_distribution<double>(0.15, 0.4)(rng));
     while (WallClock::now() < chaosEnd && !gInterrupted) {
@@ -272,8 +273,8 @@ int main(int argc, char** argv) {
       for (auto* f : faults) f->tick(now);
       superviseRunners(cluster, unexpectedExits);
       takeBaseline();
-      if (forcedRestart && now >= *forcedRestart && cluster.brokerUp()) {
-        forcedRestart.reset();
+      if (forcedRestartPending && now >= forcedRestart && cluster.brokerUp()) {
+        forcedRestartPending = false;
         restarter.inject(rng, now);
       } else if (now >= nextFault) {
         // Weighted choice; the broker is restarted in the first half only.
