@@ -46,6 +46,12 @@ struct Sink {
   bool tooLarge = false;
 };
 
+// CURLOPT_XFERINFOFUNCTION: a non-zero return aborts with CURLE_ABORTED_BY_CALLBACK.
+int onProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* cancel = static_cast<const std::atomic<bool>*>(user);
+  return cancel->load() ? 1 : 0;
+}
+
 size_t onBody(char* data, size_t size, size_t count, void* user) {
   auto* sink = static_cast<Sink*>(user);
   size_t bytes = size * count;
@@ -171,6 +177,16 @@ Response Client::perform(const Request& request) {
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(request.body.size()));
   }
+  if (request.cancel != nullptr) {
+    if (request.cancel->load()) {
+      response.error = TransportError::Cancelled;
+      response.errorMessage = "cancelled before sending";
+      return response;
+    }
+    curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &onProgress);
+    curl_easy_setopt(easy, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(request.cancel));
+    curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+  }
   if (!request.caPath.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, request.caPath.c_str());
   if (request.insecureSkipTlsVerify) {
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -179,7 +195,9 @@ Response Client::perform(const Request& request) {
 
   CURLcode code = curl_easy_perform(easy);
   if (code != CURLE_OK) {
-    response.error = sink.tooLarge ? TransportError::TooLarge : classify(code);
+    response.error = sink.tooLarge                      ? TransportError::TooLarge
+                     : code == CURLE_ABORTED_BY_CALLBACK ? TransportError::Cancelled
+                                                         : classify(code);
     response.errorMessage =
         sink.tooLarge ? "response larger than " + std::to_string(kMaxResponseBytes) + " bytes"
         : errorBuffer[0] != '\0' ? std::string(errorBuffer)
@@ -220,6 +238,8 @@ const char* toString(TransportError error) {
       return "tls";
     case TransportError::TooLarge:
       return "too large";
+    case TransportError::Cancelled:
+      return "cancelled";
     case TransportError::Other:
       return "other";
   }

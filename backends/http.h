@@ -4,6 +4,7 @@
 // Nothing in this file throws for network or server behaviour.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,7 @@ enum class TransportError {
   Connection,  // could not resolve, connect, send or receive
   Tls,         // certificate or handshake problem
   TooLarge,    // the answer exceeded kMaxResponseBytes
+  Cancelled,   // Request::cancel turned true
   Other,       // bad URL, out of memory, ...
 };
 
@@ -35,6 +37,9 @@ struct Request {
   Duration timeout{30'000};          // whole exchange, connection included
   std::string caPath;                // PEM bundle to trust; empty: the system's default
   bool insecureSkipTlsVerify = false;
+  // Not owned; when set and it turns true, the exchange is abandoned (checked about once a
+  // second and on every bit of progress) and answers Cancelled. For threads that must stop.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct Response {

@@ -3,17 +3,29 @@
 //   boot  POST   /api/v1/namespaces/{ns}/pods                 restartPolicy Never, labelled
 //   stop  DELETE /api/v1/namespaces/{ns}/pods/{name}          (404 = already gone = ok)
 //   list  GET    /api/v1/namespaces/{ns}/pods?labelSelector=flame/broker-id=<id>
+//   watch GET    the same list every watchInterval (+ GET .../pods/{name} for one it leaves out)
 //
 // Pods carry labels flame/pool, flame/broker-id, flame/runner-id (values sanitised to DNS-1123
-// labels) and the same keys as annotations with the exact values, which list() reports. When the
-// broker's own pod is known, runner pods get an ownerReference to it, so deleting the broker's
-// pod garbage-collects its runners.
+// labels) and the same keys as annotations with the exact values, which list() reports.
+// Owner: when the broker's own pod is known (name and uid) and lives in the namespace the runner
+// pods are created in, runner pods get an ownerReference to it, so deleting the broker's pod
+// garbage-collects its runners. Never across namespaces: Kubernetes treats a cross-namespace
+// owner as absent and would delete the runner pods at once.
 // The service-account token file is re-read before every request (projected tokens rotate).
-// Retries 429/5xx and timeouts/connection failures; 409 on create ("already exists"), 401, 403
-// and other 4xx fail at once with the API's message. A 409 on a *retried* create means an earlier
-// attempt created the pod (its answer was lost): that boot succeeds.
+// Retries 429/5xx (Retry-After honoured) and timeouts/connection failures; 401, 403, 422 Invalid
+// and other 4xx fail at once with the API's message.
 //
-// Thread-safety: calls are serialised by an internal mutex.
+// Creates are idempotent: the pod's name is dnsLabel(runner id), which the broker never reuses.
+// Before retrying a create whose answer was lost (timeout, dropped connection, 5xx), and on a
+// 409 AlreadyExists, boot() reads the pod by name; if it carries this broker's and runner's ids
+// it is returned as the boot. A pod of that name that is not ours fails the boot (not retryable).
+//
+// reapExited(): a MachineWatcher polls the pods this backend booted and has not stopped; those
+// in phase Failed/Succeeded, with a terminated container, being deleted, or gone (404) are
+// reported once. Their pod objects stay for inspection until the orphan sweep deletes them.
+//
+// Thread-safety: boot/stop/list are serialised by an internal mutex; reapExited() takes only the
+// watcher's short lock and may be called concurrently with them.
 #pragma once
 
 #include <functional>
@@ -22,9 +34,12 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "backends/backend.h"
 #include "backends/http.h"
+#include "backends/kubernetes_api.h"
+#include "backends/machine_watcher.h"
 #include "backends/retry.h"
 #include "common/clock.h"
 
@@ -43,19 +58,22 @@ struct KubernetesOptions {
   std::string memory;  // e.g. "512Mi"; empty: omitted
   std::map<std::string, std::string> labels;  // extra pod labels (flame/* keys are ours)
   std::string serviceAccount;                 // serviceAccountName; empty: the namespace default
-  std::string ownerPodName;                   // empty: $POD_NAME
-  std::string ownerPodUid;          // empty: $POD_UID; both name and uid needed for ownerReferences
+  // The broker's own pod, owner of the runner pods. Empty: $FLAME_POD_NAME, else $POD_NAME (and
+  // _UID, _NAMESPACE alike; set them with the downward API). The namespace falls back to the
+  // service account's namespace file (the pod's own). An owner is set only when name and uid are
+  // known and its namespace is known and equal to the runner pods' namespace.
+  std::string ownerPodName;
+  std::string ownerPodUid;
+  std::string ownerPodNamespace;
   Duration requestTimeout{30'000};  // per HTTP attempt
   int maxRetries = 5;
   Duration retryBase{200};
   Duration retryMax{5000};
+  // How often booted pods are checked for having ended by themselves (reapExited()).
+  // 0 or kInfinite: not watched. One list request per round (per broker id), whatever the count.
+  Duration watchInterval{2000};
   std::function<void(Duration)> sleeper;  // empty: really sleeps (tests inject a recorder)
 };
-
-// A DNS-1123 label from any text: lowercase, [a-z0-9-], starting and ending alphanumeric, at
-// most 63 characters. Texts that had to be shortened get a hash suffix so that distinct long ids
-// stay distinct. Never empty ("x" for text with no usable character).
-std::string dnsLabel(std::string_view text);
 
 class KubernetesBackend final : public Backend {
  public:
@@ -72,21 +90,49 @@ class KubernetesBackend final : public Backend {
   std::string kind() const override { return "kubernetes"; }
   // machineId = pod name (dnsLabel(spec.runnerId)).
   BootResult boot(const BootSpec& spec) override;
+  // Stops watching the pod first: its end is then not reported by reapExited().
   BackendStatus stop(const MachineHandle& machine) override;
   ListResult list(const std::string& brokerId) override;
   bool supportsList() const override { return true; }
+  std::vector<ExitedMachine> reapExited() override { return watcher_.reap(); }
+
+  // Whether created pods get an ownerReference to the broker's pod (see KubernetesOptions).
+  bool setsOwnerReference() const { return setsOwner_; }
+  // One watch round now, on the calling thread (tests; the watcher thread does this every
+  // watchInterval). Blocks for its HTTP requests.
+  void watchOnce() { watcher_.pollOnce(); }
 
  private:
+  struct PodLookup {
+    enum class Kind { Found, NotFound, Failed } kind = Kind::Failed;
+    k8s::Pod pod;     // when Found
+    std::string why;  // when Failed
+  };
+
   http::Request baseRequest(std::string method, std::string path) const;
   // Sets the Authorization header from the token file, read now.
   BackendStatus authorize(http::Request& request) const;
+  // GET the pod by name: one request, no retries.
+  PodLookup lookupPod(http::Client& client, const std::string& podName,
+                      const std::atomic<bool>* cancel) const;
+  BootResult adopt(const BootSpec& spec, const k8s::Pod& pod, const std::string& what,
+                   const std::string& how);
+  BootResult resolveAlreadyExists(const BootSpec& spec, const std::string& podName,
+                                  const std::string& what, const HttpOutcome& outcome);
+  // MachineWatcher's probe: runs on the watcher thread only.
+  std::vector<ExitedMachine> probe(const std::vector<WatchedMachine>& watched);
+  void noteProbeFailure(const std::string& what, const std::string& why);
 
   KubernetesOptions options_;
   BackendStatus configStatus_;
+  bool setsOwner_ = false;
   Sleeper sleeper_;
   RetryPolicy retry_;
   std::mutex mutex_;
-  http::Client client_;  // guarded by mutex_
+  http::Client client_;       // guarded by mutex_
+  http::Client watchClient_;  // the probe's own (it never waits for mutex_)
+  int probeFailures_ = 0;     // in a row; probe thread only
+  MachineWatcher watcher_;    // last: stopped first, before what its probe uses
 };
 
 }  // namespace flame

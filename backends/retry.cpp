@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <thread>
+
+#include "backends/api_json.h"
 
 namespace flame {
 
@@ -62,7 +63,8 @@ HttpOutcome performWithRetry(http::Client& client, http::Request request, const 
                              const Sleeper& sleeper,
                              const std::function<bool(long status)>& retryableStatus,
                              const std::function<BackendStatus(http::Request&)>& prepare,
-                             spdlog::logger& log, std::string_view what) {
+                             spdlog::logger& log, std::string_view what,
+                             const BeforeRetry& beforeRetry) {
   HttpOutcome outcome;
   for (int attempt = 1;; ++attempt) {
     if (prepare) {
@@ -89,7 +91,18 @@ HttpOutcome performWithRetry(http::Client& client, http::Request request, const 
                response.errorMessage, retry, policy.maxRetries, delay.count());
     }
     if (sleeper && delay > Duration(0)) sleeper(delay);
+    if (beforeRetry && beforeRetry(response)) {
+      outcome.settled = true;
+      return outcome;
+    }
   }
+}
+
+bool mayHaveBeenCarriedOut(const http::Response& response) {
+  if (!response.answered())
+    return response.error == http::TransportError::Timeout ||
+           response.error == http::TransportError::Connection;
+  return response.status >= 500 && response.status <= 599;
 }
 
 namespace {
@@ -112,12 +125,10 @@ std::string printablePrefix(std::string_view text, size_t limit) {
 
 std::string apiErrorMessage(const std::string& body, std::initializer_list<const char*> fields) {
   constexpr size_t kLimit = 300;
-  auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (json.is_object()) {
+  if (auto json = api::parseJson(body)) {
     for (const char* field : fields) {
-      auto it = json.find(field);
-      if (it != json.end() && it->is_string())
-        return printablePrefix(it->get_ref<const std::string&>(), kLimit);
+      std::string text = api::stringField(*json, field);
+      if (!text.empty()) return printablePrefix(text, kLimit);
     }
   }
   return printablePrefix(body, kLimit);

@@ -56,25 +56,37 @@ class TokenBucket {
   TimePoint last_;
 };
 
-// True for transport failures worth retrying (timeouts, connection problems).
+// True for transport failures worth retrying (timeouts, connection problems; not Cancelled).
 bool isRetryableTransport(http::TransportError error);
 
 struct HttpOutcome {
   BackendStatus prepareStatus;  // not ok: `prepare` refused and no request was sent
   http::Response response;      // the last answer (or transport failure)
   int attempts = 0;
+  bool settled = false;  // `beforeRetry` said the retry was not needed; `response` is the last failure
 };
 
+// Called after the backoff wait, before a retry, with the failed attempt's response. Returns true
+// when the retry is not needed after all (a create whose answer was lost but that the caller
+// found done), which ends performWithRetry with outcome.settled. It may use the same Client.
+using BeforeRetry = std::function<bool(const http::Response& failed)>;
+
 // Sends `request` until it gets an answer whose status is not retryable, or a non-retryable
-// transport failure, or maxRetries retries were spent. Between attempts it sleeps the backoff,
-// or the answer's Retry-After (capped at policy.max). `prepare` runs before every attempt (to
-// re-read a rotating token, or to wait for the rate limit) and may refuse. Logs a warning per
-// retry on `log`, naming `what`.
+// transport failure, or maxRetries retries were spent, or `beforeRetry` settles it. Between
+// attempts it sleeps the backoff, or the answer's Retry-After (capped at policy.max). `prepare`
+// runs before every attempt (to re-read a rotating token, or to wait for the rate limit) and may
+// refuse. Logs a warning per retry on `log`, naming `what`.
 HttpOutcome performWithRetry(http::Client& client, http::Request request, const RetryPolicy& policy,
                              const Sleeper& sleeper,
                              const std::function<bool(long status)>& retryableStatus,
                              const std::function<BackendStatus(http::Request&)>& prepare,
-                             spdlog::logger& log, std::string_view what);
+                             spdlog::logger& log, std::string_view what,
+                             const BeforeRetry& beforeRetry = nullptr);
+
+// True when a failed create may have been carried out all the same: its answer was lost (timeout,
+// dropped connection) or came from a server or gateway that failed after forwarding it (5xx).
+// Such a create is looked up before it is retried.
+bool mayHaveBeenCarriedOut(const http::Response& response);
 
 // The API's own explanation from an error body: the first string among `fields` of a JSON object
 // ("error", "message"), else the start of the body, printable and at most 300 characters.

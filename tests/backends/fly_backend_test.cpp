@@ -1,12 +1,17 @@
 // FlyBackend against a local fake Machines API.
 #include "backends/fly_backend.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <future>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "backends/fake_api_server.h"
+#include "backends/fake_fly_api.h"
+#include "backends/local_files.h"
 
 using namespace flame;
 using namespace flame::testing;
@@ -134,7 +139,7 @@ TEST_CASE("fly create retries 429 and honours Retry-After", "[backends][fly]") {
 
 TEST_CASE("fly create retries transient statuses up to maxRetries, then fails retryable",
           "[backends][fly]") {
-  int status = GENERATE(409, 412, 422, 429, 500, 502, 503);
+  int status = GENERATE(408, 429, 500, 502, 503);
   FakeApiServer server;
   server.server().Post(kMachinesPath,
                        server.scripted({}, Reply{status, R"({"error":"try later"})", {}}));
@@ -153,7 +158,7 @@ TEST_CASE("fly create retries transient statuses up to maxRetries, then fails re
 
 TEST_CASE("fly create does not retry client errors and reports the API's message",
           "[backends][fly]") {
-  int status = GENERATE(400, 401, 403, 404);
+  int status = GENERATE(400, 401, 403, 404, 412, 422);
   FakeApiServer server;
   server.server().Post(kMachinesPath,
                        server.scripted({}, Reply{status, R"({"error":"token is not valid"})", {}}));
@@ -411,4 +416,338 @@ TEST_CASE("fly create with invalid UTF-8 in the environment does not throw", "[b
   REQUIRE(result.status.ok);
   json body = json::parse(server.requests().at(0).body);
   CHECK(body["config"]["env"]["BROKEN"] == "caf\xef\xbf\xbd");  // U+FFFD
+}
+
+// ---- Issue #8 item 12: which answers are transient ------------------------------------------
+
+TEST_CASE("fly create: 422 is an invalid request, failed at once with the API's message",
+          "[backends][fly]") {
+  FakeApiServer server;
+  server.server().Post(
+      kMachinesPath,
+      server.scripted(
+          {}, Reply{422,
+                    R"({"error":"failed to launch VM: image registry.fly.io/myapp:nope not found"})",
+                    {}}));
+  server.start();
+  RecordingSleeper sleeper;
+  FlyBackend fly(baseOptions(server, sleeper));
+  BootResult result = fly.boot(spec());
+  CHECK_FALSE(result.status.ok);
+  CHECK_FALSE(result.status.retryable);
+  CHECK_THAT(result.status.message, Catch::Contains("HTTP 422"));
+  CHECK_THAT(result.status.message,
+             Catch::Contains("image registry.fly.io/myapp:nope not found"));
+  CHECK(server.requestCount() == 1);
+  CHECK(sleeper.waits->empty());
+}
+
+TEST_CASE("fly stop retries a lease conflict (409/412) and then succeeds", "[backends][fly]") {
+  int status = GENERATE(409, 412);
+  FakeApiServer server;
+  server.server().Delete(
+      kMachinePath,
+      server.scripted({Reply{status, R"({"error":"machine ID m-1 lease currently held"})", {}}},
+                      Reply{200, R"({"ok":true})", {}}));
+  server.start();
+  RecordingSleeper sleeper;
+  FlyBackend fly(baseOptions(server, sleeper));
+  CHECK(fly.stop(MachineHandle{"m-1", "thumbs-1", "thumbs"}).ok);
+  CHECK(server.requestCount() == 2);
+  CHECK(*sleeper.waits == std::vector<milliseconds>{milliseconds(200)});
+}
+
+// ---- Issue #8 item 10: idempotent creates ----------------------------------------------------
+
+namespace {
+
+FlyOptions fakeOptions(const FakeFlyApi& api, RecordingSleeper& sleeper) {
+  FlyOptions options;
+  options.apiBase = api.baseUrl();
+  options.app = "myapp";
+  options.token = "secret-token";
+  options.image = "registry.fly.io/myapp:v1";
+  options.requestTimeout = milliseconds(5000);
+  options.maxRetries = 3;
+  options.retryBase = milliseconds(200);
+  options.retryMax = milliseconds(5000);
+  options.createRatePerSecond = 0;
+  options.watchInterval = std::chrono::hours(1);  // rounds run by watchOnce() only
+  options.sleeper = sleeper.sleeper();
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("fly create answered after the request timeout, retry refused as name taken: boot "
+          "adopts the machine the first attempt created",
+          "[backends][fly]") {
+  Reply nameTaken = GENERATE(Reply{409, R"({"error":"machine name already taken"})", {}},
+                             Reply{422, R"({"error":"Name has already been taken"})", {}});
+  FakeFlyApi api;
+  api.quirks.createDelay = milliseconds(1500);
+  api.quirks.listLag = 1;  // the look before the retry does not see the fresh machine yet
+  api.quirks.nameTaken = nameTaken;
+  api.start();
+  RecordingSleeper sleeper;
+  FlyOptions options = fakeOptions(api, sleeper);
+  options.requestTimeout = milliseconds(300);
+  FlyBackend fly(options);
+
+  BootResult result = fly.boot(spec("thumbs-7f3a"));
+  REQUIRE(result.status.ok);
+  std::string created = api.idOfName("thumbs-7f3a");
+  REQUIRE_FALSE(created.empty());
+  CHECK(result.handle.machineId == created);
+  CHECK(result.handle.runnerId == "thumbs-7f3a");
+  CHECK(result.handle.pool == "thumbs");
+  CHECK(api.creates() == 2);  // the lost one and the refused retry; no third machine
+  CHECK(api.lists() == 2);    // the look before the retry (lagging) and the one after the 409
+}
+
+TEST_CASE("fly create whose answer was lost is found before it is retried", "[backends][fly]") {
+  FakeFlyApi api;
+  api.quirks.createDelay = milliseconds(1500);
+  api.start();
+  RecordingSleeper sleeper;
+  FlyOptions options = fakeOptions(api, sleeper);
+  options.requestTimeout = milliseconds(300);
+  FlyBackend fly(options);
+
+  BootResult result = fly.boot(spec("thumbs-1"));
+  REQUIRE(result.status.ok);
+  CHECK(result.handle.machineId == api.idOfName("thumbs-1"));
+  CHECK(api.creates() == 1);
+  auto requests = api.server().requests();
+  auto lookup = std::find_if(requests.begin(), requests.end(),
+                             [](const RecordedRequest& r) { return r.method == "GET"; });
+  REQUIRE(lookup != requests.end());
+  CHECK(lookup->param("metadata.flame_runner_id") == "thumbs-1");
+}
+
+TEST_CASE("fly name conflict with a machine that is not this boot's is not adopted",
+          "[backends][fly]") {
+  FakeFlyApi api;
+  api.start();
+  // Same name, other broker (a name we would never pick twice, but the API may say otherwise).
+  api.add("thumbs-1", "started",
+          {{"flame_broker_id", "broker-b"}, {"flame_runner_id", "thumbs-1"}});
+  RecordingSleeper sleeper;
+  FlyBackend fly(fakeOptions(api, sleeper));
+  BootResult result = fly.boot(spec("thumbs-1"));
+  CHECK_FALSE(result.status.ok);
+  CHECK(result.status.retryable);  // the scaler boots again under a new runner id
+  CHECK_THAT(result.status.message, Catch::Contains("already taken"));
+  CHECK_THAT(result.status.message, Catch::Contains("no machine tagged broker=broker-a"));
+  CHECK(api.creates() == 1);
+  CHECK(api.lists() == 3);  // looked three times (a fresh machine may be listed late)
+  CHECK(*sleeper.waits == std::vector<milliseconds>{milliseconds(200), milliseconds(400)});
+}
+
+TEST_CASE("fly name conflict with our machine that already ended fails the boot",
+          "[backends][fly]") {
+  FakeFlyApi api;
+  api.start();
+  std::string id = api.add("thumbs-1", "stopped",
+                           {{"flame_broker_id", "broker-a"}, {"flame_runner_id", "thumbs-1"}});
+  api.setState(id, "stopped", 3);
+  RecordingSleeper sleeper;
+  FlyBackend fly(fakeOptions(api, sleeper));
+  BootResult result = fly.boot(spec("thumbs-1"));
+  CHECK_FALSE(result.status.ok);
+  CHECK(result.status.retryable);
+  CHECK_THAT(result.status.message, Catch::Contains("already ended"));
+  CHECK_THAT(result.status.message, Catch::Contains("exit code 3"));
+}
+
+// ---- Issue #8 item 13: machines that end by themselves ----------------------------------------
+
+TEST_CASE("fly watcher reports a machine that stopped by itself, once", "[backends][fly]") {
+  FakeFlyApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  FlyBackend fly(fakeOptions(api, sleeper));
+  BootResult booted = fly.boot(spec("thumbs-1"));
+  REQUIRE(booted.status.ok);
+  BootResult other = fly.boot(spec("thumbs-2"));
+  REQUIRE(other.status.ok);
+
+  fly.watchOnce();
+  CHECK(fly.reapExited().empty());  // both still starting
+
+  api.setState(booted.handle.machineId, "stopped", 1);
+  fly.watchOnce();
+  auto exited = fly.reapExited();
+  REQUIRE(exited.size() == 1);
+  CHECK(exited[0].machine.machineId == booted.handle.machineId);
+  CHECK(exited[0].machine.runnerId == "thumbs-1");
+  CHECK(exited[0].machine.pool == "thumbs");
+  CHECK_THAT(exited[0].description, Catch::Contains("stopped"));
+  CHECK_THAT(exited[0].description, Catch::Contains("exit code 1"));
+  CHECK(fly.reapExited().empty());  // reported once
+  fly.watchOnce();
+  CHECK(fly.reapExited().empty());  // and no longer watched
+}
+
+TEST_CASE("fly watcher reports a destroyed machine the list leaves out", "[backends][fly]") {
+  std::string how = GENERATE("destroyed", "purged");
+  FakeFlyApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  FlyBackend fly(fakeOptions(api, sleeper));
+  BootResult booted = fly.boot(spec("thumbs-1"));
+  REQUIRE(booted.status.ok);
+  if (how == "destroyed")
+    api.setState(booted.handle.machineId, "destroyed");  // GET still answers, state destroyed
+  else
+    api.purge(booted.handle.machineId);  // GET answers 404
+  fly.watchOnce();
+  auto exited = fly.reapExited();
+  REQUIRE(exited.size() == 1);
+  CHECK(exited[0].machine.runnerId == "thumbs-1");
+  CHECK_THAT(exited[0].description, Catch::Contains("destroyed"));
+  CHECK(api.count("GET", std::string(FakeFlyApi::kMachines) + "/" + booted.handle.machineId) == 1);
+}
+
+TEST_CASE("fly watcher does not report a machine the backend stopped", "[backends][fly]") {
+  FakeFlyApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  FlyBackend fly(fakeOptions(api, sleeper));
+  BootResult first = fly.boot(spec("thumbs-1"));
+  BootResult second = fly.boot(spec("thumbs-2"));
+  REQUIRE(first.status.ok);
+  REQUIRE(second.status.ok);
+
+  REQUIRE(fly.stop(first.handle).ok);
+  CHECK(api.stateOf(first.handle.machineId) == "destroyed");
+  fly.watchOnce();
+  CHECK(fly.reapExited().empty());
+
+  // Ended and noticed, but stopped before the scaler reaped it: not reported either.
+  api.setState(second.handle.machineId, "stopped", 0);
+  fly.watchOnce();
+  REQUIRE(fly.stop(second.handle).ok);
+  CHECK(fly.reapExited().empty());
+}
+
+TEST_CASE("fly watcher with watch_interval 0 watches nothing", "[backends][fly]") {
+  FakeFlyApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  FlyOptions options = fakeOptions(api, sleeper);
+  options.watchInterval = milliseconds(0);
+  FlyBackend fly(options);
+  BootResult booted = fly.boot(spec());
+  REQUIRE(booted.status.ok);
+  api.setState(booted.handle.machineId, "failed");
+  fly.watchOnce();
+  CHECK(fly.reapExited().empty());
+  CHECK(api.lists() == 0);
+}
+
+TEST_CASE("fly watcher thread notices a machine that failed while booting",
+          "[backends][fly][watch]") {
+  FakeFlyApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  FlyOptions options = fakeOptions(api, sleeper);
+  options.watchInterval = milliseconds(20);
+  auto fly = std::make_unique<FlyBackend>(options);
+  BootResult booted = fly->boot(spec());
+  REQUIRE(booted.status.ok);
+  api.setState(booted.handle.machineId, "failed");
+
+  std::vector<ExitedMachine> exited;
+  CHECK(flame::test::waitFor([&] {
+    for (auto& e : fly->reapExited()) exited.push_back(e);
+    return !exited.empty();
+  }));
+  REQUIRE(exited.size() == 1);
+  CHECK(exited[0].machine.machineId == booted.handle.machineId);
+  CHECK_THAT(exited[0].description, Catch::Contains("failed"));
+
+  auto started = std::chrono::steady_clock::now();
+  fly.reset();  // stops the watcher thread
+  CHECK(std::chrono::steady_clock::now() - started < milliseconds(1000));
+}
+
+TEST_CASE("fly watcher stops promptly while its request hangs", "[backends][fly][watch]") {
+  FakeFlyApi api;
+  api.quirks.listsHang = true;
+  api.start();
+  RecordingSleeper sleeper;
+  FlyOptions options = fakeOptions(api, sleeper);
+  options.watchInterval = milliseconds(10);
+  options.requestTimeout = milliseconds(30'000);
+  auto fly = std::make_unique<FlyBackend>(options);
+  REQUIRE(fly->boot(spec()).status.ok);
+  REQUIRE(flame::test::waitFor([&] { return api.lists() >= 1; }));
+  auto started = std::chrono::steady_clock::now();
+  fly.reset();
+  CHECK(std::chrono::steady_clock::now() - started < milliseconds(3000));
+}
+
+TEST_CASE("fly reapExited does not wait for a boot in flight", "[backends][fly][watch]") {
+  FakeFlyApi api;
+  api.quirks.createDelay = milliseconds(20'000);  // until the gate opens
+  api.start();
+  RecordingSleeper sleeper;
+  FlyBackend fly(fakeOptions(api, sleeper));
+  auto boot = std::async(std::launch::async, [&] { return fly.boot(spec()); });
+  REQUIRE(flame::test::waitFor([&] { return api.creates() == 1; }));
+  auto started = std::chrono::steady_clock::now();
+  CHECK(fly.reapExited().empty());
+  CHECK(std::chrono::steady_clock::now() - started < milliseconds(500));
+  api.server().releaseGate();
+  CHECK(boot.get().status.ok);
+}
+
+// ---- Malformed answers -------------------------------------------------------------------------
+
+TEST_CASE("fly create with a malformed success answer fails clearly", "[backends][fly]") {
+  std::string body = GENERATE(std::string(""), std::string("<html><body>502 Bad Gateway</body></html>"),
+                              std::string(R"({"id": 7, "state": "started"})"),
+                              std::string(R"({"id":"e7841000","sta)"), std::string("[]"),
+                              std::string("null"), std::string(R"({"id":""})"));
+  FakeApiServer server;
+  server.server().Post(kMachinesPath, server.scripted({}, Reply{200, body, {}}));
+  server.start();
+  RecordingSleeper sleeper;
+  FlyBackend fly(baseOptions(server, sleeper));
+  BootResult result = fly.boot(spec());
+  CHECK_FALSE(result.status.ok);
+  CHECK(result.status.retryable);
+  CHECK_THAT(result.status.message, Catch::Contains("without a machine id"));
+  CHECK(fly.reapExited().empty());
+}
+
+TEST_CASE("fly list with a malformed answer fails clearly or skips bad entries",
+          "[backends][fly]") {
+  FakeApiServer server;
+  server.server().Get(
+      kMachinesPath,
+      server.scripted(
+          {Reply{200, R"({"machines":[]})", {}}, Reply{200, R"([{"id":"m-1","config":)", {}},
+           Reply{200, "<!DOCTYPE html><title>Fly</title>", {}},
+           Reply{200,
+                 R"([1, "x", null, {"id": 5}, {"id":"m-2","config":{"metadata":"oops"}},
+                     {"id":"m-3","config":{"metadata":{"flame_broker_id":"broker-a",
+                      "flame_runner_id":["not","a","string"]}}}])",
+                 {}}},
+          Reply{200, "[]", {}}));
+  server.start();
+  RecordingSleeper sleeper;
+  FlyOptions options = baseOptions(server, sleeper);
+  FlyBackend fly(options);
+  for (int i = 0; i < 3; ++i) {
+    ListResult result = fly.list("broker-a");
+    CHECK_FALSE(result.status.ok);
+    CHECK_THAT(result.status.message, Catch::Contains("not a JSON array"));
+  }
+  ListResult mixed = fly.list("broker-a");
+  REQUIRE(mixed.status.ok);
+  REQUIRE(mixed.machines.size() == 1);  // m-3: ours, with an unreadable runner id
+  CHECK(mixed.machines[0].machineId == "m-3");
+  CHECK(mixed.machines[0].runnerId.empty());
 }

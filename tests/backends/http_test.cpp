@@ -1,10 +1,13 @@
 // The libcurl wrapper: answers of any status are values, transport failures are values.
 #include "backends/http.h"
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <future>
 
 #include "backends/fake_api_server.h"
+#include "backends/local_files.h"
 #include "backends/retry.h"
 #include "common/log.h"
 
@@ -86,4 +89,62 @@ TEST_CASE("performWithRetry stops when prepare refuses", "[backends][http]") {
   CHECK(server.requestCount() == 2);
   CHECK(waits == std::vector<milliseconds>{milliseconds(10), milliseconds(20)});
   CHECK_THAT(describeOutcome("x", outcome, ""), Catch::Contains("no token"));
+}
+
+TEST_CASE("performWithRetry: beforeRetry can settle a retry that is not needed",
+          "[backends][http]") {
+  FakeApiServer server;
+  server.server().Post("/x", server.scripted({}, Reply{504, "gateway timeout", {}}));
+  server.start();
+  http::Client client;
+  http::Request request;
+  request.method = "POST";
+  request.url = server.baseUrl() + "/x";
+  std::vector<milliseconds> waits;
+  std::vector<long> seen;
+  HttpOutcome outcome = performWithRetry(
+      client, request, RetryPolicy{5, milliseconds(10), milliseconds(100)},
+      [&](milliseconds d) { waits.push_back(d); }, [](long status) { return status >= 500; },
+      nullptr, *logger("test"), "x", [&](const http::Response& failed) {
+        seen.push_back(failed.status);
+        return seen.size() == 2;  // found done on the second look
+      });
+  CHECK(outcome.settled);
+  CHECK(outcome.attempts == 2);
+  CHECK(server.requestCount() == 2);
+  CHECK(seen == std::vector<long>{504, 504});
+  // The look comes after the wait: the retry it replaces would have waited too.
+  CHECK(waits == std::vector<milliseconds>{milliseconds(10), milliseconds(20)});
+}
+
+TEST_CASE("http client abandons an exchange when its cancel flag turns true", "[backends][http]") {
+  FakeApiServer server;
+  server.server().Get("/hang", [&](const httplib::Request& request, httplib::Response& response) {
+    server.record(request);
+    server.waitGate(milliseconds(20'000));
+    response.set_content("late", "text/plain");
+  });
+  server.start();
+  std::atomic<bool> cancel{false};
+  http::Request request;
+  request.url = server.baseUrl() + "/hang";
+  request.timeout = milliseconds(30'000);
+  request.cancel = &cancel;
+  auto exchange = std::async(std::launch::async, [&] {
+    http::Client client;
+    return client.perform(request);
+  });
+  REQUIRE(flame::test::waitFor([&] { return server.requestCount() == 1; }));
+  auto started = std::chrono::steady_clock::now();
+  cancel = true;
+  http::Response response = exchange.get();
+  CHECK(std::chrono::steady_clock::now() - started < milliseconds(3000));
+  CHECK(response.error == http::TransportError::Cancelled);
+  CHECK(std::string(http::toString(response.error)) == "cancelled");
+
+  // Already cancelled: nothing is sent.
+  http::Client client;
+  CHECK(client.perform(request).error == http::TransportError::Cancelled);
+  CHECK(server.requestCount() == 1);
+  server.releaseGate();
 }

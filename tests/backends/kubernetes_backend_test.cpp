@@ -2,13 +2,18 @@
 #include "backends/kubernetes_backend.h"
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <future>
+#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "backends/fake_api_server.h"
+#include "backends/fake_kubernetes_api.h"
+#include "backends/local_files.h"
 
 using namespace flame;
 using namespace flame::testing;
@@ -40,12 +45,17 @@ struct SecretsDir {
   std::string path(const std::string& name) const { return (dir / name).string(); }
 };
 
-KubernetesOptions baseOptions(const FakeApiServer& server, const SecretsDir& secrets,
+void clearOwnerEnv() {
+  for (const char* name : {"POD_NAME", "POD_UID", "POD_NAMESPACE", "FLAME_POD_NAME",
+                           "FLAME_POD_UID", "FLAME_POD_NAMESPACE"})
+    ::unsetenv(name);
+}
+
+KubernetesOptions baseOptions(const std::string& apiServer, const SecretsDir& secrets,
                               RecordingSleeper& sleeper) {
-  ::unsetenv("POD_NAME");
-  ::unsetenv("POD_UID");
+  clearOwnerEnv();
   KubernetesOptions options;
-  options.apiServer = server.baseUrl();
+  options.apiServer = apiServer;
   options.namespacePath = secrets.path("namespace");
   options.tokenPath = secrets.path("token");
   options.caPath = "";
@@ -54,8 +64,14 @@ KubernetesOptions baseOptions(const FakeApiServer& server, const SecretsDir& sec
   options.maxRetries = 3;
   options.retryBase = milliseconds(100);
   options.retryMax = milliseconds(2000);
+  options.watchInterval = std::chrono::hours(1);  // rounds run by watchOnce() only
   options.sleeper = sleeper.sleeper();
   return options;
+}
+
+KubernetesOptions baseOptions(const FakeApiServer& server, const SecretsDir& secrets,
+                              RecordingSleeper& sleeper) {
+  return baseOptions(server.baseUrl(), secrets, sleeper);
 }
 
 BootSpec spec(const std::string& runnerId = "thumbs-1") {
@@ -235,41 +251,39 @@ TEST_CASE("kubernetes fails without sending when the token file is missing",
   CHECK(server.requestCount() == 0);
 }
 
-TEST_CASE("kubernetes create: 409 is a non-retryable 'already exists'", "[backends][kubernetes]") {
+TEST_CASE("kubernetes create: 409 for a pod that is not this boot's is a non-retryable "
+          "'already exists'",
+          "[backends][kubernetes]") {
   SecretsDir secrets;
-  FakeApiServer server;
-  server.server().Post(
-      kPodsPath,
-      server.scripted(
-          {},
-          Reply{
-              409,
-              R"({"kind":"Status","message":"pods \"thumbs-1\" already exists","reason":"AlreadyExists"})",
-              {}}));
-  server.start();
+  FakeKubernetesApi api;
+  api.start();
+  api.add("thumbs-1", {{"flame/broker-id", "broker-b"}, {"flame/runner-id", "thumbs-1"}});
   RecordingSleeper sleeper;
-  KubernetesBackend k8s(baseOptions(server, secrets, sleeper));
+  KubernetesBackend k8s(baseOptions(api.baseUrl(), secrets, sleeper));
   BootResult result = k8s.boot(spec());
   CHECK_FALSE(result.status.ok);
   CHECK_FALSE(result.status.retryable);
   CHECK_THAT(result.status.message, Catch::Contains("already exists"));
-  CHECK(server.requestCount() == 1);
+  CHECK_THAT(result.status.message, Catch::Contains("not this boot's (broker=broker-b"));
+  CHECK(api.creates() == 1);
+  CHECK(api.reads("thumbs-1") == 1);
 }
 
-TEST_CASE("kubernetes create: 409 after a failed attempt means the earlier attempt created it",
+TEST_CASE("kubernetes create: 409 after a failed attempt adopts the pod it created",
           "[backends][kubernetes]") {
   SecretsDir secrets;
-  FakeApiServer server;
-  server.server().Post(
-      kPodsPath, server.scripted({Reply{503, R"({"message":"etcd leader changed"})", {}}},
-                                 Reply{409, R"({"kind":"Status","reason":"AlreadyExists"})", {}}));
-  server.start();
+  FakeKubernetesApi api;
+  api.quirks.lostAnswers = 1;  // the first create is carried out, its answer replaced by a 503
+  api.quirks.readLag = 1;  // the read before the retry misses the fresh pod
+  api.start();
   RecordingSleeper sleeper;
-  KubernetesBackend k8s(baseOptions(server, secrets, sleeper));
+  KubernetesBackend k8s(baseOptions(api.baseUrl(), secrets, sleeper));
   BootResult result = k8s.boot(spec("thumbs-7"));
   REQUIRE(result.status.ok);
   CHECK(result.handle.machineId == "thumbs-7");
-  CHECK(server.requestCount() == 2);
+  CHECK(result.handle.runnerId == "thumbs-7");
+  CHECK(api.creates() == 2);
+  CHECK(api.reads("thumbs-7") == 2);  // before the retry (lagging), after the 409
 }
 
 TEST_CASE("kubernetes 401/403 are not retried and carry the API's message",
@@ -417,4 +431,315 @@ TEST_CASE("kubernetes options are validated at construction", "[backends][kubern
   KubernetesBackend noImage(options);
   CHECK_FALSE(noImage.configStatus().ok);
   CHECK(noImage.namespaceName() == "explicit");
+}
+
+// ---- Issue #8 item 14: ownerReferences ---------------------------------------------------------
+
+TEST_CASE("kubernetes owner: FLAME_POD_* win over POD_*, never across namespaces",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeApiServer server;
+  server.server().Post(kPodsPath, server.scripted({}, podCreated("thumbs-1")));
+  server.start();
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions(server, secrets, sleeper);
+  ::setenv("POD_NAME", "plain-name", 1);
+  ::setenv("POD_UID", "plain-uid", 1);
+  ::setenv("FLAME_POD_NAME", "broker-7d9f", 1);
+  ::setenv("FLAME_POD_UID", "5f1c-uid", 1);
+  {
+    KubernetesBackend sameNamespace(options);
+    CHECK(sameNamespace.setsOwnerReference());
+    REQUIRE(sameNamespace.boot(spec()).status.ok);
+  }
+  ::setenv("FLAME_POD_NAMESPACE", "flame-system", 1);  // the broker runs elsewhere
+  {
+    KubernetesBackend otherNamespace(options);
+    CHECK_FALSE(otherNamespace.setsOwnerReference());
+    REQUIRE(otherNamespace.boot(spec()).status.ok);
+  }
+  clearOwnerEnv();
+
+  auto requests = server.requests();
+  REQUIRE(requests.size() == 2);
+  json first = json::parse(requests[0].body);
+  REQUIRE(first["metadata"]["ownerReferences"].size() == 1);
+  CHECK(first["metadata"]["ownerReferences"][0]["name"] == "broker-7d9f");
+  CHECK(first["metadata"]["ownerReferences"][0]["uid"] == "5f1c-uid");
+  // A cross-namespace owner would make the garbage collector delete the pod at once.
+  json second = json::parse(requests[1].body);
+  CHECK_FALSE(second["metadata"].contains("ownerReferences"));
+}
+
+TEST_CASE("kubernetes owner is omitted when the broker's namespace is unknown",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeApiServer server;
+  server.server().Post(kPodsPath, server.scripted({}, podCreated("thumbs-1")));
+  server.start();
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions(server, secrets, sleeper);
+  options.namespace_ = "flame-ns";
+  options.namespacePath = secrets.path("no-such-file");  // not running in a pod
+  options.ownerPodName = "broker-0";
+  options.ownerPodUid = "1234-uid";
+  KubernetesBackend k8s(options);
+  CHECK_FALSE(k8s.setsOwnerReference());
+  REQUIRE(k8s.boot(spec()).status.ok);
+  CHECK_FALSE(json::parse(server.requests().at(0).body)["metadata"].contains("ownerReferences"));
+
+  options.ownerPodNamespace = "flame-ns";  // told explicitly
+  KubernetesBackend told(options);
+  CHECK(told.setsOwnerReference());
+}
+
+// ---- Issue #8 item 10: idempotent creates ----------------------------------------------------
+
+TEST_CASE("kubernetes create answered after the request timeout is found before it is retried",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeKubernetesApi api;
+  api.quirks.createDelay = milliseconds(1500);
+  api.start();
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions(api.baseUrl(), secrets, sleeper);
+  options.requestTimeout = milliseconds(300);
+  KubernetesBackend k8s(options);
+  BootResult result = k8s.boot(spec("Thumbs_7F3A"));
+  REQUIRE(result.status.ok);
+  CHECK(result.handle.machineId == "thumbs-7f3a");
+  CHECK(result.handle.runnerId == "Thumbs_7F3A");
+  CHECK(api.creates() == 1);
+  CHECK(api.reads("thumbs-7f3a") == 1);
+}
+
+TEST_CASE("kubernetes create answered after the request timeout, retry refused with 409: boot "
+          "adopts the pod",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeKubernetesApi api;
+  api.quirks.createDelay = milliseconds(1500);
+  api.quirks.readLag = 1;
+  api.start();
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions(api.baseUrl(), secrets, sleeper);
+  options.requestTimeout = milliseconds(300);
+  KubernetesBackend k8s(options);
+  BootResult result = k8s.boot(spec("thumbs-1"));
+  REQUIRE(result.status.ok);
+  CHECK(result.handle.machineId == "thumbs-1");
+  CHECK(api.creates() == 2);
+  CHECK(api.reads("thumbs-1") == 2);
+}
+
+TEST_CASE("kubernetes create: a timed-out create whose name another broker holds is not adopted",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeApiServer server;
+  // The create times out; its retry is refused: the name is held by another broker's pod.
+  auto posts = std::make_shared<std::atomic<int>>(0);
+  server.server().Post(kPodsPath,
+                       [&, posts](const httplib::Request& request, httplib::Response& response) {
+                         server.record(request);
+                         if ((*posts)++ == 0) {
+                           server.waitGate(milliseconds(1500));
+                           response.status = 201;
+                           return;
+                         }
+                         response.status = 409;
+                         response.set_content(
+                             R"({"kind":"Status","reason":"AlreadyExists","message":"exists"})",
+                             "application/json");
+                       });
+  json foreign = {{"kind", "Pod"},
+                  {"metadata",
+                   {{"name", "thumbs-1"},
+                    {"annotations",
+                     {{"flame/broker-id", "broker-b"}, {"flame/runner-id", "thumbs-1"}}}}},
+                  {"status", {{"phase", "Running"}}}};
+  server.server().Get(kPodPath, server.scripted({}, Reply{200, foreign.dump(), {}}));
+  server.start();
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions(server, secrets, sleeper);
+  options.requestTimeout = milliseconds(300);
+  options.maxRetries = 1;
+  KubernetesBackend k8s(options);
+  BootResult result = k8s.boot(spec("thumbs-1"));
+  CHECK_FALSE(result.status.ok);
+  CHECK_FALSE(result.status.retryable);
+  CHECK_THAT(result.status.message, Catch::Contains("not this boot's (broker=broker-b"));
+  CHECK(posts->load() == 2);
+}
+
+TEST_CASE("kubernetes create: our pod that already failed is not adopted",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeKubernetesApi api;
+  api.start();
+  api.add("thumbs-1", {{"flame/broker-id", "broker-a"}, {"flame/runner-id", "thumbs-1"}});
+  api.setPhase("thumbs-1", "Failed", 127, "ContainerCannotRun");
+  RecordingSleeper sleeper;
+  KubernetesBackend k8s(baseOptions(api.baseUrl(), secrets, sleeper));
+  BootResult result = k8s.boot(spec("thumbs-1"));
+  CHECK_FALSE(result.status.ok);
+  CHECK(result.status.retryable);
+  CHECK_THAT(result.status.message, Catch::Contains("already ended"));
+  CHECK_THAT(result.status.message, Catch::Contains("exit code 127"));
+}
+
+// ---- Issue #8 item 13: pods that end by themselves --------------------------------------------
+
+TEST_CASE("kubernetes watcher reports a pod that failed, once", "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeKubernetesApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  KubernetesBackend k8s(baseOptions(api.baseUrl(), secrets, sleeper));
+  BootResult booted = k8s.boot(spec("thumbs-1"));
+  BootResult other = k8s.boot(spec("thumbs-2"));
+  REQUIRE(booted.status.ok);
+  REQUIRE(other.status.ok);
+  api.setPhase("thumbs-2", "Running");
+
+  k8s.watchOnce();
+  CHECK(k8s.reapExited().empty());
+
+  api.setPhase("thumbs-1", "Failed", 1);
+  k8s.watchOnce();
+  auto exited = k8s.reapExited();
+  REQUIRE(exited.size() == 1);
+  CHECK(exited[0].machine.machineId == "thumbs-1");
+  CHECK(exited[0].machine.runnerId == "thumbs-1");
+  CHECK(exited[0].machine.pool == "thumbs");
+  CHECK_THAT(exited[0].description, Catch::Contains("Failed"));
+  CHECK_THAT(exited[0].description, Catch::Contains("exit code 1"));
+  CHECK(k8s.reapExited().empty());
+  k8s.watchOnce();
+  CHECK(k8s.reapExited().empty());
+  // One list per round; the listed pods are not read one by one.
+  CHECK(api.count("GET", FakeKubernetesApi::kPods) == 3);
+  CHECK(api.reads("thumbs-1") == 0);
+}
+
+TEST_CASE("kubernetes watcher reports pods deleted, being deleted or unable to start",
+          "[backends][kubernetes]") {
+  std::string how = GENERATE("deleted", "deleting", "invalid image", "succeeded");
+  SecretsDir secrets;
+  FakeKubernetesApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  KubernetesBackend k8s(baseOptions(api.baseUrl(), secrets, sleeper));
+  REQUIRE(k8s.boot(spec("thumbs-1")).status.ok);
+  std::string expected;
+  if (how == "deleted") {
+    api.remove("thumbs-1");
+    expected = "not found";
+  } else if (how == "deleting") {
+    api.setDeleting("thumbs-1");
+    expected = "being deleted";
+  } else if (how == "invalid image") {
+    api.setWaiting("thumbs-1", "InvalidImageName", "couldn't parse image reference \"ghcr.io/A\"");
+    expected = "InvalidImageName";
+  } else {
+    api.setPhase("thumbs-1", "Succeeded", 0, "Completed");
+    expected = "Succeeded";
+  }
+  k8s.watchOnce();
+  auto exited = k8s.reapExited();
+  REQUIRE(exited.size() == 1);
+  CHECK_THAT(exited[0].description, Catch::Contains(expected));
+}
+
+TEST_CASE("kubernetes watcher does not report a pod the backend stopped",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeKubernetesApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  KubernetesBackend k8s(baseOptions(api.baseUrl(), secrets, sleeper));
+  BootResult booted = k8s.boot(spec("thumbs-1"));
+  REQUIRE(booted.status.ok);
+  REQUIRE(k8s.stop(booted.handle).ok);
+  CHECK_FALSE(api.exists("thumbs-1"));
+  k8s.watchOnce();
+  CHECK(k8s.reapExited().empty());
+}
+
+TEST_CASE("kubernetes watcher thread notices a pod that failed while booting",
+          "[backends][kubernetes][watch]") {
+  SecretsDir secrets;
+  FakeKubernetesApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions(api.baseUrl(), secrets, sleeper);
+  options.watchInterval = milliseconds(20);
+  auto k8s = std::make_unique<KubernetesBackend>(options);
+  REQUIRE(k8s->boot(spec("thumbs-1")).status.ok);
+  api.setPhase("thumbs-1", "Failed", 2);
+  std::vector<ExitedMachine> exited;
+  CHECK(flame::test::waitFor([&] {
+    for (auto& e : k8s->reapExited()) exited.push_back(e);
+    return !exited.empty();
+  }));
+  REQUIRE(exited.size() == 1);
+  CHECK(exited[0].machine.machineId == "thumbs-1");
+  auto started = std::chrono::steady_clock::now();
+  k8s.reset();
+  CHECK(std::chrono::steady_clock::now() - started < milliseconds(1000));
+}
+
+// ---- Malformed answers -------------------------------------------------------------------------
+
+TEST_CASE("kubernetes list with a malformed answer fails clearly", "[backends][kubernetes]") {
+  std::string body =
+      GENERATE(std::string(""), std::string("<html><body>503 Service Unavailable</body></html>"),
+               std::string(R"({"kind":"PodList","items":{}})"), std::string(R"([{"metadata":{}}])"),
+               std::string(R"({"kind":"PodList","items":[{"metadata":{"name":"a")"));
+  SecretsDir secrets;
+  FakeApiServer server;
+  server.server().Get(kPodsPath, server.scripted({}, Reply{200, body, {}}));
+  server.start();
+  RecordingSleeper sleeper;
+  KubernetesBackend k8s(baseOptions(server, secrets, sleeper));
+  ListResult result = k8s.list("broker-a");
+  CHECK_FALSE(result.status.ok);
+  CHECK(result.status.retryable);
+  CHECK_THAT(result.status.message, Catch::Contains("not a PodList"));
+}
+
+TEST_CASE("kubernetes list skips items of the wrong shape", "[backends][kubernetes]") {
+  SecretsDir secrets;
+  FakeApiServer server;
+  server.server().Get(
+      kPodsPath,
+      server.scripted({}, Reply{200,
+                                R"({"kind":"PodList","items":[7, null, {"metadata":[]},
+                                   {"metadata":{"name":3}},
+                                   {"metadata":{"name":"ok-1","labels":"x",
+                                    "annotations":{"flame/broker-id":"broker-a",
+                                                   "flame/runner-id":{"x":1}}}}]})",
+                                {}}));
+  server.start();
+  RecordingSleeper sleeper;
+  KubernetesBackend k8s(baseOptions(server, secrets, sleeper));
+  ListResult result = k8s.list("broker-a");
+  REQUIRE(result.status.ok);
+  REQUIRE(result.machines.size() == 1);
+  CHECK(result.machines[0].machineId == "ok-1");
+  CHECK(result.machines[0].runnerId.empty());
+}
+
+TEST_CASE("kubernetes create with an odd success answer still boots the pod we named",
+          "[backends][kubernetes]") {
+  std::string body = GENERATE(std::string(""), std::string("<html>created</html>"),
+                              std::string(R"({"metadata":{"name":["x"]}})"));
+  SecretsDir secrets;
+  FakeApiServer server;
+  server.server().Post(kPodsPath, server.scripted({}, Reply{201, body, {}}));
+  server.start();
+  RecordingSleeper sleeper;
+  KubernetesBackend k8s(baseOptions(server, secrets, sleeper));
+  BootResult result = k8s.boot(spec("thumbs-1"));
+  REQUIRE(result.status.ok);
+  CHECK(result.handle.machineId == "thumbs-1");
 }

@@ -65,3 +65,26 @@ TEST_CASE("urlEncode keeps unreserved characters only", "[backends][retry]") {
   CHECK(http::urlEncode("broker-a_1.~") == "broker-a_1.~");
   CHECK(http::urlEncode("flame/broker-id=b 1") == "flame%2Fbroker-id%3Db%201");
 }
+
+TEST_CASE("which failed creates may have been carried out", "[backends][retry]") {
+  http::Response timedOut;
+  timedOut.error = http::TransportError::Timeout;
+  CHECK(mayHaveBeenCarriedOut(timedOut));
+  http::Response dropped;
+  dropped.error = http::TransportError::Connection;
+  CHECK(mayHaveBeenCarriedOut(dropped));
+  http::Response cancelled;
+  cancelled.error = http::TransportError::Cancelled;
+  CHECK_FALSE(mayHaveBeenCarriedOut(cancelled));
+  CHECK_FALSE(isRetryableTransport(http::TransportError::Cancelled));
+  for (long status : {500L, 502L, 503L, 504L}) {
+    http::Response answered;
+    answered.status = status;
+    CHECK(mayHaveBeenCarriedOut(answered));
+  }
+  for (long status : {400L, 408L, 409L, 422L, 429L}) {
+    http::Response answered;
+    answered.status = status;
+    CHECK_FALSE(mayHaveBeenCarriedOut(answered));
+  }
+}
