@@ -356,7 +356,10 @@ int main(int argc, char** argv) {
     for (auto& [code, n] : sum.exitCodes) std::printf(" %s=%zu", code.c_str(), n);
     std::printf("\nstop outcomes:");
     for (auto& [o, n] : sum.stopOutcomes) std::printf(" %s=%zu", o.c_str(), n);
-    std::printf("\nwrong answers: %zu crossed, %zu corrupt\n", sum.crossed, sum.corrupt);
+    std::printf("\nerror texts (a few per code):\n");
+    for (auto& [code, texts] : sum.errorMessages)
+      for (auto& t : texts) std::printf("    %-22s %s\n", code.c_str(), t.c_str());
+    std::printf("wrong answers: %zu crossed, %zu corrupt\n", sum.crossed, sum.corrupt);
     for (auto& w : sum.wrongExamples) std::printf("    %s\n", w.c_str());
     for (auto& u : sum.unansweredExamples) std::printf("    unanswered: %s\n", u.c_str());
     std::printf("faults injected:");

@@ -86,7 +86,7 @@ void ClientLoad::runClient(int index) {
       }
       client.callAsync(options_.pool, function, payload, opts, [&, tag](CallResult r) {
         if (r) ledger_.answerOk(tag, r.value());
-        else ledger_.answerError(tag, codeName(r.error()));
+        else ledger_.answerError(tag, codeName(r.error()), r.error().message);
         std::lock_guard lock(m);
         --inFlight;
         cv.notify_all();
@@ -134,20 +134,20 @@ void ClientLoad::runClient(int index) {
         auto r = client.cast(options_.pool, "echo", tagPayload(tag, rng()),
                              CallOptions{.timeout = Ms(4000), .link = coin(0.5)});
         if (r) ledger_.answerOk(tag, std::nullopt);
-        else ledger_.answerError(tag, codeName(r.error()));
+        else ledger_.answerError(tag, codeName(r.error()), r.error().message);
       } else if (roll < 92) {  // cast sleep
         ledger_.openReserved(tag, Kind::CastSleep, {});
         int64_t ms = uniform(200, 2500);
         auto r = client.cast(options_.pool, "sleep", std::to_string(ms),
                              CallOptions{.timeout = Ms(ms + 3000), .link = coin(0.5)});
         if (r) ledger_.answerOk(tag, std::nullopt);
-        else ledger_.answerError(tag, codeName(r.error()));
+        else ledger_.answerError(tag, codeName(r.error()), r.error().message);
       } else if (children.size() < 2) {  // place a long child, stop it later
         ledger_.openReserved(tag, Kind::Place, {});
         int64_t ms = uniform(1500, 5000);
         bool link = coin(0.7);
         auto onExit = [this, tag](uint64_t, std::optional<Failure> why) {
-          ledger_.childExit(tag, why ? codeName(*why) : "none");
+          ledger_.childExit(tag, why ? codeName(*why) : "none", why ? why->message : "");
         };
         auto r = client.place(options_.pool, "sleep", std::to_string(ms),
                               CallOptions{.timeout = Ms(ms + 4000), .link = link}, onExit);
@@ -156,7 +156,7 @@ void ClientLoad::runClient(int index) {
           if (link) ledger_.expectChildExit(tag);
           children.push_back(PlacedChild{tag, r.value(), SteadyClock::now() + Ms(uniform(300, 4000))});
         } else {
-          ledger_.answerError(tag, codeName(r.error()));
+          ledger_.answerError(tag, codeName(r.error()), r.error().message);
         }
       } else {  // one more echo call instead of a third child
         auto payload = tagPayload(tag, rng());

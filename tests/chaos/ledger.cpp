@@ -100,15 +100,36 @@ void RequestLedger::answerOk(uint64_t tag, const std::optional<std::string>& res
   record(tag, verdict, verdict == Verdict::Ok ? "ok" : "WRONG", detail);
 }
 
-void RequestLedger::answerError(uint64_t tag, const std::string& code) { record(tag, Verdict::Error, code, ""); }
+void RequestLedger::answerError(uint64_t tag, const std::string& code, const std::string& message) {
+  {
+    std::lock_guard lock(mutex_);
+    noteMessage(code, message);
+  }
+  record(tag, Verdict::Error, code, "");
+}
+
+void RequestLedger::noteMessage(const std::string& code, const std::string& message) {
+  if (message.empty()) return;
+  auto& texts = errorMessages_[code];
+  // Distinct texts modulo digits (job ids, durations), a few per code.
+  auto shape = [](const std::string& t) {
+    std::string out;
+    for (char ch : t) out += (ch >= '0' && ch <= '9') ? '#' : ch;
+    return out;
+  };
+  for (auto& t : texts)
+    if (shape(t) == shape(message)) return;
+  if (texts.size() < 3) texts.push_back(message.substr(0, 160));
+}
 
 void RequestLedger::expectChildExit(uint64_t tag) {
   std::lock_guard lock(mutex_);
   if (Entry* e = find(tag)) e->linkedChild = true;
 }
 
-void RequestLedger::childExit(uint64_t tag, const std::string& code) {
+void RequestLedger::childExit(uint64_t tag, const std::string& code, const std::string& message) {
   std::lock_guard lock(mutex_);
+  noteMessage("child exit " + code, message);
   if (Entry* e = find(tag)) ++e->exits;
   ++exitCodes_[code];
 }
@@ -160,6 +181,7 @@ RequestLedger::Summary RequestLedger::summarize() const {
   }
   s.exitCodes = exitCodes_;
   s.stopOutcomes = stopOutcomes_;
+  s.errorMessages = errorMessages_;
   return s;
 }
 

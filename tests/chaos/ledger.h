@@ -46,9 +46,9 @@ class RequestLedger {
   // An answer for `tag`: a success with its bytes (calls) or nullopt bytes (cast/place
   // success), or an error code name ("runner_lost").
   void answerOk(uint64_t tag, const std::optional<std::string>& result);
-  void answerError(uint64_t tag, const std::string& code);
+  void answerError(uint64_t tag, const std::string& code, const std::string& message = {});
   // A linked child's exit notice (onExit) for the place request `tag`; code "none" = normal.
-  void childExit(uint64_t tag, const std::string& code);
+  void childExit(uint64_t tag, const std::string& code, const std::string& message = {});
   // The outcome of stop() for the child of `tag` ("ok" or an error code name).
   void stopOutcome(uint64_t tag, const std::string& outcome);
 
@@ -73,6 +73,7 @@ class RequestLedger {
     std::map<size_t, size_t> exitHistogram;
     std::map<std::string, size_t> exitCodes;
     std::map<std::string, size_t> stopOutcomes;
+    std::map<std::string, std::vector<std::string>> errorMessages;  // code -> a few distinct texts
   };
   Summary summarize() const;
 
@@ -93,11 +94,13 @@ class RequestLedger {
     size_t exits = 0;
   };
   Entry* find(uint64_t tag);
+  void noteMessage(const std::string& code, const std::string& message);  // mutex_ held
   void record(uint64_t tag, Verdict verdict, const std::string& outcome, const std::string& detail);
 
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;  // index = tag - 1
   std::map<std::string, size_t> exitCodes_, stopOutcomes_;
+  std::map<std::string, std::vector<std::string>> errorMessages_;
   bool closed_ = false;
   uint64_t nextTag_ = 1;
 };
