@@ -37,8 +37,8 @@ const CLI::Validator kDurationCheck(
 void addJobArgs(CLI::App* cmd, JobArgs& args, const char* timeoutHelp) {
   cmd->add_option("--timeout", args.timeout, timeoutHelp)->check(kDurationCheck);
   cmd->add_flag("--idempotent", args.idempotent,
-                "the job may be re-run on another runner if its runner is lost");
-  cmd->add_option("--retries", args.retries, "re-runs allowed with --idempotent")
+                "the job may be re-run on another runner if its runner is lost (once, or --retries times)");
+  cmd->add_option("--retries", args.retries, "re-runs allowed with --idempotent [1]")
       ->check(CLI::Range(0u, 255u));
   cmd->add_option("POOL", args.pool, "pool name")->required();
   cmd->add_option("FUNCTION", args.function, "function name")->required();

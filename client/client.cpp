@@ -30,6 +30,10 @@ constexpr char kOpQuit = 'Q';
 constexpr size_t kControlBytes = 1 + sizeof(uint64_t);
 // How often a message the DEALER could not take yet (no connection: ZMQ_IMMEDIATE) is retried.
 constexpr Duration kOutboxRetry{5};
+// Payloads up to this size are sent before the broker has told its payload limit; larger ones
+// wait for its first heartbeat answer, because a frame far over the limit makes libzmq drop the
+// connection without a word (PROTOCOL.md, Frames) and the request would wait out its deadline.
+constexpr size_t kSendBeforeLimitKnown = 1024 * 1024;
 // Messages handled per socket per wake-up, so a busy socket cannot starve the timers.
 constexpr int kBatch = 1000;
 // How long the goodbye messages of ~Client (cancel, stopChild) may take to leave.
@@ -161,6 +165,9 @@ class Client::Impl {
   void sendToBroker(const Message& message, bool queueIfBlocked);
   void flushOutbox();
   bool dropFromOutbox(uint64_t requestId);
+  // False if a submit's payload may not be sent now: refused (over the broker's limit, answered
+  // payload_too_large) or parked until the limit is known.
+  bool admitPayload(uint64_t requestId, Frames& frames);
   bool outstanding() const { return !pending_.empty() || !linkedChildren_.empty(); }
   void complete(PendingRequest& request, Answer answer);
   void exitChild(uint64_t childId, ExitCallback& onExit, std::optional<Failure> why);
@@ -181,6 +188,8 @@ class Client::Impl {
   zmq::socket_t pipeIn_;
   zmq::socket_t dealer_;
   std::deque<Outgoing> outbox_;  // not yet taken by the DEALER (no connection yet), in order
+  std::deque<Outgoing> parked_;  // large submits waiting for the broker's payload limit
+  uint64_t maxPayload_ = 0;      // the broker's payload limit, from its heartbeats; 0 = unknown
   std::unordered_map<uint64_t, ExitCallback> linkedChildren_;  // childId -> onExit
   Duration interval_;  // heartbeat interval: ours, or the broker's if smaller
   bool busy_ = false;  // something was outstanding at the last timer check
@@ -353,6 +362,7 @@ void Client::Impl::onPipe() {
     Frames out;
     out.emplace_back();  // the DEALER's empty delimiter
     for (size_t f = 1; f < frames.size(); ++f) out.push_back(std::move(frames[f]));
+    if (!admitPayload(requestId, out)) continue;
     sendToBroker(requestId, std::move(out), true);
   }
 }
@@ -475,6 +485,14 @@ void Client::Impl::on(msg::Heartbeat& m, Frames&) {
     }
     brokerInstance_ = m.instance;
   }
+  if (m.maxPayloadBytes != 0 && maxPayload_ == 0) {
+    maxPayload_ = m.maxPayloadBytes;
+    auto parked = std::move(parked_);
+    parked_.clear();
+    for (auto& p : parked)
+      if (admitPayload(p.requestId, p.frames)) sendToBroker(p.requestId, std::move(p.frames), true);
+  }
+  maxPayload_ = m.maxPayloadBytes != 0 ? m.maxPayloadBytes : maxPayload_;
   if (m.intervalMs > 0 && Duration(m.intervalMs) < interval_) {
     log_->debug("adopting the broker's heartbeat interval of {}ms", m.intervalMs);
     interval_ = Duration(m.intervalMs);
@@ -555,11 +573,31 @@ void Client::Impl::flushOutbox() {
 }
 
 bool Client::Impl::dropFromOutbox(uint64_t requestId) {
-  auto it = std::find_if(outbox_.begin(), outbox_.end(),
-                         [&](const Outgoing& o) { return o.requestId == requestId; });
-  if (it == outbox_.end()) return false;
-  outbox_.erase(it);
-  return true;
+  for (auto* queue : {&outbox_, &parked_}) {
+    auto it = std::find_if(queue->begin(), queue->end(),
+                           [&](const Outgoing& o) { return o.requestId == requestId; });
+    if (it == queue->end()) continue;
+    queue->erase(it);
+    return true;
+  }
+  return false;
+}
+
+bool Client::Impl::admitPayload(uint64_t requestId, Frames& frames) {
+  // frames: [delimiter][header][payload?]; only submits carry a payload frame.
+  if (frames.size() < 3) return true;
+  size_t size = frames[2].size();
+  if (maxPayload_ == 0) {
+    if (size <= kSendBeforeLimitKnown) return true;
+    parked_.push_back(Outgoing{requestId, std::move(frames)});
+    return false;
+  }
+  if (size <= maxPayload_) return true;
+  if (auto request = pending_.take(requestId))
+    complete(*request, Failure{ErrorCode::PayloadTooLarge, "payload of " + std::to_string(size) +
+                                                               " bytes exceeds the broker's limit of " +
+                                                               std::to_string(maxPayload_) + " bytes"});
+  return false;
 }
 
 void Client::Impl::complete(PendingRequest& request, Answer answer) {
@@ -583,6 +621,7 @@ void Client::Impl::exitChild(uint64_t childId, ExitCallback& onExit, std::option
 
 void Client::Impl::failEverything(const Failure& failure) {
   outbox_.clear();
+  parked_.clear();
   for (auto& [requestId, request] : pending_.takeAll()) complete(request, failure);
   auto children = std::move(linkedChildren_);
   linkedChildren_.clear();

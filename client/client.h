@@ -21,8 +21,10 @@
 //   all is heard from the broker for interval x liveness, every outstanding request fails with
 //   `broker_unreachable` and every linked child is reported exited with `broker_unreachable`.
 //   This also bounds requests that cannot even be sent (no broker listening).
-// - A broker that restarts forgets requests in flight; requests with a timeout still end by the
-//   local deadline, those without one wait (the protocol has no broker incarnation id).
+// - A broker that restarts forgets requests in flight: its heartbeat answers carry a new run id,
+//   and every outstanding request fails with `broker_unreachable` at once.
+// - Payloads over the broker's limit (told in its heartbeat answers) fail with
+//   `payload_too_large` without being sent; a payload over 1 MiB waits for that answer first.
 #pragma once
 
 #include <cstdint>
@@ -54,7 +56,7 @@ struct CallOptions {
   // Duration(0) = the pool's default (for place: infinite); kInfinite = none.
   Duration timeout{0};
   bool idempotent = false;  // may be re-run on another runner if its runner is lost
-  uint8_t retries = 0;      // how many such re-runs (only with idempotent)
+  uint8_t retries = 0;      // how many such re-runs (only with idempotent; 0 = the default, 1)
   // Tie the work to this client: the client heartbeats while it is outstanding, the broker
   // cancels it (and stops linked children) if the client goes away, and ~Client cancels it.
   bool link = true;

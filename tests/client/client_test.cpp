@@ -535,3 +535,32 @@ TEST_CASE("setPool sends only the limits given and returns the pool's status", "
   REQUIRE(ready(rejected));
   CHECK(rejected.get().error().code == ErrorCode::BadRequest);
 }
+
+TEST_CASE("a payload over the broker's limit fails at once with payload_too_large, never sent",
+          "[client][reliability]") {
+  FakeBroker broker;
+  broker.heartbeatReplyMs = 100;
+  broker.maxPayloadBytes = 2 * 1024 * 1024;
+  Client client(fastOptions(broker.endpoint()));
+  // Before the limit is known, a large payload waits for the broker's first heartbeat answer
+  // (the client heartbeats at once when work starts), then is refused without being sent.
+  const std::string big(3 * 1024 * 1024, 'x');
+  auto tooBig = client.callAsync("p", "f", big, CallOptions{.timeout = kInfinite});
+  REQUIRE(broker.awaitHeartbeats(1));  // answered with the limit
+  REQUIRE(ready(tooBig));
+  auto r = tooBig.get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == ErrorCode::PayloadTooLarge);
+  CHECK(r.error().message.find("3145728 bytes") != std::string::npos);
+  // Once known, the limit is applied on the spot; payloads within it go through.
+  auto r2 = client.callAsync("p", "f", big, CallOptions{.timeout = kInfinite});
+  REQUIRE(ready(r2));
+  CHECK(r2.get().error().code == ErrorCode::PayloadTooLarge);
+  auto fits = client.callAsync("p", "f", std::string(2 * 1024 * 1024, 'y'), CallOptions{.timeout = kInfinite});
+  auto got = broker.expect<msg::Submit>();
+  REQUIRE(got);  // the first message the broker sees is this one: the big ones never left
+  CHECK(got->first.payload->size() == 2 * 1024 * 1024);
+  broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, "ok");
+  REQUIRE(ready(fits));
+  CHECK(fits.get().value() == "ok");
+}

@@ -34,6 +34,7 @@ class FakeBroker {
   // Answer each client heartbeat with a heartbeat carrying `intervalMs` (0: do not answer).
   uint32_t heartbeatReplyMs = 0;
   uint64_t instance = 7;  // the broker run id those answers carry
+  uint64_t maxPayloadBytes = 0;  // the payload limit those answers carry (0: none said)
   int heartbeatsSeen = 0;
 
   // The next message that is not a heartbeat (heartbeats are counted and maybe answered), or
@@ -100,7 +101,8 @@ class FakeBroker {
         if (frames.size() > 3) r.payload = frames[3].to_string();
         if (std::holds_alternative<msg::Heartbeat>(r.message)) {
           ++heartbeatsSeen;
-          if (heartbeatReplyMs != 0) send(r.peer, msg::Heartbeat{0, heartbeatReplyMs, instance});
+          if (heartbeatReplyMs != 0)
+            send(r.peer, msg::Heartbeat{0, heartbeatReplyMs, instance, maxPayloadBytes});
         }
         return r;
       }
