@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "broker/boot_token.h"
 #include "common/codec.h"
 #include "common/duration.h"
 #include "common/log.h"
@@ -37,13 +38,6 @@ uint64_t millis(TimePoint t) { return static_cast<uint64_t>(t.time_since_epoch()
 
 bool validName(const std::string& name) { return !name.empty() && name.size() <= kMaxNameBytes; }
 
-// Compares credentials in time that depends on their lengths only, not on where they differ.
-bool sameSecret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
 }  // namespace
 
 BrokerCore::BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox)

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "broker/boot_token.h"
 #include "broker/config.h"
 #include "broker/scaler.h"
 #include "broker/server.h"
@@ -127,11 +128,22 @@ int main(int argc, char** argv) {
   }
   std::string advertise = config.advertiseRunners.empty() ? server->runnersEndpoint() : config.advertiseRunners;
   flame::Scaler scaler(server->core(), clock, config.brokerId, advertise);
+  auto firstSweep = clock.now();
+  if (!config.tokenSecretFile.empty()) {
+    try {
+      firstSweep = clock.now() + config.adoptWindow;
+      scaler.setTokenSecret(flame::loadOrCreateSecret(config.tokenSecretFile), firstSweep);
+    } catch (const std::exception& e) {
+      return usage(std::string("token_secret_file: ") + e.what());
+    }
+    flame::logger("broker")->info("runners booted by a previous run of broker_id={} may re-register for {}",
+                                  config.brokerId, flame::formatDuration(config.adoptWindow));
+  }
   for (auto& [pool, backend] : backends)
     scaler.addPool(*pool, std::move(backend), std::make_unique<flame::ThreadBackendWorker>());
   server->core().setListener(&scaler);
   scaler.setWake([&] { server->wake(); });
-  scaler.sweepOrphans();
+  scaler.sweepOrphans();  // deferred while runners of a previous run may come back
 
   if (!endpointsFile.empty()) {
     try {
@@ -154,7 +166,7 @@ int main(int argc, char** argv) {
   });
   signals.detach();
 
-  auto nextSweep = clock.now() + config.orphanSweepInterval;
+  auto nextSweep = firstSweep > clock.now() ? firstSweep : clock.now() + config.orphanSweepInterval;
   server->run([&] {
     scaler.tick();
     if (clock.now() >= nextSweep) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "broker/boot_token.h"
 #include "common/duration.h"
 #include "common/log.h"
 
@@ -37,7 +38,20 @@ Duration backoffFor(uint32_t failures) {
 }  // namespace
 
 Scaler::Scaler(BrokerCore& core, const Clock& clock, std::string brokerId, std::string runnerEndpoint)
-    : core_(core), clock_(clock), brokerId_(std::move(brokerId)), runnerEndpoint_(std::move(runnerEndpoint)) {}
+    : core_(core),
+      clock_(clock),
+      brokerId_(std::move(brokerId)),
+      runnerEndpoint_(std::move(runnerEndpoint)),
+      tokenSecret_(randomSecret()) {}
+
+void Scaler::setTokenSecret(std::string secret, TimePoint adoptUntil) {
+  tokenSecret_ = std::move(secret);
+  adoptUntil_ = adoptUntil;
+}
+
+std::string Scaler::bootToken(const std::string& pool, const std::string& runnerId) const {
+  return deriveBootToken(tokenSecret_, brokerId_, pool, runnerId);
+}
 
 Scaler::~Scaler() = default;
 
@@ -93,6 +107,10 @@ void Scaler::tick() {
   if (reap) nextReap_ = now + kReapInterval;
   for (auto& [name, pool] : pools_) {
     if (reap) reapExited(*pool, now);
+    if (pool->needsHandles) {
+      pool->needsHandles = false;
+      listMachines(*pool, false);
+    }
     tickPool(*pool, now);
   }
 }
@@ -205,7 +223,6 @@ void Scaler::boot(Managed& pool, TimePoint now) {
   const std::string& name = pool.config.name;
   Machine m;
   m.runnerId = name + "-" + randomHex(6);
-  m.token = randomHex(16);
   m.since = now;
   BootSpec spec;
   spec.pool = name;
@@ -214,7 +231,7 @@ void Scaler::boot(Managed& pool, TimePoint now) {
   spec.env = {{kEnvBroker, runnerEndpoint_},
               {kEnvPool, name},
               {kEnvRunnerId, m.runnerId},
-              {kEnvBootToken, m.token},
+              {kEnvBootToken, bootToken(name, m.runnerId)},
               {kEnvBrokerId, brokerId_},
               {kEnvConcurrency, std::to_string(pool.config.limits.maxConcurrency)}};
   if (Pool* p = core_.findPool(name)) ++p->counters.boots;
@@ -284,33 +301,51 @@ void Scaler::stopMachine(Managed& pool, Machine& m, const std::string& why) {
 }
 
 void Scaler::sweepOrphans() {
-  for (auto& [name, pool] : pools_) {
-    if (!pool->backend->supportsList()) continue;
-    Backend* backend = pool->backend.get();
-    std::string poolName = name;
-    post(*pool, [this, backend, poolName] {
-      ListResult listed = backend->list(brokerId_);
-      complete([this, poolName, listed] {
-        Managed* pool = managedFor(poolName);
-        if (!pool) return;
-        if (!listed.status.ok) {
-          logger("scaler")->warn("pool={} orphan sweep could not list machines: {}", poolName, listed.status.message);
-          return;
-        }
-        for (const MachineHandle& h : listed.machines) {
-          if (!h.pool.empty() && h.pool != poolName) continue;
-          bool known = false;
-          for (auto& [id, m] : pool->machines)
-            known = known || id == h.runnerId || (m.hasHandle && m.handle.machineId == h.machineId);
-          if (known) continue;
-          logger("scaler")->warn("pool={} orphan machine={} (runner {}) has no live runner: stopping", poolName,
-                                 h.machineId, h.runnerId);
-          Backend* backend = pool->backend.get();
-          post(*pool, [backend, h] { backend->stop(h); });
-        }
-      });
-    });
+  if (clock_.now() < adoptUntil_) {
+    logger("scaler")->debug("orphan sweep deferred: runners of a previous broker run may still come back");
+    return;
   }
+  for (auto& [name, pool] : pools_) listMachines(*pool, true);
+}
+
+void Scaler::listMachines(Managed& managed, bool stopOrphans) {
+  if (!managed.backend->supportsList()) return;
+  Backend* backend = managed.backend.get();
+  std::string poolName = managed.config.name;
+  post(managed, [this, backend, poolName, stopOrphans] {
+    ListResult listed = backend->list(brokerId_);
+    complete([this, poolName, listed, stopOrphans] {
+      Managed* pool = managedFor(poolName);
+      if (!pool) return;
+      if (!listed.status.ok) {
+        logger("scaler")->warn("pool={} could not list machines: {}", poolName, listed.status.message);
+        if (!stopOrphans) pool->needsHandles = true;  // try again on the next tick
+        return;
+      }
+      for (const MachineHandle& h : listed.machines) {
+        if (!h.pool.empty() && h.pool != poolName) continue;
+        Machine* mine = nullptr;
+        for (auto& [id, m] : pool->machines)
+          if (id == h.runnerId || (m.hasHandle && m.handle.machineId == h.machineId)) mine = &m;
+        if (mine) {
+          if (!mine->hasHandle && mine->adopted) {
+            mine->handle = h;
+            mine->hasHandle = true;
+            if (mine->phase == Phase::Stopping) {  // it left before we knew how to stop it
+              mine->stopPosted = false;
+              stopMachine(*pool, *mine, "adopted runner left");
+            }
+          }
+          continue;
+        }
+        if (!stopOrphans) continue;
+        logger("scaler")->warn("pool={} orphan machine={} (runner {}) has no live runner: stopping", poolName,
+                               h.machineId, h.runnerId);
+        Backend* backend = pool->backend.get();
+        post(*pool, [backend, h] { backend->stop(h); });
+      }
+    });
+  });
 }
 
 void Scaler::shutdown(bool keepMachines) {
@@ -337,13 +372,27 @@ ErrorCode Scaler::admitRunner(const msg::Ready& ready) {
   Managed* pool = managedFor(ready.pool);
   if (!pool) return ErrorCode::None;  // a static pool: anyone may serve it
   auto it = pool->machines.find(ready.runnerId);
-  if (it == pool->machines.end() || it->second.phase != Phase::Booting || it->second.token.empty() ||
-      it->second.token != ready.token) {
+  bool verified = sameSecret(bootToken(ready.pool, ready.runnerId), ready.token);
+  auto now = clock_.now();
+  if (verified && it == pool->machines.end() && now < adoptUntil_) {
+    // Booted by a previous run of this broker (same broker id and secret) and still alive.
+    logger("scaler")->info("pool={} runner={} re-adopted from a previous broker run", ready.pool, ready.runnerId);
+    Machine m;
+    m.runnerId = ready.runnerId;
+    m.phase = Phase::Ready;
+    m.since = now;
+    m.adopted = true;
+    pool->machines.emplace(ready.runnerId, std::move(m));
+    pool->needsHandles = true;
+    return ErrorCode::None;
+  }
+  // A token admits its runner once: a runner that was lost is not let back in (its machine is
+  // being stopped), and re-registrations of a connected runner are checked by the core.
+  if (!verified || it == pool->machines.end() || it->second.phase != Phase::Booting) {
     logger("scaler")->warn("pool={} runner={} refused: not a runner this broker booted, or a wrong/used token",
                            ready.pool, ready.runnerId);
     return ErrorCode::Unauthorized;
   }
-  it->second.token.clear();  // one-time
   it->second.phase = Phase::Ready;
   it->second.since = clock_.now();
   pool->consecutiveFailures = 0;

@@ -29,12 +29,20 @@ class Scaler final : public BrokerListener {
   // Manages `pool` (declares it in the core). Call before the loop runs.
   void addPool(const PoolConfig& config, std::unique_ptr<Backend> backend, std::unique_ptr<BackendWorker> worker);
 
+  // Boot tokens are derived from `secret` (broker/boot_token.h), so a successor broker with the
+  // same broker id and secret can verify the runners this one boots. Until `adoptUntil`, a
+  // runner this scaler did not boot but whose token verifies is re-adopted: it keeps its machine
+  // and its work, and the orphan sweep waits until then. Without this call the secret is random
+  // (nothing can be re-adopted). Call before the loop runs.
+  void setTokenSecret(std::string secret, TimePoint adoptUntil);
+
   // Called from any thread after a backend result was queued; should wake the loop.
   void setWake(std::function<void()> wake) { wake_ = std::move(wake); }
 
   // Applies backend results, then makes every decision that is due. Loop thread only.
   void tick();
   // Lists every backend's machines and stops those that are not runners we know (orphans).
+  // Does nothing during the adoption window (setTokenSecret).
   void sweepOrphans();
   // Broker shutdown: drains runners and stops every machine through the backend, waiting for
   // the backend work to finish; with `keepMachines`, leaves them for a successor to re-adopt.
@@ -54,12 +62,12 @@ class Scaler final : public BrokerListener {
   enum class Phase { Booting, Ready, Draining, Stopping };
   struct Machine {
     std::string runnerId;
-    std::string token;
     MachineHandle handle;
     bool hasHandle = false;  // boot() returned
     Phase phase = Phase::Booting;
     TimePoint since{};       // when the phase began
     bool stopPosted = false;
+    bool adopted = false;    // booted by a previous broker run; its handle comes from list()
   };
   struct Managed {
     PoolConfig config;
@@ -71,6 +79,7 @@ class Scaler final : public BrokerListener {
     std::string lastBootError;
     bool failWaiting = false;  // a boot just failed: fail waiting jobs if nothing else can run them
     TimePoint nextHousekeeping{};
+    bool needsHandles = false;  // adopted machines wait for a list() to learn their handles
   };
 
   void tickPool(Managed& pool, TimePoint now);
@@ -79,6 +88,10 @@ class Scaler final : public BrokerListener {
   void bootFailed(Managed& pool, const std::string& runnerId, const std::string& why, TimePoint now);
   void stopMachine(Managed& pool, Machine& machine, const std::string& why);
   void post(Managed& pool, std::function<void()> backendWork);
+  // Lists the pool's machines: fills in the handles of adopted machines and, with
+  // `stopOrphans`, stops machines no runner of ours owns.
+  void listMachines(Managed& pool, bool stopOrphans);
+  std::string bootToken(const std::string& pool, const std::string& runnerId) const;
   void complete(std::function<void()> onLoop);
   Managed* managedFor(const std::string& pool);
   uint32_t countPhase(const Managed& pool, Phase phase) const;
@@ -90,6 +103,8 @@ class Scaler final : public BrokerListener {
   std::function<void()> wake_;
   std::map<std::string, std::unique_ptr<Managed>> pools_;
   TimePoint nextReap_{};
+  std::string tokenSecret_;
+  TimePoint adoptUntil_ = TimePoint::min();
 
   std::mutex completionsMutex_;
   std::vector<std::function<void()>> completions_;  // run on the loop thread by tick()

@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libzmq3-dev cppzmq-dev capnproto libcapnp-dev libcurl4-openssl-dev libspdlog-dev catch2
-  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev gnuplot-nox
+  libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev gnuplot-nox
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -102,3 +102,20 @@ TEST_CASE("the shipped example config is valid", "[config]") {
   auto c = parseConfig(buf.str(), "examples/flame.toml");
   CHECK_FALSE(c.pools.empty());
 }
+
+TEST_CASE("shutdown and re-adoption keys are read and checked", "[config]") {
+  auto c = parseConfig(R"(
+[broker]
+shutdown_grace = "3s"
+keep_runners_on_shutdown = true
+token_secret_file = "/var/lib/flame/secret"
+adopt_window = "45s"
+)");
+  CHECK(c.broker.shutdownGrace == Duration(3000));
+  CHECK(c.broker.keepRunnersOnShutdown);
+  CHECK(c.tokenSecretFile == "/var/lib/flame/secret");
+  CHECK(c.adoptWindow == Duration(45000));
+  CHECK_THROWS_WITH(parseConfig("[broker]\nshutdown_grace = \"infinity\"\n"), Catch::Contains("broker.shutdown_grace"));
+  CHECK_THROWS_WITH(parseConfig("[broker]\nkeep_runners_on_shutdown = 1\n"),
+                    Catch::Contains("broker.keep_runners_on_shutdown"));
+}

@@ -2,6 +2,7 @@
 // in-memory FakeBackend (backend calls run inline). No sockets, no processes, no sleeps.
 #include <catch2/catch.hpp>
 
+#include "broker/boot_token.h"
 #include "broker/scaler.h"
 #include "tests/backends/fake_backend.h"
 #include "tests/broker/fake_outbox.h"
@@ -300,4 +301,63 @@ TEST_CASE("the orphan sweep stops machines of this broker that no runner owns", 
   CHECK(h.backend->isAlive("other-1"));                     // not ours
   CHECK(h.backend->isAlive(h.backend->alive().at(0).machineId));
   CHECK(h.backend->alive().size() == 2);                    // our live runner was left alone
+}
+
+TEST_CASE("a restarted broker re-adopts the runners its predecessor booted; the sweep stops only the rest",
+          "[scaler][reliability]") {
+  const std::string secret = "0123456789abcdef0123456789abcdef";
+  ScalerHarness h(limits(0, 2, 1));
+  // What the previous run of broker-1 left behind: two machines, one of whose runners comes back.
+  h.backend->addMachine(MachineHandle{"old-1", "p-back", "p"}, "broker-1");
+  h.backend->addMachine(MachineHandle{"old-2", "p-gone", "p"}, "broker-1");
+  h.scaler.setTokenSecret(secret, h.clock.now() + Duration(15000));
+  auto tokenOf = [&](const std::string& runnerId) { return deriveBootToken(secret, "broker-1", "p", runnerId); };
+
+  // Wrong tokens, or a token for another pool, are refused as before.
+  h.core.onRunner("evil", msg::Ready{"p-back", "p", 1, {"echo"}, "guess", 0, 0, "h"}, {});
+  CHECK(h.outbox.takeOf<msg::Error>("evil").at(0).code == ErrorCode::Unauthorized);
+  h.core.onRunner("evil", msg::Ready{"p-back", "p", 1, {"echo"}, deriveBootToken(secret, "broker-1", "q", "p-back"), 0, 0, "h"}, {});
+  CHECK(h.outbox.takeOf<msg::Error>("evil").at(0).code == ErrorCode::Unauthorized);
+
+  // The runner of old-1 reconnects with the token the previous run derived: it keeps its machine.
+  h.core.onRunner("back", msg::Ready{"p-back", "p", 1, {"echo"}, tokenOf("p-back"), 0, 0, "h"}, {});
+  REQUIRE(h.outbox.takeOf<msg::Welcome>("back").size() == 1);
+  h.submit("c", 1, "p", "echo", "", Mode::Call, kInfiniteMs);
+  auto jobs = h.jobsFor("back");
+  REQUIRE(jobs.size() == 1);
+  h.scaler.sweepOrphans();  // within the window: deferred
+  h.tick();
+  CHECK(h.backend->isAlive("old-2"));
+
+  h.pass(Duration(15100), {"back"});
+  h.scaler.sweepOrphans();
+  h.tick();
+  CHECK_FALSE(h.backend->isAlive("old-2"));  // never came back: stopped
+  CHECK(h.backend->isAlive("old-1"));         // busy adopted runner: left alone
+  CHECK(h.backend->bootCount() == 0);
+
+  // After the window, a verified token of a runner this run does not know is refused.
+  h.core.onRunner("late", msg::Ready{"p-late", "p", 1, {"echo"}, tokenOf("p-late"), 0, 0, "h"}, {});
+  CHECK(h.outbox.takeOf<msg::Error>("late").at(0).code == ErrorCode::Unauthorized);
+
+  // The adopted runner is an ordinary one now: idle-drained, then its machine is stopped.
+  h.done("back", jobs[0].jobId, "ok");
+  h.pass(Duration(5200), {"back"});
+  REQUIRE(h.outbox.takeOf<msg::Drain>("back").size() == 1);
+  h.core.onRunner("back", msg::Leaving{"drained", true}, {});
+  h.tick();
+  CHECK_FALSE(h.backend->isAlive("old-1"));
+}
+
+TEST_CASE("while boots fail, only one probe boots at a time", "[scaler][reliability]") {
+  ScalerHarness h(limits(0, 2, 1));
+  h.backend->failNextBoots(2, true);
+  for (uint64_t i = 1; i <= 8; ++i) h.submit("c", i, "p", "echo", "", Mode::Call, kInfiniteMs);
+  h.tick();
+  h.tick();
+  REQUIRE(h.backend->bootCount() == 2);  // grew for demand; both failed
+  // Boots work again, but the probe's runner takes its time to connect: during the backoff and
+  // long after it, no second probe starts while the first is still booting.
+  h.pass(Duration(9000));
+  CHECK(h.backend->bootCount() == 3);
 }
