@@ -17,6 +17,8 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -116,15 +118,31 @@ void superviseRunners(Cluster& cluster, std::map<std::string, size_t>& unexpecte
   }
 }
 
-void printLogTails(Cluster& cluster, const std::string& runDir) {
-  std::printf("\nrelevant log lines (warn/error), last ones per file; all logs in %s\n", runDir.c_str());
-  for (const auto& entry : std::filesystem::directory_iterator(runDir)) {
-    if (entry.path().extension() != ".log") continue;
-    auto lines = grepTail(entry.path().string(), {" warning ", " error ", " critical "}, 12);
-    if (lines.empty()) continue;
-    std::printf("  == %s\n", entry.path().filename().c_str());
+void printLogTails(const std::string& runDir) {
+  std::printf("\nrelevant log lines, last ones per file (brokers: warn/error; runners: error and credit\n"
+              "violations; at most 8 runner logs); all logs in %s\n", runDir.c_str());
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(runDir))
+    if (entry.path().extension() == ".log") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  int runnerFiles = 0;
+  for (auto& path : files) {
+    bool broker = path.filename().string().rfind("broker-", 0) == 0;
+    auto lines = broker ? grepTail(path.string(), {" warning ", " error ", " critical "}, 8)
+                        : grepTail(path.string(), {" error ", " critical ", "slots busy"}, 4);
+    if (lines.empty() || (!broker && ++runnerFiles > 8)) continue;
+    std::printf("  == %s\n", path.filename().c_str());
     for (auto& l : lines) std::printf("    %s\n", l.c_str());
   }
+}
+
+// Lines where a runner reports a job beyond its slots (the broker broke the credit rule).
+size_t creditViolations(const std::string& runDir) {
+  size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(runDir))
+    if (entry.path().filename().string().rfind("runner-", 0) == 0)
+      n += grepTail(entry.path().string(), {"slots busy"}, SIZE_MAX).size();
+  return n;
 }
 
 }  // namespace
@@ -217,7 +235,7 @@ int main(int argc, char** argv) {
     if (!ready.idle || ready.runners < totalRunners) {
       std::printf("HARNESS FAILURE: %zu runners did not register within 15 s (saw %u)\n%s", totalRunners,
                   ready.runners, ready.text.c_str());
-      printLogTails(cluster, s.runDir);
+      printLogTails(s.runDir);
       return 2;
     }
     event(std::to_string(totalRunners) + " runners ready, " + std::to_string(ready.slotsTotal) + " slots");
@@ -235,7 +253,8 @@ int main(int argc, char** argv) {
       return v;
     }(), event);
     BrokerRestarter restarter(cluster, event);
-    std::vector<Fault*> faults{&killer, &stopper, &restarter};
+    BrokerFreezer freezer(cluster, event);
+    std::vector<Fault*> faults{&killer, &stopper, &restarter, &freezer};
     if (!links.empty()) faults.push_back(&cutter);
 
     // Baselines: the first broker after warm-up, and each new incarnation after its warm-up;
@@ -281,6 +300,7 @@ int main(int argc, char** argv) {
         std::vector<std::pair<Fault*, int>> menu{{&killer, 4}, {&stopper, 3}};
         if (!links.empty()) menu.push_back({&cutter, 3});
         if (now < restartsUntil && cluster.brokerUp()) menu.push_back({&restarter, 1});
+        if (cluster.brokerUp()) menu.push_back({&freezer, 1});
         int total = 0;
         for (auto& [f, w] : menu) total += w;
         int roll = static_cast<int>(std::uniform_int_distribution<int>(0, total - 1)(rng));
@@ -364,12 +384,14 @@ int main(int argc, char** argv) {
     for (auto& u : sum.unansweredExamples) std::printf("    unanswered: %s\n", u.c_str());
     std::printf("faults injected:");
     size_t totalFaults = 0;
-    for (auto* f : std::vector<Fault*>{&killer, &stopper, &cutter, &restarter}) {
+    for (auto* f : std::vector<Fault*>{&killer, &stopper, &cutter, &restarter, &freezer}) {
       std::printf("\n  %-58s %zu", f->name(), f->injected());
       totalFaults += f->injected();
     }
     if (links.empty()) std::printf(" (skipped: no namespaces)");
     std::printf("\n  total %zu; broker restarts failed: %zu\n", totalFaults, restarter.failedRestarts());
+    std::printf("jobs a runner received beyond its slots (runner log \"arrived with all N slots busy\"): %zu\n",
+                creditViolations(s.runDir));
     std::printf("runner exits the driver did not cause (restarted by the supervisor):");
     for (auto& [how, n] : unexpectedExits) std::printf(" %s=%zu", how.c_str(), n);
     std::printf("%s\n", unexpectedExits.empty() ? " none" : "");
@@ -426,7 +448,7 @@ int main(int argc, char** argv) {
       if (!c.ok) exitCode = 1;
     }
     if (gInterrupted) exitCode = exitCode ? exitCode : 2;
-    if (exitCode != 0) printLogTails(cluster, s.runDir);
+    if (exitCode != 0) printLogTails(s.runDir);
     std::printf("\n%s (seed %llu; replay: flame-chaos --seed %llu --seconds %d)\n",
                 exitCode == 0 ? "CHAOS PASSED" : "CHAOS FAILED", (unsigned long long)s.seed,
                 (unsigned long long)s.seed, s.seconds);

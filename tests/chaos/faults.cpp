@@ -179,4 +179,31 @@ void BrokerRestarter::healAll() {
   if (restartAt_) restart();
 }
 
+// --- BrokerFreezer ---
+
+bool BrokerFreezer::inject(Rng& rng, TimePoint now) {
+  if (!cluster_.brokerUp() || contAt_) return false;
+  auto window = livenessWindow(cluster_);
+  auto freeze = window + uniformMs(rng, 50, 300);
+  frozen_ = cluster_.brokerPid();
+  log_("BrokerFreezer: SIGSTOP broker (pid " + std::to_string(frozen_) + ") for " + std::to_string(freeze.count()) +
+       " ms (liveness window " + std::to_string(window.count()) + " ms)");
+  ::kill(frozen_, SIGSTOP);
+  contAt_ = now + freeze;
+  ++injected_;
+  return true;
+}
+
+void BrokerFreezer::tick(TimePoint now) {
+  if (contAt_ && *contAt_ <= now) healAll();
+}
+
+void BrokerFreezer::healAll() {
+  if (!contAt_) return;
+  contAt_.reset();
+  // Only the pid we stopped, and only while it is still our broker (not reaped and reused).
+  if (cluster_.brokerUp() && cluster_.brokerPid() == frozen_) ::kill(frozen_, SIGCONT);
+  log_("BrokerFreezer: SIGCONT broker (pid " + std::to_string(frozen_) + ")");
+}
+
 }  // namespace flame::chaos

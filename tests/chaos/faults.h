@@ -115,4 +115,22 @@ class BrokerRestarter : public Fault {
   size_t failedRestarts_ = 0;
 };
 
+// SIGSTOP of the broker for just past the liveness window, then SIGCONT: on waking, the broker
+// finds every runner silent for longer than liveness (each runner, meanwhile, has heard
+// nothing either and reconnects).
+class BrokerFreezer : public Fault {
+ public:
+  BrokerFreezer(Cluster& cluster, EventLog log) : cluster_(cluster), log_(std::move(log)) {}
+  const char* name() const override { return "BrokerFreezer (SIGSTOP broker past liveness, SIGCONT)"; }
+  bool inject(Rng& rng, TimePoint now) override;
+  void tick(TimePoint now) override;
+  void healAll() override;
+
+ private:
+  Cluster& cluster_;
+  EventLog log_;
+  pid_t frozen_ = -1;
+  std::optional<TimePoint> contAt_;
+};
+
 }  // namespace flame::chaos
