@@ -343,7 +343,16 @@ int main(int argc, char** argv) {
     std::vector<std::pair<std::string, ChildProcess*>> live;
     for (auto& r : cluster.runners())
       if (r.process) live.push_back({r.runnerId, r.process.get()});
-    std::string brokerExit = cluster.stopBroker(Millis(10000));
+    // SIGTERM (runners are drained, or left for a successor) or kill -9 (runners find the broker
+    // gone and must exit by their failsafe), by the seed.
+    bool finalKill = std::bernoulli_distribution(0.5)(rng);
+    std::string brokerExit;
+    if (finalKill) {
+      cluster.killBroker();
+      brokerExit = "kill -9";
+    } else {
+      brokerExit = cluster.stopBroker(Millis(10000));
+    }
     event("broker stopped: " + brokerExit);
     Millis failsafeBound = co.failsafe + livenessWindow + Millis(4000);
     auto failsafeDeadline = WallClock::now() + failsafeBound;
