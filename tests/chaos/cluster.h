@@ -43,6 +43,9 @@ struct RunnerSlot {
   std::string runnerId;
   int generation = 0;                 // restarts so far
   State state = State::Up;
+  // Left alone by the injectors until then: a runner just healed gets time to re-register, so
+  // faults do not pile up past its failsafe (which would be its correct exit, not a finding).
+  std::chrono::steady_clock::time_point quietUntil{};
   std::unique_ptr<ChildProcess> process;
   std::string name() const { return "r" + std::to_string(index) + (link ? "(netns)" : ""); }
 };

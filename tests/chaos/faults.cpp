@@ -10,10 +10,10 @@ Millis uniformMs(Rng& rng, int64_t lo, int64_t hi) {
   return Millis(std::uniform_int_distribution<int64_t>(lo, hi)(rng));
 }
 
-std::vector<RunnerSlot*> healthyRunners(Cluster& cluster, size_t keepUp) {
+std::vector<RunnerSlot*> healthyRunners(Cluster& cluster, size_t keepUp, TimePoint now) {
   std::vector<RunnerSlot*> up;
   for (auto& r : cluster.runners())
-    if (r.state == RunnerSlot::State::Up && !(r.link && r.link->isCut())) up.push_back(&r);
+    if (r.state == RunnerSlot::State::Up && !(r.link && r.link->isCut()) && r.quietUntil <= now) up.push_back(&r);
   if (up.size() <= keepUp) return {};
   return up;
 }
@@ -30,7 +30,7 @@ Millis livenessWindow(const Cluster& c) { return c.options().heartbeat * c.optio
 // --- RunnerKiller ---
 
 bool RunnerKiller::inject(Rng& rng, TimePoint now) {
-  auto targets = healthyRunners(cluster_, 2);
+  auto targets = healthyRunners(cluster_, 2, now);
   if (targets.empty()) return false;
   RunnerSlot* slot = pick(rng, targets);
   Pending p{slot, now + uniformMs(rng, 200, 1500), std::bernoulli_distribution(0.5)(rng)};
@@ -47,6 +47,7 @@ bool RunnerKiller::inject(Rng& rng, TimePoint now) {
 
 void RunnerKiller::restart(const Pending& p) {
   cluster_.startRunner(*p.slot, p.newId);
+  p.slot->quietUntil = std::chrono::steady_clock::now() + kRecovery;
   log_("RunnerKiller: restarted " + p.slot->name() + " as " + p.slot->runnerId + " (pid " + pidOf(*p.slot) + ")");
 }
 
@@ -69,7 +70,7 @@ void RunnerKiller::healAll() {
 // --- Stopper ---
 
 bool Stopper::inject(Rng& rng, TimePoint now) {
-  auto targets = healthyRunners(cluster_, 2);
+  auto targets = healthyRunners(cluster_, 2, now);
   if (targets.empty()) return false;
   RunnerSlot* slot = pick(rng, targets);
   auto window = livenessWindow(cluster_);
@@ -89,6 +90,7 @@ void Stopper::tick(TimePoint now) {
     if (it->contAt <= now) {
       it->slot->process->signal(SIGCONT);
       it->slot->state = RunnerSlot::State::Up;
+      it->slot->quietUntil = now + kRecovery;
       log_("Stopper: SIGCONT runner " + it->slot->runnerId);
       it = pending_.erase(it);
     } else {
@@ -108,11 +110,18 @@ void Stopper::healAll() {
 
 // --- LinkCutter ---
 
+void LinkCutter::quiet(NetnsLink* link, TimePoint now) {
+  for (auto& r : cluster_.runners())
+    if (r.link == link) r.quietUntil = now + kRecovery;
+}
+
 bool LinkCutter::inject(Rng& rng, TimePoint now) {
+  // Only links whose runner is healthy (not stopped, killed or just healed).
+  auto healthy = healthyRunners(cluster_, 2, now);
   std::vector<NetnsLink*> targets;
-  for (auto* l : links_)
-    if (!l->isCut()) targets.push_back(l);
-  if (targets.empty() || healthyRunners(cluster_, 2).empty()) return false;
+  for (auto* r : healthy)
+    if (r->link) targets.push_back(r->link);
+  if (targets.empty()) return false;
   NetnsLink* link = pick(rng, targets);
   auto window = livenessWindow(cluster_);
   Pending p{link, now + uniformMs(rng, window.count() / 2, window.count() + 2500)};
@@ -131,6 +140,7 @@ void LinkCutter::tick(TimePoint now) {
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->restoreAt <= now) {
       bool ok = it->link->restore();
+      quiet(it->link, now);
       log_("LinkCutter: link of " + it->link->netns() + (ok ? " up" : " restore FAILED"));
       it = pending_.erase(it);
     } else {

@@ -42,9 +42,11 @@ class Fault {
 // Milliseconds uniformly in [lo, hi].
 Millis uniformMs(Rng& rng, int64_t lo, int64_t hi);
 
-// Runners that are up and not under any fault; the injectors leave at least `keepUp` of them
-// alone so the pool keeps some capacity.
-std::vector<RunnerSlot*> healthyRunners(Cluster& cluster, size_t keepUp);
+// Runners that are up, not under any fault and past their quiet time; the injectors leave at
+// least `keepUp` of them alone so the pool keeps some capacity.
+std::vector<RunnerSlot*> healthyRunners(Cluster& cluster, size_t keepUp, TimePoint now);
+// How long a healed runner is left alone.
+inline constexpr Millis kRecovery{2500};
 
 // kill -9 of a runner; restarted after a short delay, half of the time with a new runner id.
 class RunnerKiller : public Fault {
@@ -91,6 +93,7 @@ class LinkCutter : public Fault {
 
  private:
   struct Pending { NetnsLink* link; TimePoint restoreAt; };
+  void quiet(NetnsLink* link, TimePoint now);
   Cluster& cluster_;
   std::vector<NetnsLink*> links_;
   EventLog log_;
