@@ -14,7 +14,8 @@
 //   welcome/job/cancelJob/heartbeat/error/drain);
 // - no runner uses more slots than it has; the queues never hold more jobs than exist.
 // At the end, after every peer has been silent for longer than any deadline: no runner is
-// left, and every job still known to the core is in a queue (none leaked out of all of them).
+// left, every job still known to the core is in a queue (none leaked out of all of them), and
+// a broker that began shutting down holds no job at all (its shutdown completes).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -174,6 +175,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   declared.defaultTimeout = Duration(5000);
   core.declarePool(fuzz::kDeclaredPool, declared);
 
+  // Loop iterations: what the Outbox accepted has been flushed by the next one.
+  auto tickOnce = [&] {
+    outbox.accepted.clear();
+    core.tick();
+  };
+  // Time passing normally: the socket loop comes round at least once per heartbeat interval.
+  auto pass = [&](Duration d) {
+    do {
+      Duration step = std::min(d, options.heartbeatInterval);
+      clock.advance(step);
+      d -= step;
+      tickOnce();
+    } while (d > Duration(0));
+  };
+  // The broker process did not run for `d` (the core credits that time to its peers).
+  auto stall = [&](Duration d) {
+    clock.advance(d);
+    tickOnce();
+  };
+
   std::vector<std::string> readyIds;
   fuzz::StepReader reader(data, size);
   fuzz::Step step;
@@ -183,15 +204,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (step.op) {
       case fuzz::Op::Client: clientMessage(core, limits, client, step.frames); break;
       case fuzz::Op::Runner: runnerMessage(core, limits, runner, step.frames, readyIds); break;
-      case fuzz::Op::Tick: {
-        // A loop iteration: what was accepted has been flushed.
-        outbox.accepted.clear();
-        int64_t ms = step.value & 0x7fff;
-        if (step.value & 0x8000) ms *= 16;
-        clock.advance(Duration(ms));
-        core.tick();
+      case fuzz::Op::Tick:
+        if (step.value & 0x8000)
+          stall(Duration(int64_t(step.value & 0x7fff) * 16));
+        else
+          pass(Duration(step.value));
         break;
-      }
       case fuzz::Op::Undeliverable: {
         std::vector<JobId> lost;
         lost.swap(outbox.accepted[runner]);
@@ -209,17 +227,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case fuzz::Op::FailQueued:
         core.failQueued(*core.findPool(fuzz::kDeclaredPool), ErrorCode::BootFailed, "fuzz: boot failed");
         break;
+      case fuzz::Op::Shutdown: core.beginShutdown(); break;
+      case fuzz::Op::AbortAll: core.abortAll("fuzz: second SIGTERM"); break;
       case fuzz::Op::kCount: break;
     }
     checkInvariants(core);
   }
 
-  // Everyone falls silent past every finite deadline (the longest is 2^32-2 ms, ~50 days).
-  outbox.accepted.clear();
-  clock.advance(Duration(int64_t(60) * 24 * 3600 * 1000));
-  core.tick();
-  clock.advance(options.heartbeatInterval);
-  core.tick();
+  // Every peer falls silent: past the liveness window (normal ticks), then past every finite
+  // deadline (the longest is 2^32-2 ms, ~50 days; stepped over as a stall), then a bit more.
+  pass(options.livenessWindow() + 2 * options.heartbeatInterval);
+  stall(Duration(int64_t(60) * 24 * 3600 * 1000));
+  pass(options.livenessWindow() + 2 * options.heartbeatInterval);
   checkInvariants(core);
   size_t runners = 0, queued = 0;
   for (const auto& pool : core.status(0).pools) {
@@ -230,5 +249,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (queued != core.jobCount())
     fail("with no runner left, " + std::to_string(core.jobCount()) + " jobs exist but " + std::to_string(queued) +
          " are queued");
+  if (core.shuttingDown() && core.jobCount() != 0)
+    fail("shutdown never completes: no runner left, " + std::to_string(core.jobCount()) + " jobs held");
   return 0;
 }

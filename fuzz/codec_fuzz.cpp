@@ -6,7 +6,8 @@
 //   3  client, reading the broker (client/client.cpp: default limits), and rendering a decoded
 //      status reply as `flame status` does (table and JSON)
 // Checked, beyond "never crashes, never throws":
-// - a rejection carries an error code and a reason;
+// - a rejection carries an error code and a reason, and that reason can be sent back to the
+//   peer (the broker echoes it in an `error`, which must decode on the other side);
 // - an accepted message re-encodes to bytes that decode again to the same encoding (the
 //   decoder keeps nothing the encoder cannot write, and normalises what it clamps);
 // - the typed encode<T>() (with its patched templates for result/accepted/job) and the
@@ -57,6 +58,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!decoded.ok()) {
     if (decoded.code == flame::ErrorCode::None) fail("rejected without an error code:", decoded.error);
     if (decoded.error.empty()) fail("rejected without a reason");
+    if (role <= 1) {  // BrokerCore::onClientInvalid / onRunnerInvalid answer with the reason
+      flame::msg::Error reply;
+      reply.code = decoded.code;
+      reply.message = decoded.error;
+      reply.requestId = decoded.requestId;
+      flame::DecodeResult echoed = flame::decode(flame::encode(reply));
+      if (!echoed.ok()) fail("the broker's answer to a rejected message does not decode:", echoed.error);
+    }
     return 0;
   }
   const flame::Message& message = *decoded.message;

@@ -220,10 +220,17 @@ class Scenario {
     s.op = fuzz::Op::Tick;
     s.value = ms;
     out_ += fuzz::writeStep(s);
-    int64_t real = ms & 0x7fff;
-    if (ms & 0x8000) real *= 16;
-    clock_.advance(Duration(real));
-    core_.tick();
+    if (ms & 0x8000) {
+      clock_.advance(Duration(int64_t(ms & 0x7fff) * 16));
+      core_.tick();
+      return *this;
+    }
+    for (Duration left(ms); left > Duration(0);) {  // as broker_core_fuzz passes time
+      Duration step = std::min(left, options().heartbeatInterval);
+      clock_.advance(step);
+      left -= step;
+      core_.tick();
+    }
     return *this;
   }
   Scenario& simple(fuzz::Op op, uint8_t peer = 0, uint16_t value = 0) {
@@ -232,6 +239,9 @@ class Scenario {
     s.peer = peer;
     s.value = value;
     out_ += fuzz::writeStep(s);
+    if (op == fuzz::Op::Shutdown) core_.beginShutdown();
+    if (op == fuzz::Op::AbortAll) core_.abortAll("seed");
+    if (op == fuzz::Op::FailQueued) core_.failQueued(*core_.findPool(fuzz::kDeclaredPool), ErrorCode::BootFailed, "seed");
     return *this;
   }
   // The n-th job the core sent to runner `peer` so far (its id), or a made-up id.
@@ -325,7 +335,9 @@ void brokerSeeds(const fs::path& dir) {
     s.runner(4, msg::Heartbeat{});
     s.tick(1000);
     s.runner(4, msg::Heartbeat{});
-    s.tick(0x8000 | 300);  // 4.8 s: r-3 goes silent past its liveness window
+    s.tick(4800);  // r-3 goes silent past its liveness window
+    s.tick(0x8000 | 2000);  // the broker stalls for 32 s: r-4 is credited that time
+    s.runner(4, msg::Heartbeat{});
     put("lost-runner-retry", s);
   }
   {
@@ -341,6 +353,20 @@ void brokerSeeds(const fs::path& dir) {
     leaving.exiting = true;
     s.runner(5, leaving);
     put("unreachable-drain-leave", s);
+  }
+  {
+    Scenario s;
+    s.runner(7, ready("r-7", pool, 2, {"echo", "sleep"}));
+    s.client(7, submit(1, Mode::Call, pool, "sleep"), "100");
+    s.client(7, submit(2, Mode::Place, pool, "sleep", 0, true), "600000");
+    s.client(7, submit(3, Mode::Call, pool, "echo"), "queued");
+    s.simple(fuzz::Op::Shutdown);
+    s.client(7, submit(4, Mode::Call, pool, "echo"), "refused");
+    s.runner(7, jobDone(s.job(7)));
+    s.tick(2000);
+    s.simple(fuzz::Op::AbortAll);
+    s.runner(7, jobDone(s.job(7, 1), ErrorCode::Cancelled, "stopped"));
+    put("shutdown", s);
   }
   {
     Scenario s;

@@ -5,11 +5,16 @@
 //                                   client ROUTER receives it after the routing id frame
 //                                   ([empty delimiter][header][payload?] when well formed)
 //   runner  peer n (len16 bytes)*n   the same from runner connection `peer` ([header][payload?])
-//   tick    ms16                     advance the clock by ms (x 16 when the top bit is set), tick()
+//   tick    ms16                     time passes: the clock advances by ms in steps of at most one
+//                                   heartbeat interval, with a tick() after each (as the socket
+//                                   loop does); with the top bit set, the broker stalls instead:
+//                                   one jump of (ms & 0x7fff) x 16 and a single tick()
 //   undeliverable peer               the Outbox reports what it accepted for runner `peer` lost
 //   unreachable peer                 toggle: sends to runner `peer` fail as Unreachable
 //   drain   index grace16            the scaler drains the index-th runner that said ready
 //   failQueued                       the scaler fails the queue of the declared pool
+//   shutdown                         SIGTERM: beginShutdown()
+//   abortAll                         a second SIGTERM: abortAll()
 #pragma once
 
 #include <cstddef>
@@ -19,7 +24,7 @@
 
 namespace flame::fuzz {
 
-enum class Op : uint8_t { Client, Runner, Tick, Undeliverable, Unreachable, Drain, FailQueued, kCount };
+enum class Op : uint8_t { Client, Runner, Tick, Undeliverable, Unreachable, Drain, FailQueued, Shutdown, AbortAll, kCount };
 
 // The pool BrokerCore has declared up front (as from a config file) in broker_core_fuzz.
 inline constexpr const char* kDeclaredPool = "declared";
@@ -61,7 +66,9 @@ class StepReader {
       case Op::Undeliverable:
       case Op::Unreachable: return byte(step.peer);
       case Op::Drain: return byte(step.peer) && u16(step.value);
-      case Op::FailQueued: return true;
+      case Op::FailQueued:
+      case Op::Shutdown:
+      case Op::AbortAll: return true;
       case Op::kCount: break;
     }
     return false;
@@ -108,6 +115,8 @@ inline std::string writeStep(const Step& step) {
       appendU16(out, step.value);
       break;
     case Op::FailQueued:
+    case Op::Shutdown:
+    case Op::AbortAll:
     case Op::kCount: break;
   }
   return out;
