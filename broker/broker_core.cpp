@@ -425,8 +425,6 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   auto now = clock_.now();
   if (auto known = runners_.find(ready.runnerId); known != runners_.end()) {
     RunnerState& r = *known->second;
-    if (r.pool->name != ready.pool)
-      return refuse(ErrorCode::BadRequest, "runner id '" + ready.runnerId + "' is registered in pool '" + r.pool->name + "'");
     // Every ready must prove the identity the first one did, or anyone who read a runner id
     // (flame status shows them) could take over its connection and its jobs.
     if (!sameSecret(r.token, ready.token))
@@ -435,7 +433,10 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
     if (r.token.empty() && routingId != r.routingId && now - r.lastSeen < options_.heartbeatInterval)
       return refuse(ErrorCode::Unauthorized, "runner id '" + ready.runnerId +
                                                  "' registered without a token and its connection is alive");
-    if (r.routingId != routingId) {
+    if (r.pool->name != ready.pool)
+      return refuse(ErrorCode::BadRequest, "runner id '" + ready.runnerId + "' is registered in pool '" + r.pool->name + "'");
+    bool newConnection = r.routingId != routingId;
+    if (newConnection) {
       byRouting_.erase(r.routingId);
       r.routingId = routingId;
       byRouting_[routingId] = &r;
@@ -445,7 +446,7 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
                ready.busy);
     sendRunner(r, welcome());
     Pool& pool = *r.pool;
-    reconcile(r, ready);  // may remove jobs and free slots
+    reconcile(r, ready, newConnection);  // may remove jobs and free slots
     dispatch(pool);
     listener_->demandChanged(pool);
     return;
@@ -473,7 +474,7 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   runners_.emplace(r.id, std::move(owned));
   byRouting_[routingId] = &r;
   pool.runners.insert(&r);
-  reconcile(r, ready);
+  reconcile(r, ready, true);
   pool.available.update(r);
   log_->info("pool={} runner={} ready: {} slots, {} functions, pid {} on {}", pool.name, r.id,
                          r.slots, r.functions.size(), r.pid, r.host);
@@ -487,7 +488,7 @@ msg::Welcome BrokerCore::welcome() const {
                       options_.maxPayloadBytes};
 }
 
-void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready) {
+void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready, bool newConnection) {
   if (ready.held.size() != ready.busy) {
     // An older runner says only how many jobs it still runs: those this broker assigned it stay
     // assigned, the rest are jobs it does not know, each given back by its jobDone.
@@ -504,9 +505,11 @@ void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready) {
     else ++phantom;
   }
   // Assigned here but not held: its dispatch or its result was lost with the old connection.
+  // On the same connection nothing is lost, and a job may simply have been sent after the
+  // runner wrote its list (a repeated ready): those stay assigned.
   std::vector<JobId> lost;
   for (JobId id : runner.jobs)
-    if (!ours.count(id)) lost.push_back(id);
+    if (newConnection && !ours.count(id)) lost.push_back(id);
   for (JobId id : lost)
     loseJob(*jobs_.find(id), ErrorCode::RunnerLost,
             "runner " + runner.id + " re-registered without the job (its dispatch or its result was lost)");

@@ -144,7 +144,8 @@ class BrokerCore {
   void handleStopChild(const std::string& client, const msg::StopChild& stop);
   void handleReady(const std::string& routingId, msg::Ready& ready);
   // Matches what a (re-)registering runner says it holds with what this broker assigned it.
-  void reconcile(RunnerState& runner, const msg::Ready& ready);
+  // `newConnection`: the ready came on another connection than the jobs assigned so far.
+  void reconcile(RunnerState& runner, const msg::Ready& ready, bool newConnection);
   // Puts a job that waits in the queue (a retry) back on `runner`, which still runs it.
   void attach(Job& job, RunnerState& runner);
   // A running job whose runner no longer has it (lost with the runner or its connection):

@@ -452,6 +452,10 @@ void Runner::Impl::onWelcome(const msg::Welcome& welcome, TimePoint now) {
 void Runner::Impl::onError(const msg::Error& error, TimePoint now) {
   switch (error.code) {
     case ErrorCode::UnknownPeer:
+      // Every message sent before the broker saw our ready is answered so: one ready is
+      // enough. (A second one would cross with the jobs the first one lets the broker send,
+      // and list fewer jobs than we will hold.)
+      if (link_ == Link::Connecting) return;
       log_->warn("runner={} broker does not know this connection; sending ready again", runnerId_);
       link_ = Link::Connecting;
       nextHeartbeat_ = TimePoint::max();

@@ -222,3 +222,23 @@ TEST_CASE("clean shutdown: what is still running at the end of the grace is answ
   CHECK(h.outbox.takeOf<msg::Error>("c").at(0).code == ErrorCode::ShuttingDown);
   CHECK(h.core.shutdownComplete());
 }
+
+TEST_CASE("a repeated ready on the same connection does not lose the jobs sent after it was written",
+          "[broker][reliability]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 3);
+  h.submit("c", 1, "p", "echo");
+  auto jobs = h.jobsFor(r);
+  REQUIRE(jobs.size() == 1);
+  // The runner wrote two readies before it saw any job (ZeroMQ reconnected under it and the
+  // broker answered each earlier message unknownPeer); the second arrives now, listing nothing.
+  h.core.onRunner(r, readyOf("r1", 3, {}), {});
+  CHECK(h.outbox.takeOf<msg::Error>("c").empty());
+  CHECK(slotsUsed(h, "r1") == 1);
+  h.submit("c", 2, "p", "echo");
+  h.submit("c", 3, "p", "echo");
+  h.submit("c", 4, "p", "echo");
+  CHECK(h.jobsFor(r).size() == 2);  // never more than its 3 slots
+  h.done(r, jobs[0].jobId, "one");
+  CHECK(h.outbox.takeOf<msg::Result>("c").size() == 1);
+}

@@ -348,7 +348,7 @@ TEST_CASE("malformed messages from the broker are dropped and the client keeps w
   sendFramesOf({""});                                            // no header
   sendFramesOf({"", "a", "b", "c"});                             // too many frames
   broker.send(peer, msg::Result{999999, 1}, "nobody's");         // unknown request id
-  broker.send(peer, msg::Ready{"r", "p", 1, {}, "", 0, 0, ""});  // a runner message
+  broker.send(peer, msg::Ready{"r", "p", 1, {}, "", 0, 0, "", {}});  // a runner message
   broker.send(peer, msg::Result{got->second.requestId, 1}, "fine");
   REQUIRE(ready(future));
   auto r = future.get();

@@ -266,7 +266,7 @@ TEST_CASE("garbage on both ports leaves the broker serving, with clear errors wh
   // Junk on the runner port, including a bogus ready.
   auto fakeRunner = connectDealer(ctx, broker.runners);
   for (int i = 0; i < 20; ++i) fakeRunner.send(zmq::buffer(randomBytes(1 + rng() % 200)));
-  fakeRunner.send(encode(msg::Ready{"", "", 0, {}, "", 0, 0, ""}), zmq::send_flags::none);
+  fakeRunner.send(encode(msg::Ready{"", "", 0, {}, "", 0, 0, "", {}}), zmq::send_flags::none);
   fakeRunner.send(encode(msg::JobDone{12345, ErrorCode::None, ""}), zmq::send_flags::none);
 
   // Everyone else is still served.

@@ -887,3 +887,19 @@ TEST_CASE("a handler's error text that is not UTF-8 is repaired, so the broker a
   CHECK(done.code == ErrorCode::HandlerError);
   CHECK(done.message == "bad \xEF\xBF\xBD bytes");
 }
+
+TEST_CASE("several unknownPeer answers in a row make one ready, not one each", "[runner][reliability]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+  broker.registerRunner();
+  // A broker that lost the connection answers every message sent before our ready unknownPeer.
+  for (int i = 0; i < 4; ++i) broker.send(msg::Error{0, ErrorCode::UnknownPeer, "who are you", 0});
+  broker.registerRunner();
+  broker.sendJob(1, "echo", "once");
+  // A second ready would arrive here instead of the result (expect<> fails on another kind).
+  std::optional<std::string> payload;
+  CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
+  CHECK(payload == std::optional<std::string>("once"));
+}
