@@ -158,6 +158,7 @@ void parseBackend(PoolConfig& pool, Table& t) {
     f.maxRetries = static_cast<int>(b.integer("max_retries", f.maxRetries, 0, 100));
     f.createRatePerSecond = b.number("create_rate_per_second", f.createRatePerSecond);
     f.createBurst = static_cast<int>(b.integer("create_burst", f.createBurst, 1, 1000));
+    f.watchInterval = b.duration("watch_interval", f.watchInterval, false);
     if (f.app.empty()) b.fail("app", "is required: the Fly app that hosts the runner machines");
     if (f.image.empty()) b.fail("image", "is required: the runner image");
   } else if (pool.backend == "kubernetes") {
@@ -175,6 +176,7 @@ void parseBackend(PoolConfig& pool, Table& t) {
     k.serviceAccount = b.str("service_account", "");
     k.requestTimeout = b.duration("request_timeout", k.requestTimeout, false);
     k.maxRetries = static_cast<int>(b.integer("max_retries", k.maxRetries, 0, 100));
+    k.watchInterval = b.duration("watch_interval", k.watchInterval, false);
     if (k.image.empty()) b.fail("image", "is required: the runner image");
   }
   b.rejectUnknown();

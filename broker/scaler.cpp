@@ -186,7 +186,11 @@ void Scaler::tickPool(Managed& pool, TimePoint now) {
   // (one backoff period at most) and fail with it if it fails too.
   bool failNow = pool.failWaiting;
   pool.failWaiting = false;
-  if (failNow && pool.consecutiveFailures >= kFailuresBeforeBootFailed && ready == 0 && booting == 0 && waiting > 0) {
+  // A failure the backend calls permanent (Fly's 422 for a rejected image, a 401) fails them at
+  // once; transient ones after kFailuresBeforeBootFailed in a row. Probes go on either way (an
+  // operator may fix the image), with backoff.
+  bool hopeless = pool.lastFailurePermanent || pool.consecutiveFailures >= kFailuresBeforeBootFailed;
+  if (failNow && hopeless && ready == 0 && booting == 0 && waiting > 0) {
     core_.failQueued(*p, ErrorCode::BootFailed,
                      "pool '" + pool.config.name + "' cannot boot runners (" +
                          std::to_string(pool.consecutiveFailures) + " failures in a row): " + pool.lastBootError);
@@ -247,7 +251,7 @@ void Scaler::boot(Managed& pool, TimePoint now) {
       auto it = pool->machines.find(runnerId);
       if (!result.status.ok) {
         if (it != pool->machines.end() && it->second.phase == Phase::Booting)
-          bootFailed(*pool, runnerId, result.status.message, clock_.now());
+          bootFailed(*pool, runnerId, result.status.message, clock_.now(), !result.status.retryable);
         if (it != pool->machines.end() && !it->second.hasHandle) pool->machines.erase(runnerId);
         return;
       }
@@ -268,8 +272,10 @@ void Scaler::boot(Managed& pool, TimePoint now) {
   });
 }
 
-void Scaler::bootFailed(Managed& pool, const std::string& runnerId, const std::string& why, TimePoint now) {
+void Scaler::bootFailed(Managed& pool, const std::string& runnerId, const std::string& why, TimePoint now,
+                        bool permanent) {
   ++pool.consecutiveFailures;
+  pool.lastFailurePermanent = permanent;
   pool.failWaiting = true;
   pool.lastBootError = why;
   Duration backoff = backoffFor(pool.consecutiveFailures);
@@ -396,6 +402,7 @@ ErrorCode Scaler::admitRunner(const msg::Ready& ready) {
   it->second.phase = Phase::Ready;
   it->second.since = clock_.now();
   pool->consecutiveFailures = 0;
+  pool->lastFailurePermanent = false;
   pool->nextBootAt = TimePoint{};
   return ErrorCode::None;
 }

@@ -78,6 +78,7 @@ class Scaler final : public BrokerListener {
     TimePoint nextBootAt{};
     std::string lastBootError;
     bool failWaiting = false;  // a boot just failed: fail waiting jobs if nothing else can run them
+    bool lastFailurePermanent = false;  // the last boot failure was not retryable
     TimePoint nextHousekeeping{};
     bool needsHandles = false;  // adopted machines wait for a list() to learn their handles
   };
@@ -85,7 +86,9 @@ class Scaler final : public BrokerListener {
   void tickPool(Managed& pool, TimePoint now);
   void reapExited(Managed& pool, TimePoint now);
   void boot(Managed& pool, TimePoint now);
-  void bootFailed(Managed& pool, const std::string& runnerId, const std::string& why, TimePoint now);
+  // `permanent`: the backend says retrying cannot help (a rejected image, bad credentials).
+  void bootFailed(Managed& pool, const std::string& runnerId, const std::string& why, TimePoint now,
+                  bool permanent = false);
   void stopMachine(Managed& pool, Machine& machine, const std::string& why);
   void post(Managed& pool, std::function<void()> backendWork);
   // Lists the pool's machines: fills in the handles of adopted machines and, with

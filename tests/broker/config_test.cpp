@@ -119,3 +119,26 @@ adopt_window = "45s"
   CHECK_THROWS_WITH(parseConfig("[broker]\nkeep_runners_on_shutdown = 1\n"),
                     Catch::Contains("broker.keep_runners_on_shutdown"));
 }
+
+TEST_CASE("backends' watch_interval is read", "[config]") {
+  auto c = parseConfig(R"(
+[pools.gpu]
+backend = "fly"
+[pools.gpu.fly]
+app = "a"
+image = "i"
+watch_interval = "5s"
+[pools.k]
+backend = "kubernetes"
+[pools.k.kubernetes]
+image = "i"
+watch_interval = "0s"
+)");
+  REQUIRE(c.pools.size() == 2);
+  for (auto& p : c.pools) {
+    if (p.name == "gpu") CHECK(p.fly.watchInterval == Duration(5000));
+    if (p.name == "k") CHECK(p.kubernetes.watchInterval == Duration(0));
+  }
+  CHECK_THROWS_WITH(parseConfig("[pools.g]\nbackend = \"fly\"\n[pools.g.fly]\napp = \"a\"\nimage = \"i\"\nwatch_interval = 3\n"),
+                    Catch::Contains("watch_interval"));
+}

@@ -361,3 +361,16 @@ TEST_CASE("while boots fail, only one probe boots at a time", "[scaler][reliabil
   h.pass(Duration(9000));
   CHECK(h.backend->bootCount() == 3);
 }
+
+TEST_CASE("a boot failure the backend calls permanent fails the waiting jobs at once", "[scaler][reliability]") {
+  ScalerHarness h(limits(0, 1, 1));
+  h.backend->failNextBoots(1, /*retryable=*/false, "422: image not found");
+  h.submit("c", 1, "p", "echo", "", Mode::Call, kInfiniteMs);
+  h.tick();
+  h.tick();
+  auto errs = h.outbox.takeOf<msg::Error>("c");
+  REQUIRE(errs.size() == 1);  // not after three failures and their backoff
+  CHECK(errs[0].code == ErrorCode::BootFailed);
+  CHECK(errs[0].message.find("422: image not found") != std::string::npos);
+  CHECK(h.backend->bootCount() == 1);
+}
