@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "broker/inbound.h"
 #include "common/log.h"
 
 namespace flame {
@@ -13,9 +14,6 @@ namespace flame {
 namespace {
 // How many messages one readiness event may process before the loop checks timers again.
 constexpr int kBatch = 256;
-// [routing id][empty][header][payload] from clients; [routing id][header][payload] from runners.
-constexpr size_t kMaxClientFrames = 4;
-constexpr size_t kMaxRunnerFrames = 3;
 
 SocketLimits socketLimits(const BrokerOptions& o) {
   SocketLimits l;
@@ -115,26 +113,7 @@ void BrokerServer::readClients() {
   bool truncated = false;
   for (int i = 0; i < kBatch; ++i) {
     if (!recvFrames(clients_, frames_, kMaxClientFrames, truncated)) return;
-    const std::string client = frames_[0].to_string();
-    if (frames_.size() < 3 || frames_[1].size() != 0) {
-      core_.onClientInvalid(client, ErrorCode::BadRequest,
-                            "expected [empty delimiter][header][payload?] frames", 0);
-      continue;
-    }
-    if (truncated) {
-      auto d = decode(frames_[2], limits_);
-      core_.onClientInvalid(client, ErrorCode::BadRequest, "too many frames (at most 3: delimiter, header, payload)",
-                            d.requestId);
-      continue;
-    }
-    auto d = decode(frames_[2], limits_);
-    if (!d.ok()) {
-      core_.onClientInvalid(client, d.code, d.error, d.requestId);
-      continue;
-    }
-    zmq::message_t payload;
-    if (frames_.size() == 4) payload = std::move(frames_[3]);
-    core_.onClient(client, std::move(*d.message), std::move(payload));
+    deliverFromClient(core_, limits_, frames_, truncated);
   }
 }
 
@@ -143,23 +122,7 @@ void BrokerServer::readRunners() {
   bool truncated = false;
   for (int i = 0; i < kBatch; ++i) {
     if (!recvFrames(runners_, frames_, kMaxRunnerFrames, truncated)) return;
-    const std::string peer = frames_[0].to_string();
-    if (frames_.size() < 2) {
-      core_.onRunnerInvalid(peer, ErrorCode::BadRequest, "expected [header][payload?] frames");
-      continue;
-    }
-    if (truncated) {
-      core_.onRunnerInvalid(peer, ErrorCode::BadRequest, "too many frames (at most 2: header, payload)");
-      continue;
-    }
-    auto d = decode(frames_[1], limits_);
-    if (!d.ok()) {
-      core_.onRunnerInvalid(peer, d.code, d.error);
-      continue;
-    }
-    zmq::message_t payload;
-    if (frames_.size() == 3) payload = std::move(frames_[2]);
-    core_.onRunner(peer, std::move(*d.message), std::move(payload));
+    deliverFromRunner(core_, limits_, frames_, truncated);
   }
 }
 
