@@ -83,6 +83,24 @@ BrokerProcess restartOn(const std::string& clients, const std::string& runners) 
   return std::move(*started);
 }
 
+// A broker with one runner of `pool`, and one call of `sleep ms` running on it.
+struct BusyBroker {
+  BusyBroker(const std::string& pool, int concurrency, const std::string& sleepMs)
+      : broker(BrokerProcess::start(kFastBroker)),
+        worker(startWorker(broker.runners, pool, concurrency)),
+        client(clientFor(broker.clients)) {
+    REQUIRE(waitReadyRunners(client, pool, 1));
+    CallOptions o;
+    o.timeout = Duration(60000);
+    running = client.callAsync(pool, "sleep", sleepMs, o);
+    REQUIRE(waitSlotsUsed(client, pool, 1));
+  }
+  BrokerProcess broker;
+  std::unique_ptr<Process> worker;
+  Client client;
+  std::future<CallResult> running;
+};
+
 }  // namespace
 
 TEST_CASE("after a broker restart, a new call whose job id an old running job had gets its own answer",
@@ -122,17 +140,11 @@ TEST_CASE("after a broker restart, a new call whose job id an old running job ha
 
 TEST_CASE("SIGTERM: running calls finish, new ones are refused, runners drain, the broker exits 0",
           "[integration][reliability]") {
-  auto broker = BrokerProcess::start(kFastBroker);
-  auto worker = startWorker(broker.runners, "s", 2);
-  Client client(clientFor(broker.clients));
-  REQUIRE(waitReadyRunners(client, "s", 1));
-  CallOptions o;
-  o.timeout = Duration(20000);
-  auto running = client.callAsync("s", "sleep", "1500", o);
-  REQUIRE(waitSlotsUsed(client, "s", 1));
+  BusyBroker b("s", 2, "1500");
+  auto& [broker, worker, client, running] = b;
   broker.process->signal(SIGTERM);
   REQUIRE(broker.process->waitForLine("shutting down", Millis(5000)));
-  auto refused = client.call("s", "echo", "too late", o);
+  auto refused = client.call("s", "echo", "too late", CallOptions{.timeout = Duration(5000)});
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == ErrorCode::ShuttingDown);
   REQUIRE(running.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
@@ -151,14 +163,8 @@ TEST_CASE("SIGTERM: running calls finish, new ones are refused, runners drain, t
 
 TEST_CASE("a second SIGTERM stops the broker at once, answering what it still holds",
           "[integration][reliability]") {
-  auto broker = BrokerProcess::start(kFastBroker);
-  auto worker = startWorker(broker.runners, "s2", 1);
-  Client client(clientFor(broker.clients));
-  REQUIRE(waitReadyRunners(client, "s2", 1));
-  CallOptions o;
-  o.timeout = Duration(60000);
-  auto running = client.callAsync("s2", "sleep", "60000", o);
-  REQUIRE(waitSlotsUsed(client, "s2", 1));
+  BusyBroker b("s2", 1, "60000");
+  auto& [broker, worker, client, running] = b;
   auto signalled = Clock_::now();
   broker.process->signal(SIGTERM);
   REQUIRE(broker.process->waitForLine("shutting down", Millis(5000)));
