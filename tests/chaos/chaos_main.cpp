@@ -11,6 +11,7 @@
 // Exit status 0 when all hold, 1 when one fails, 2 on bad usage or a harness failure.
 // See tests/chaos/README.md.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -53,6 +54,7 @@ struct Settings {
   std::string runDir;
   bool keepLogs = false;
   Millis warmup{3000};
+  std::string finalStop = "random";  // how the broker is stopped at the end: term, kill, random
 };
 
 struct Check {
@@ -163,6 +165,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-netns", noNetns, "skip the namespaces and the LinkCutter");
   app.add_option("--run-dir", s.runDir, "where logs go (default /tmp/flame-chaos-<pid>)");
+  app.add_option("--final-stop", s.finalStop, "stop the broker at the end by SIGTERM or kill -9 (default: by the seed)")
+      ->check(CLI::IsMember({"term", "kill", "random"}))
+      ->capture_default_str();
   app.add_flag("--keep-logs", s.keepLogs, "keep the run directory even when every check passes");
   CLI11_PARSE(app, argc, argv);
   if (longForm) s.seconds = 600;
@@ -279,6 +284,7 @@ int main(int argc, char** argv) {
 
     // --- warm-up, then chaos ---
     auto warmEnd = WallClock::now() + s.warmup;
+    // Warm-up under load is wall-clock time by nature.
     while (WallClock::now() < warmEnd && !gInterrupted) std::this_thread::sleep_for(Millis(100));
     takeBaseline();
     event("chaos starts");
@@ -350,6 +356,8 @@ int main(int argc, char** argv) {
     // SIGTERM (runners are drained, or left for a successor) or kill -9 (runners find the broker
     // gone and must exit by their failsafe), by the seed.
     bool finalKill = std::bernoulli_distribution(0.5)(rng);
+    if (s.finalStop == "term") finalKill = false;
+    if (s.finalStop == "kill") finalKill = true;
     std::string brokerExit;
     if (finalKill) {
       cluster.killBroker();
@@ -360,13 +368,17 @@ int main(int argc, char** argv) {
     event("broker stopped: " + brokerExit);
     Millis failsafeBound = co.failsafe + livenessWindow + Millis(4000);
     auto failsafeDeadline = WallClock::now() + failsafeBound;
-    std::vector<std::string> survivors;
+    std::vector<std::string> survivors, undrained;
     std::string exits;
     for (auto& [id, p] : live) {
       auto left = std::chrono::duration_cast<Millis>(failsafeDeadline - WallClock::now());
       auto st = p->waitExit(std::max(left, Millis(0)));
       if (!st) survivors.push_back(id + " (pid " + std::to_string(p->pid()) + ")");
       else exits += " " + id + ":" + describeStatus(*st);
+      // After SIGTERM the broker sends every runner `drain` (docs/PROTOCOL.md, Shutdown step 4):
+      // a runner must exit 0 (drained), not 3 (failsafe: the drain never reached it).
+      if (!finalKill && (!st || !WIFEXITED(*st) || WEXITSTATUS(*st) != 0))
+        undrained.push_back(id + " (" + (st ? describeStatus(*st) : std::string("still running")) + ")");
     }
     event("runner exits:" + exits);
 
@@ -438,6 +450,14 @@ int main(int argc, char** argv) {
     checks.push_back({"4. no runner outlives its failsafe", survivors.empty(),
                       std::to_string(survivors.size()) + " survivors after " +
                           std::to_string(failsafeBound.count()) + " ms"});
+    {
+      std::string list;
+      for (auto& u : undrained) list += " " + u;
+      checks.push_back({"4b. after SIGTERM, every runner drains (exit 0)", undrained.empty(),
+                        finalKill ? std::string("not applicable: the broker was stopped by kill -9")
+                                  : std::to_string(live.size() - undrained.size()) + "/" + std::to_string(live.size()) +
+                                        " drained" + (list.empty() ? "" : "; not:" + list)});
+    }
     long rssLimit = baseline.rssKb + std::max(16L * 1024, baseline.rssKb / 2);
     checks.push_back({"5. broker RSS near its baseline", baseline.rssKb > 0 && end.rssKb > 0 && end.rssKb <= rssLimit,
                       std::to_string(baseline.rssKb) + " kB -> " + std::to_string(end.rssKb) + " kB (limit " +

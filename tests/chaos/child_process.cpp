@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <thread>
 
 namespace flame::chaos {
 
@@ -82,14 +84,22 @@ void ChildProcess::signal(int sig) {
 
 std::optional<int> ChildProcess::waitExit(Millis bound) {
   if (status_) return status_;
-  if (pidFd_ >= 0 && bound.count() > 0) {
-    pollfd pfd{pidFd_, POLLIN, 0};
-    poll(&pfd, 1, static_cast<int>(bound.count()));
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  for (;;) {
+    int st = 0;
+    if (waitpid(pid_, &st, WNOHANG) == pid_) {
+      status_ = st;
+      return status_;
+    }
+    auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    if (pidFd_ >= 0) {
+      pollfd pfd{pidFd_, POLLIN, 0};
+      poll(&pfd, 1, static_cast<int>(left.count()));  // readable once it has exited
+    } else {
+      std::this_thread::sleep_for(std::min(left, Millis(10)));  // no pidfd (old kernel): poll
+    }
   }
-  int st = 0;
-  pid_t r = waitpid(pid_, &st, pidFd_ >= 0 || bound.count() == 0 ? WNOHANG : 0);
-  if (r == pid_) status_ = st;
-  return status_;
 }
 
 std::string describeStatus(int status) {
