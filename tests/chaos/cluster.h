@@ -32,7 +32,7 @@ struct ClusterOptions {
   int concurrency = 3;                // slots per runner
   Millis heartbeat{200};
   int liveness = 3;
-  Millis failsafe{5000};              // runners' --failsafe-after (longer than any outage we inject)
+  Millis failsafe{8000};              // runners' --failsafe-after: longer than faults can add up to
   std::string runnerBindHost = "127.0.0.1";
 };
 
