@@ -3,10 +3,9 @@
 // from up to 8 client and 8 runner connections, time passing, sends failing, and the scaler's
 // drain/failQueued calls.
 //
-// Each message goes through the same path as in BrokerServer::readClients/readRunners: the
-// frame-shape checks, then decode() with the broker's DecodeLimits, then onClient/onRunner (or
-// onClientInvalid/onRunnerInvalid). The frame checks are a copy of server.cpp's (they are
-// private to the socket loop there); keep the two in step.
+// Each message goes through broker/inbound.h, as in BrokerServer: the frame-shape checks, then
+// decode() with the broker's DecodeLimits, then onClient/onRunner (or onClientInvalid/
+// onRunnerInvalid).
 //
 // Checked after every step, beyond "no crash, no sanitizer report, no exception":
 // - everything the core sends decodes, and is a kind its receiver accepts (clients get
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "broker/broker_core.h"
+#include "broker/inbound.h"
 #include "common/codec.h"
 #include "common/log.h"
 #include "fuzz/steps.h"
@@ -83,60 +83,14 @@ class CheckingOutbox final : public Outbox {
   }
 };
 
-zmq::message_t frame(const std::string& bytes) { return zmq::message_t(bytes.data(), bytes.size()); }
-
-// BrokerServer::readClients after recvFrames(clients_, frames_, 4, truncated); frames[0] is the
-// routing id, `in` the rest.
-void clientMessage(BrokerCore& core, const DecodeLimits& limits, const std::string& client,
-                   const std::vector<std::string>& in) {
-  constexpr size_t kMaxClientFrames = 4;
-  const bool truncated = in.size() + 1 > kMaxClientFrames;
-  std::vector<zmq::message_t> frames;
-  frames.push_back(frame(client));
-  for (size_t i = 0; i < in.size() && frames.size() < kMaxClientFrames; ++i) frames.push_back(frame(in[i]));
-  if (frames.size() < 3 || frames[1].size() != 0) {
-    core.onClientInvalid(client, ErrorCode::BadRequest, "expected [empty delimiter][header][payload?] frames", 0);
-    return;
-  }
-  auto d = decode(frames[2], limits);
-  if (truncated) {
-    core.onClientInvalid(client, ErrorCode::BadRequest, "too many frames", d.requestId);
-    return;
-  }
-  if (!d.ok()) {
-    core.onClientInvalid(client, d.code, d.error, d.requestId);
-    return;
-  }
-  zmq::message_t payload;
-  if (frames.size() == 4) payload = std::move(frames[3]);
-  core.onClient(client, std::move(*d.message), std::move(payload));
-}
-
-// BrokerServer::readRunners after recvFrames(runners_, frames_, 3, truncated).
-void runnerMessage(BrokerCore& core, const DecodeLimits& limits, const std::string& peer,
-                   const std::vector<std::string>& in, std::vector<std::string>& readyIds) {
-  constexpr size_t kMaxRunnerFrames = 3;
-  const bool truncated = in.size() + 1 > kMaxRunnerFrames;
-  std::vector<zmq::message_t> frames;
-  frames.push_back(frame(peer));
-  for (size_t i = 0; i < in.size() && frames.size() < kMaxRunnerFrames; ++i) frames.push_back(frame(in[i]));
-  if (frames.size() < 2) {
-    core.onRunnerInvalid(peer, ErrorCode::BadRequest, "expected [header][payload?] frames");
-    return;
-  }
-  if (truncated) {
-    core.onRunnerInvalid(peer, ErrorCode::BadRequest, "too many frames");
-    return;
-  }
-  auto d = decode(frames[1], limits);
-  if (!d.ok()) {
-    core.onRunnerInvalid(peer, d.code, d.error);
-    return;
-  }
-  if (auto* ready = std::get_if<msg::Ready>(&*d.message)) readyIds.push_back(ready->runnerId);
-  zmq::message_t payload;
-  if (frames.size() == 3) payload = std::move(frames[2]);
-  core.onRunner(peer, std::move(*d.message), std::move(payload));
+// Frames as recvFrames() leaves them: the routing id, then at most `max` - 1 of the sent frames;
+// `truncated` when more were sent.
+Frames received(const std::string& routingId, const std::vector<std::string>& sent, size_t max, bool& truncated) {
+  Frames frames;
+  frames.emplace_back(routingId.data(), routingId.size());
+  for (size_t i = 0; i < sent.size() && frames.size() < max; ++i) frames.emplace_back(sent[i].data(), sent[i].size());
+  truncated = sent.size() + 1 > max;
+  return frames;
 }
 
 void checkInvariants(const BrokerCore& core) {
@@ -202,8 +156,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string client = std::string("c") + static_cast<char>(step.peer % 8);
     const std::string runner = std::string("r") + static_cast<char>(step.peer % 8);
     switch (step.op) {
-      case fuzz::Op::Client: clientMessage(core, limits, client, step.frames); break;
-      case fuzz::Op::Runner: runnerMessage(core, limits, runner, step.frames, readyIds); break;
+      case fuzz::Op::Client: {
+        bool truncated = false;
+        Frames frames = received(client, step.frames, kMaxClientFrames, truncated);
+        deliverFromClient(core, limits, frames, truncated);
+        break;
+      }
+      case fuzz::Op::Runner: {
+        bool truncated = false;
+        Frames frames = received(runner, step.frames, kMaxRunnerFrames, truncated);
+        // Remember who said ready, for the drain step.
+        if (frames.size() >= 2 && !truncated) {
+          DecodeResult d = decode(frames[1], limits);
+          if (d.ok())
+            if (auto* ready = std::get_if<msg::Ready>(&*d.message)) readyIds.push_back(ready->runnerId);
+        }
+        deliverFromRunner(core, limits, frames, truncated);
+        break;
+      }
       case fuzz::Op::Tick:
         if (step.value & 0x8000)
           stall(Duration(int64_t(step.value & 0x7fff) * 16));
