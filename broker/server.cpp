@@ -14,6 +14,10 @@ namespace flame {
 namespace {
 // How many messages one readiness event may process before the loop checks timers again.
 constexpr int kBatch = 256;
+// When the broker stops: how long it goes on reading (answering shutting_down) after its last
+// answers, and then how long what is still queued may take to leave.
+constexpr Duration kClosingTime{300};
+constexpr Duration kFinalLinger{1000};
 
 SocketLimits socketLimits(const BrokerOptions& o) {
   SocketLimits l;
@@ -105,6 +109,20 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
     flush();
   }
   flush();
+  // The last answers (results, shutting_down, drain) must reach their peers. Exiting at once
+  // loses some: a peer's heartbeat that arrives unread when the process closes its TCP sockets
+  // makes the kernel reset the connection, and the peer discards what it had not read yet
+  // (seen: 1 in 3 second-SIGTERM answers lost). So keep reading (and refusing) for a moment,
+  // then close with a linger for what is still queued.
+  TimePoint closeAt = loopClock_.now() + kClosingTime;
+  for (;;) {
+    loopClock_.refresh();
+    if (loopClock_.now() >= closeAt) break;
+    reactor.pollOnce(closeAt - loopClock_.now());
+    flush();
+  }
+  clients_.set(zmq::sockopt::linger, static_cast<int>(kFinalLinger.count()));
+  runners_.set(zmq::sockopt::linger, static_cast<int>(kFinalLinger.count()));
   logger("broker")->info("stopped");
 }
 

@@ -462,6 +462,18 @@ void Runner::Impl::onError(const msg::Error& error, TimePoint now) {
       sendReady();
       return;
     case ErrorCode::Unauthorized:
+      if (options_.token.empty()) {
+        // A static runner's only credential is its own secret: the broker refuses it only while
+        // another live connection holds this runner id (e.g. our previous process, restarted
+        // with the same id before the broker noticed it died). That registration ends within
+        // the broker's liveness window: try again after a backoff.
+        log_->warn("runner={} the broker refused this runner id ({}); retrying in {}", runnerId_,
+                   error.message, formatDuration(backoff_));
+        disconnect();
+        reconnectAt_ = addSaturating(now, backoff_);
+        backoff_ = std::min(backoff_ * 2, options_.reconnectMax);
+        return;
+      }
       log_->error("runner={} broker refused the boot token: {}", runnerId_, error.message);
       talk_ = false;
       disconnect();

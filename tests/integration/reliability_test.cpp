@@ -28,6 +28,7 @@ ClientOptions clientFor(const std::string& clients) {
   ClientOptions o;
   o.broker = clients;
   o.heartbeatInterval = Duration(200);
+  o.liveness = 10;  // these tests are not about client liveness: no false alarm on a busy machine
   return o;
 }
 
@@ -107,7 +108,7 @@ TEST_CASE("after a broker restart, a new call whose job id an old running job ha
           "[integration][reliability]") {
   auto broker = BrokerProcess::start(kFastBroker);
   const std::string clients = broker.clients, runners = broker.runners;
-  auto worker = startWorker(runners, "r", 2, {"--failsafe-after", "20s"});
+  auto worker = startWorker(runners, "r", 2, {"--failsafe-after", "20s", "--log-level", "debug"});
   {
     Client client(clientFor(clients));
     REQUIRE(waitReadyRunners(client, "r", 1));
@@ -115,8 +116,8 @@ TEST_CASE("after a broker restart, a new call whose job id an old running job ha
     CallOptions o;
     o.link = false;
     o.timeout = kInfinite;
-    auto sleeping = client.callAsync("r", "sleep", "2500", o);
-    REQUIRE(waitSlotsUsed(client, "r", 1));
+    auto sleeping = client.callAsync("r", "sleep", "5000", o);
+    REQUIRE(worker->waitForLine("function=sleep mode=call", Millis(10000)));  // the runner has it
     broker.process->signal(SIGKILL);
     REQUIRE(sleeping.wait_for(std::chrono::seconds(10)) == std::future_status::ready);  // broker_unreachable
   }
@@ -143,12 +144,13 @@ TEST_CASE("SIGTERM: running calls finish, new ones are refused, runners drain, t
   BusyBroker b("s", 2, "1500");
   auto& [broker, worker, client, running] = b;
   broker.process->signal(SIGTERM);
-  REQUIRE(broker.process->waitForLine("shutting down", Millis(5000)));
+  REQUIRE(broker.process->waitForLine("shutting down: ", Millis(5000)));  // the loop's line, not the signal thread's
   auto refused = client.call("s", "echo", "too late", CallOptions{.timeout = Duration(5000)});
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == ErrorCode::ShuttingDown);
   REQUIRE(running.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   auto r = running.get();
+  INFO((r ? std::string("ok") : r.error().toString()));
   CHECK(r.ok());  // the sleep finished within the grace and was answered
   auto status = broker.process->waitExit(Millis(10000));
   REQUIRE(status);
@@ -167,11 +169,12 @@ TEST_CASE("a second SIGTERM stops the broker at once, answering what it still ho
   auto& [broker, worker, client, running] = b;
   auto signalled = Clock_::now();
   broker.process->signal(SIGTERM);
-  REQUIRE(broker.process->waitForLine("shutting down", Millis(5000)));
+  REQUIRE(broker.process->waitForLine("shutting down: ", Millis(5000)));  // the loop's line, not the signal thread's
   broker.process->signal(SIGTERM);
   REQUIRE(running.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
   auto r = running.get();
   REQUIRE_FALSE(r);
+  INFO(r.error().toString() << "\nbroker: " << broker.process->output());
   CHECK(r.error().code == ErrorCode::ShuttingDown);
   auto status = broker.process->waitExit(Millis(5000));
   REQUIRE(status);

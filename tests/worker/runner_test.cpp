@@ -903,3 +903,19 @@ TEST_CASE("several unknownPeer answers in a row make one ready, not one each", "
   CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
   CHECK(payload == std::optional<std::string>("once"));
 }
+
+TEST_CASE("a static runner refused because its id is still registered retries instead of exiting",
+          "[runner][reliability]") {
+  FakeBroker broker;
+  Runner runner(testOptions(broker));  // no boot token: a static runner with a fixed id
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+  broker.expect<msg::Ready>();
+  broker.send(msg::Error{0, ErrorCode::Unauthorized, "runner id 'r-test' is registered with another token", 0});
+  CHECK_FALSE(thread.waitExit(Duration(0)));
+  broker.registerRunner();  // the old registration is gone: it comes again and is welcome
+  broker.sendJob(1, "echo", "back");
+  std::optional<std::string> payload;
+  CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
+  CHECK(payload == std::optional<std::string>("back"));
+}
