@@ -69,9 +69,15 @@ run() {
   rm -rf "$logs"
   mkdir -p "$logs"
   # Test discovery runs the instrumented binaries at build time: reports go to the logs too.
-  export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:detect_stack_use_after_return=1:strict_init_order=1:check_initialization_order=1"
-  export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1"
-  export TSAN_OPTIONS="log_path=$logs/tsan:suppressions=$PWD/scripts/tsan.supp:second_deadlock_stack=1:history_size=4"
+  # Only the options of this kind's runtime are set (clang's TSan runtime also reads
+  # UBSAN_OPTIONS' log_path, which would misname its reports).
+  unset ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
+  if [ "$sanitize" = address ]; then
+    export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:detect_stack_use_after_return=1:strict_init_order=1:check_initialization_order=1"
+    export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1"
+  else
+    export TSAN_OPTIONS="log_path=$logs/tsan:suppressions=$PWD/scripts/tsan.supp:second_deadlock_stack=1:history_size=4"
+  fi
   echo "sanitize: $kind: building $*"
   nice -n 10 cmake --build "$build" -j"$jobs" --target "$@"
   local built=$SECONDS
