@@ -460,7 +460,9 @@ Message read(Envelope::Reader env) {
 DecodeResult fail(ErrorCode code, std::string why, uint64_t requestId = 0) {
   DecodeResult r;
   r.code = code;
-  r.error = std::move(why);
+  // The reason is sent back to the peer in an `error`, and Cap'n Proto's exception texts quote
+  // the offending bytes: keep it text, or the peer would refuse the answer itself.
+  r.error = toValidUtf8(why);
   r.requestId = requestId;
   return r;
 }

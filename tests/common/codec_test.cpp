@@ -221,3 +221,26 @@ TEST_CASE("text fields that are not UTF-8 are refused, naming the field", "[code
   REQUIRE_FALSE(rd.ok());
   CHECK(rd.error.find("'functions'") != std::string::npos);
 }
+
+TEST_CASE("a decode error's reason is always text, so the peer can be told it", "[codec]") {
+  // A text field cut short: Cap'n Proto's exception quotes the raw byte (0xff here).
+  msg::Submit s;
+  s.requestId = 9;
+  s.pool = "p";
+  s.function = "f";
+  auto frame = encode(s);
+  std::string bytes(static_cast<const char*>(frame.data()), frame.size());
+  int changed = 0;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] == '\0' && i > 0 && (bytes[i - 1] == 'p' || bytes[i - 1] == 'f')) {
+      bytes[i] = '\xff';  // the NUL terminator of a text field
+      ++changed;
+    }
+  }
+  REQUIRE(changed > 0);
+  auto d = decode(bytes.data(), bytes.size());
+  REQUIRE_FALSE(d.ok());
+  CHECK(isValidUtf8(d.error));
+  // And the error that carries it decodes on the other side.
+  CHECK(decode(encode(msg::Error{d.requestId, d.code, d.error, 0})).ok());
+}
