@@ -74,7 +74,7 @@ run() {
   unset ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
   if [ "$sanitize" = address ]; then
     export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:detect_stack_use_after_return=1:strict_init_order=1:check_initialization_order=1"
-    export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1"
+    export UBSAN_OPTIONS="log_path=$logs/asan:print_stacktrace=1:halt_on_error=1"
   else
     export TSAN_OPTIONS="log_path=$logs/tsan:suppressions=$PWD/scripts/tsan.supp:second_deadlock_stack=1:history_size=4"
   fi
