@@ -36,6 +36,9 @@ class FakeFlyApi {
     bool listsHang = false;
   };
 
+  // The server's handler threads use the members below: stop them first (members are
+  // destroyed in reverse order, so server_, declared first, would otherwise go last).
+  ~FakeFlyApi() { server_.stop(); }
   FakeFlyApi() {
     auto& http = server_.server();
     http.Post(kMachines, [this](const httplib::Request& request, httplib::Response& response) {

@@ -33,6 +33,9 @@ class FakeKubernetesApi {
     int lostAnswers = 0;
   };
 
+  // The server's handler threads use the members below: stop them first (members are
+  // destroyed in reverse order, so server_, declared first, would otherwise go last).
+  ~FakeKubernetesApi() { server_.stop(); }
   FakeKubernetesApi() {
     auto& http = server_.server();
     http.Post(kPods, [this](const httplib::Request& request, httplib::Response& response) {
