@@ -492,8 +492,10 @@ void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready, bool ne
   if (ready.held.size() != ready.busy) {
     // An older runner says only how many jobs it still runs: those this broker assigned it stay
     // assigned, the rest are jobs it does not know, each given back by its jobDone.
-    runner.phantom = ready.busy > runner.jobs.size() ? std::min<uint32_t>(ready.busy - runner.jobs.size(), runner.slots)
-                                                     : 0;
+    uint32_t assigned = static_cast<uint32_t>(runner.jobs.size());
+    runner.phantom = ready.busy > assigned && runner.slots > assigned
+                         ? std::min(ready.busy - assigned, runner.slots - assigned)
+                         : 0;
     runner.used = static_cast<uint32_t>(runner.jobs.size()) + runner.phantom;
     return;
   }
@@ -524,8 +526,12 @@ void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready, bool ne
     }
     ++phantom;  // finished, failed or running elsewhere meanwhile: its slot comes back with its jobDone
   }
-  runner.phantom = phantom;
-  runner.used = static_cast<uint32_t>(runner.jobs.size()) + runner.phantom;
+  // A runner holds at most `slots` running jobs; more only when results wait to be sent, and
+  // those come back right after the welcome. `used` never exceeds `slots` (credit is what
+  // dispatch trusts); a jobDone beyond the phantoms counted is simply ignored.
+  uint32_t assigned = static_cast<uint32_t>(runner.jobs.size());
+  runner.phantom = std::min(phantom, runner.slots > assigned ? runner.slots - assigned : 0);
+  runner.used = assigned + runner.phantom;
   if (runner.used == 0) runner.idleSince = clock_.now();
   runner.pool->available.update(runner);
 }

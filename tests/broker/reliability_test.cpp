@@ -242,3 +242,15 @@ TEST_CASE("a repeated ready on the same connection does not lose the jobs sent a
   h.done(r, jobs[0].jobId, "one");
   CHECK(h.outbox.takeOf<msg::Result>("c").size() == 1);
 }
+
+TEST_CASE("a runner holding more jobs than slots never counts more than its slots", "[broker][reliability]") {
+  Harness h;
+  // Results waiting to be sent can make a runner hold more than it runs.
+  h.core.onRunner("conn-r1", readyOf("r1", 2, {{1, kPreviousRun}, {2, kPreviousRun}, {3, kPreviousRun}}), {});
+  CHECK(slotsUsed(h, "r1") == 2);
+  h.submit("c", 1, "p", "echo");
+  CHECK(h.jobsFor("conn-r1").empty());
+  for (JobId id : {1, 2, 3}) h.core.onRunner("conn-r1", msg::JobDone{id, ErrorCode::None, "", kPreviousRun}, {});
+  CHECK(h.jobsFor("conn-r1").size() == 1);  // the waiting job went out once slots came back
+  CHECK(slotsUsed(h, "r1") == 1);
+}
