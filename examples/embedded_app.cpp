@@ -8,6 +8,7 @@
 //   ./build/bin/embedded-app --clients tcp://127.0.0.1:5555 --runners tcp://127.0.0.1:5556
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
@@ -39,6 +40,19 @@ void registerFunctions(flame::Runner& runner) {
   std::string id = runner.runnerId();
   runner.handle("count_words", flame::typed<wordcount::Document, wordcount::Counts>(
                                    [id](auto doc, auto out, flame::JobContext& ctx) { countWords(doc, out, ctx, id); }));
+}
+
+// True once `pool` has at least one runner, polling the broker's status until `limit`.
+bool waitForRunners(flame::Client& client, const std::string& pool, std::chrono::milliseconds limit) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (auto status = client.status(flame::Duration(1000))) {
+      for (const auto& p : status.value().pools)
+        if (p.name == pool && !p.runners.empty()) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling interval, not a timer
+  }
+  return false;
 }
 
 }  // namespace
@@ -77,6 +91,12 @@ int main(int argc, char** argv) {
   flame::ClientOptions co;
   co.broker = clients;
   flame::Client client(co);
+  // A static pool exists once its first runner has registered: until then a call would get
+  // unknown_pool. Wait (bounded) for our runners to be there.
+  if (localRunners > 0 && !waitForRunners(client, "wordcount", std::chrono::seconds(10))) {
+    std::cerr << "no runner of pool wordcount registered within 10 s\n";
+    return 1;
+  }
   flame::CallOptions options;
   options.timeout = flame::Duration(10000);
   const char* texts[] = {"the quick brown fox\njumps over\nthe lazy dog\n", "flame runs your code\nelsewhere\n",
