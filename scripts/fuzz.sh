@@ -24,19 +24,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-./scripts/install-deps.sh
 # clang 14 with libFuzzer and the sanitizer runtimes (Debian 12: libclang-rt-14-dev).
-missing=()
-for p in clang libclang-rt-14-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "fuzz: installing ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+./scripts/install-deps.sh clang libclang-rt-14-dev
 
 build=build-fuzz
 start=$SECONDS

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs flame's build and test dependencies from Debian 12 packages. Idempotent.
+# Installs flame's build and test dependencies from Debian 12 packages, plus any packages
+# given as arguments (fuzz.sh and sanitize.sh add clang). Idempotent: apt-get runs only when
+# something is missing.
 set -euo pipefail
-packages=(
+packages=("$@"
+
   build-essential cmake pkg-config
   libzmq3-dev cppzmq-dev capnproto libcapnp-dev libcurl4-openssl-dev libspdlog-dev catch2
   libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev gnuplot-nox

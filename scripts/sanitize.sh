@@ -31,21 +31,12 @@ done
 jobs=${FLAME_JOBS:-2}
 unit=(flame_common_tests flame_broker_tests flame_worker_tests flame_client_tests flame_backends_tests)
 
-./scripts/install-deps.sh
 cc=${FLAME_SANITIZE_CC:-clang}
 cxx=${FLAME_SANITIZE_CXX:-clang++}
 if [ "$cxx" = clang++ ]; then
-  missing=()
-  for p in clang libclang-rt-14-dev; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "sanitize: installing ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  fi
+  ./scripts/install-deps.sh clang libclang-rt-14-dev
+else
+  ./scripts/install-deps.sh
 fi
 
 # run KIND BUILD_DIR FLAME_SANITIZE TARGETS...
