@@ -1,5 +1,7 @@
 #include "common/transport.h"
 
+#include <algorithm>
+
 namespace flame {
 
 namespace {
@@ -65,30 +67,89 @@ SendStatus sendFrames(zmq::socket_t& socket, zmq::message_t* frames, size_t coun
   return SendStatus::Ok;
 }
 
-void Reactor::add(zmq::socket_t& socket, Handler onReadable) {
+Reactor::Reactor(const Clock& clock) : clock_(clock) {}
+
+const Clock& Reactor::steadyClock() {
+  static const SteadyClock clock;
+  return clock;
+}
+
+void Reactor::add(zmq::socket_t& socket, Handler onReadable, Handler onWritable) {
   items_.push_back(zmq::pollitem_t{socket.handle(), 0, ZMQ_POLLIN, 0});
-  handlers_.push_back(std::move(onReadable));
+  entries_.push_back(Entry{std::move(onReadable), std::move(onWritable)});
 }
 
 void Reactor::addFd(int fd, Handler onReadable) {
   items_.push_back(zmq::pollitem_t{nullptr, fd, ZMQ_POLLIN, 0});
-  handlers_.push_back(std::move(onReadable));
+  entries_.push_back(Entry{std::move(onReadable), {}});
 }
 
-int Reactor::pollOnce(Duration timeout) {
-  long ms = (timeout.count() < 0 || timeout >= Duration(24L * 3600 * 1000)) ? -1 : static_cast<long>(timeout.count());
+void Reactor::remove(zmq::socket_t& socket) {
+  for (size_t i = 0; i < items_.size(); ++i) {
+    if (items_[i].socket != socket.handle() || entries_[i].removed) continue;
+    entries_[i].removed = true;
+    items_[i].events = 0;
+    items_[i].socket = nullptr;
+    items_[i].fd = -1;  // poll ignores negative descriptors
+    needsCompact_ = true;
+  }
+  if (!dispatching_) compact();
+}
+
+void Reactor::wantWritable(zmq::socket_t& socket, bool want) {
+  for (size_t i = 0; i < items_.size(); ++i) {
+    if (items_[i].socket != socket.handle() || entries_[i].removed) continue;
+    items_[i].events = static_cast<short>(ZMQ_POLLIN | (want ? ZMQ_POLLOUT : 0));
+  }
+}
+
+void Reactor::compact() {
+  if (!needsCompact_) return;
+  size_t out = 0;
+  for (size_t i = 0; i < items_.size(); ++i) {
+    if (entries_[i].removed) continue;
+    if (out != i) {
+      items_[out] = items_[i];
+      entries_[out] = std::move(entries_[i]);
+    }
+    ++out;
+  }
+  items_.resize(out);
+  entries_.resize(out);
+  needsCompact_ = false;
+}
+
+int Reactor::pollOnce(Duration maxWait) {
+  // zmq::poll takes milliseconds as a long; beyond a day it is "no timeout" (a timer or a
+  // message wakes the loop long before).
+  constexpr Duration kLongestPoll{24L * 3600 * 1000};
+  TimePoint now = clock_.now();
+  TimePoint next = timers_.nextDeadline();
+  Duration wait = maxWait < Duration(0) ? kInfinite : maxWait;
+  if (next != TimePoint::max()) wait = std::min(wait, next > now ? next - now : Duration(0));
+  long ms = wait >= kLongestPoll ? -1 : static_cast<long>(wait.count());
   int ready = 0;
   try {
     ready = zmq::poll(items_.data(), items_.size(), std::chrono::milliseconds(ms));
   } catch (const zmq::error_t& e) {
-    if (e.num() == EINTR) return 0;
-    throw;
+    if (e.num() != EINTR) throw;
+    ready = 0;
   }
-  if (ready <= 0) return 0;
-  for (size_t i = 0; i < items_.size(); ++i) {
-    if (items_[i].revents & ZMQ_POLLIN) handlers_[i]();
+  if (ready > 0) {
+    dispatching_ = true;
+    size_t count = items_.size();  // handlers may add entries: those wait for the next poll
+    for (size_t i = 0; i < count; ++i) {
+      short revents = items_[i].revents;
+      items_[i].revents = 0;
+      if (entries_[i].removed) continue;
+      if ((revents & ZMQ_POLLIN) && entries_[i].onReadable) entries_[i].onReadable();
+      if ((revents & ZMQ_POLLOUT) && !entries_[i].removed && entries_[i].onWritable) entries_[i].onWritable();
+    }
+    dispatching_ = false;
+    compact();
   }
-  return ready;
+  timers_.runDue(clock_.now());
+  return std::max(ready, 0);
 }
 
 }  // namespace flame

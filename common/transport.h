@@ -6,11 +6,13 @@
 #include <zmq.hpp>
 
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/timers.h"
 
 namespace flame {
 
@@ -46,22 +48,59 @@ enum class SendStatus { Ok, Unreachable, WouldBlock };
 SendStatus sendFrames(zmq::socket_t& socket, Frames& frames);
 SendStatus sendFrames(zmq::socket_t& socket, zmq::message_t* frames, size_t count);
 
-// Poll loop over a few sockets. Not thread-safe: one thread owns it and its sockets.
+// The one poll loop of the tree: a few sockets and descriptors, and the timers (TimerQueue) of
+// whoever runs on it. pollOnce() sleeps until input arrives or the next timer is due — never
+// longer, so a timer fires on time whatever else the loop is doing — then runs the handlers of
+// the ready sockets once each and the timers that are due. Not thread-safe: one thread owns it,
+// its sockets and its timers (wake it from another thread with an eventfd added by addFd).
 class Reactor {
  public:
   using Handler = std::function<void()>;
-  // Calls `onReadable` whenever `socket` has input. The socket must outlive the reactor.
-  void add(zmq::socket_t& socket, Handler onReadable);
+  // `clock` (not owned) times the timers; the default is the real steady clock.
+  explicit Reactor(const Clock& clock = steadyClock());
+
+  // Calls `onReadable` whenever `socket` has input (and `onWritable`, if given, whenever it can
+  // take output and wantWritable(socket, true) was said). The socket must outlive its entry.
+  void add(zmq::socket_t& socket, Handler onReadable, Handler onWritable = {});
   // Calls `onReadable` whenever the plain descriptor `fd` (an eventfd, say) is readable. A raw
   // descriptor costs the poll nothing beyond its slot (a ZeroMQ socket is asked for its events).
   void addFd(int fd, Handler onReadable);
-  // Waits up to `timeout` (negative or kInfinite: forever) for input and runs the handlers of
-  // the ready sockets once each. Returns how many were ready. EINTR counts as 0.
-  int pollOnce(Duration timeout);
+  // Stops watching `socket` (before it is closed). Safe inside a handler.
+  void remove(zmq::socket_t& socket);
+  void wantWritable(zmq::socket_t& socket, bool want);
+
+  // Timers (see common/timers.h). Handlers run on the loop thread inside pollOnce().
+  TimerId at(TimePoint when, Handler fn) { return timers_.at(when, std::move(fn)); }
+  TimerId after(Duration delay, Handler fn) { return timers_.at(addSaturating(clock_.now(), delay), std::move(fn)); }
+  TimerId every(Duration period, Handler fn) {
+    return timers_.every(period, addSaturating(clock_.now(), period), std::move(fn));
+  }
+  bool reschedule(TimerId id, TimePoint when) { return timers_.reschedule(id, when); }
+  bool cancel(TimerId id) { return timers_.cancel(id); }
+  TimerQueue& timers() { return timers_; }
+  const Clock& clock() const { return clock_; }
+
+  // Waits until input, the next timer, or `maxWait` (negative or kInfinite: no bound beyond the
+  // timers), runs the handlers of the ready sockets once each, then the due timers. Returns how
+  // many sockets were ready. EINTR counts as 0.
+  int pollOnce(Duration maxWait = kInfinite);
+
+  static const Clock& steadyClock();
 
  private:
+  struct Entry {
+    Handler onReadable;
+    Handler onWritable;
+    bool removed = false;
+  };
+  void compact();
+
+  const Clock& clock_;
+  TimerQueue timers_;
   std::vector<zmq::pollitem_t> items_;
-  std::vector<Handler> handlers_;
+  std::deque<Entry> entries_;  // a deque: a handler may add() while another runs
+  bool dispatching_ = false;
+  bool needsCompact_ = false;
 };
 
 }  // namespace flame

@@ -51,3 +51,37 @@ TEST_CASE("a reactor runs the handler of a plain descriptor when it is readable"
   CHECK(reactor.pollOnce(Duration(0)) == 0);  // the handler drained it
   close(fd);
 }
+
+TEST_CASE("a reactor with nothing readable wakes for its next timer, not later", "[transport]") {
+  Reactor reactor;
+  const Clock& clock = reactor.clock();
+  TimePoint start = clock.now();
+  TimePoint firedAt{};
+  reactor.after(Duration(30), [&] { firedAt = clock.now(); });
+  // No bound of its own: only the timer can end this wait.
+  for (int i = 0; i < 5 && firedAt == TimePoint{}; ++i) reactor.pollOnce();
+  REQUIRE(firedAt != TimePoint{});
+  CHECK(firedAt - start >= Duration(30));
+  CHECK(firedAt - start < Duration(1000));
+}
+
+TEST_CASE("a reactor runs due timers on a manual clock and forgets removed sockets", "[transport]") {
+  ManualClock clock;
+  Reactor reactor(clock);
+  zmq::context_t ctx;
+  auto router = bindRouter(ctx, "tcp://127.0.0.1:*");
+  auto dealer = connectDealer(ctx, boundEndpoint(router));
+  int reads = 0, fired = 0;
+  reactor.add(router, [&] { ++reads; });
+  TimerId t = reactor.every(Duration(100), [&] { ++fired; });
+  clock.advance(Duration(100));
+  reactor.pollOnce(Duration(0));  // due: runs without waiting
+  CHECK(fired == 1);
+  CHECK(reactor.cancel(t));
+  reactor.remove(router);
+  dealer.send(zmq::buffer(std::string("x")), zmq::send_flags::none);
+  clock.advance(Duration(1000));
+  CHECK(reactor.pollOnce(Duration(50)) == 0);
+  CHECK(reads == 0);
+  CHECK(fired == 1);
+}
