@@ -184,7 +184,7 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   }
   session.requests.insert(s.requestId, id);
   if (job.link) ++session.linked;
-  pool->queue.pushBack(id);
+  pool->queue.pushBack(job.function, id);
   log_->debug("pool={} job={} {} function={} queued", pool->name, id, modeName(job.mode), job.function);
   if (job.mode == Mode::Cast) sendClient(client, msg::Accepted{s.requestId, id});
   dispatch(*pool);
@@ -257,19 +257,15 @@ void BrokerCore::notifyStopWaiters(JobId child) {
 // ---------------------------------------------------------------- dispatch
 
 void BrokerCore::dispatch(Pool& pool) {
-  while (!pool.queue.empty() && !pool.available.empty()) {
-    JobId id = pool.queue.peekRaw();
-    Job* queued = jobs_.find(id);
-    if (!queued || queued->state != JobState::Queued) {
-      pool.queue.popStale();
-      continue;
-    }
-    Job& job = *queued;
-    RunnerState* runner = pool.available.pick(pool.placement, job.function);
-    if (!runner) break;  // head of line waits for a runner serving its function
-    pool.queue.popFront();
-    if (!sendJob(*runner, job)) break;
-  }
+  if (pool.queue.empty() || pool.available.empty()) return;
+  // Oldest first among the jobs a free runner can serve (pool.h, PoolQueue).
+  pool.queue.drain(
+      [&](JobId id) {
+        const Job* job = jobs_.find(id);
+        return job && job->state == JobState::Queued;
+      },
+      [&](const std::string& function) { return pool.available.pick(pool.placement, function); },
+      [&](RunnerState& runner, JobId id) { return sendJob(runner, *jobs_.find(id)); });
 }
 
 bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
@@ -304,7 +300,7 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
 void BrokerCore::requeue(Job& job) {
   job.state = JobState::Queued;
   job.runner = nullptr;
-  job.pool->queue.pushFront(job.id);
+  job.pool->queue.pushFront(job.function, job.id);
   ownPayload(job);
 }
 
@@ -361,7 +357,7 @@ void BrokerCore::freeSlot(Job& job) {
 }
 
 void BrokerCore::finish(Job& job) {
-  if (job.state == JobState::Queued) job.pool->queue.forget();
+  if (job.state == JobState::Queued) job.pool->queue.forget(job.function);
   if (job.runner) freeSlot(job);
   if (job.deadline != TimePoint::max()) --timedJobs_;
   auto s = sessions_.find(job.client);
@@ -475,7 +471,7 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   byRouting_[routingId] = &r;
   pool.runners.insert(&r);
   reconcile(r, ready, true);
-  pool.available.update(r);
+  pool.available.join(r, ready.functions);
   log_->info("pool={} runner={} ready: {} slots, {} functions, pid {} on {}", pool.name, r.id,
                          r.slots, r.functions.size(), r.pid, r.host);
   sendRunner(r, welcome());
@@ -537,7 +533,7 @@ void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready, bool ne
 }
 
 void BrokerCore::attach(Job& job, RunnerState& runner) {
-  job.pool->queue.forget();  // its queue entry goes stale
+  job.pool->queue.forget(job.function);  // its queue entry goes stale
   job.state = JobState::Running;
   job.runner = &runner;
   job.runnerPos = static_cast<uint32_t>(runner.jobs.size());
@@ -699,7 +695,7 @@ void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::st
   auto& log = log_;
   if (ids.empty()) log->info("pool={} runner={} removed: {}", pool.name, runner.id, why);
   else log->warn("pool={} runner={} lost with {} jobs: {}", pool.name, runner.id, ids.size(), why);
-  pool.available.erase(runner);
+  pool.available.leave(runner);
   pool.runners.erase(&runner);
   for (auto& f : runner.functions) {
     auto fr = pool.functionRunners.find(f);

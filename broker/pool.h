@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <deque>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -20,6 +22,7 @@ namespace flame {
 enum class RunnerPhase : uint8_t { Ready, Draining };
 
 struct RunnerState;
+struct RunnerGroup;
 // RunnerIndex's ordering: (used, ~seq), so the highest key is the busiest and, among equals,
 // the oldest runner.
 using RunnerIndexMap = std::map<std::pair<uint32_t, uint64_t>, RunnerState*>;
@@ -44,7 +47,8 @@ struct RunnerState {
   TimePoint idleSince{};  // when `used` last became 0
   uint32_t pid = 0;
   std::string host;
-  // Position in the pool's RunnerIndex (maintained by RunnerIndex only).
+  // Its group and position in the pool's RunnerIndex (maintained by RunnerIndex only).
+  RunnerGroup* group = nullptr;
   bool indexed = false;
   RunnerIndexMap::iterator indexPos{};
   bool acceptsWork() const {
@@ -52,13 +56,14 @@ struct RunnerState {
   }
 };
 
-// FIFO of job ids. Removal from the middle (timeout, cancel) is lazy: the owner erases the
-// job and calls forget(), which keeps size() exact; the stale id is dropped when it reaches
-// the head (popStale()).
+// FIFO of job ids, each with its arrival order (`order`: later pushBack is larger, pushFront
+// is smaller than everything). Removal from the middle (timeout, cancel) is lazy: the owner
+// erases the job and calls forget(), which keeps size() exact; the stale id is dropped when it
+// reaches the head (popStale()).
 class JobQueue {
  public:
-  void pushBack(JobId id) { ids_.push_back(id); ++live_; }
-  void pushFront(JobId id) { ids_.push_front(id); ++live_; }
+  void pushBack(JobId id, int64_t order) { ids_.push_back({id, order}); ++live_; }
+  void pushFront(JobId id, int64_t order) { ids_.push_front({id, order}); ++live_; }
   // The job left the queue some other way than popFront (it must still be in ids_).
   void forget() {
     if (--live_ == 0) ids_.clear();  // all that is left is stale
@@ -67,60 +72,116 @@ class JobQueue {
   bool empty() const { return live_ == 0; }
   // The id at the head, which may be stale (the owner checks it and calls popStale()).
   // Only valid when !empty() (stale ids never outlive the live ones behind them).
-  JobId peekRaw() const { return ids_.front(); }
+  JobId peekRaw() const { return ids_.front().first; }
+  int64_t headOrder() const { return ids_.front().second; }
   // Removes a stale head id (one that was forget()-ed).
   void popStale() { ids_.pop_front(); }
   // Removes the live head id.
   void popFront() { ids_.pop_front(); --live_; }
 
  private:
-  std::deque<JobId> ids_;
+  std::deque<std::pair<JobId, int64_t>> ids_;
   size_t live_ = 0;
 };
 
+// A pool's waiting jobs: one FIFO per function, so that a job no free runner can serve does
+// not hold back the jobs behind it that one can (docs/SCALER.md, "Dispatch order"). Each entry
+// carries its arrival order, and a requeued job goes back before everything, so the live head
+// with the lowest order is the oldest job waiting. Dispatch looks at the heads only:
+// O(functions waiting) per dispatched job, and one FIFO in the common case.
+class PoolQueue {
+ public:
+  void pushBack(const std::string& function, JobId id) { fifo(function).pushBack(id, nextBack_++); ++size_; }
+  void pushFront(const std::string& function, JobId id) { fifo(function).pushFront(id, nextFront_--); ++size_; }
+  // A job of `function` left the queue some other way than popping (timeout, cancel, attach).
+  void forget(const std::string& function) {
+    auto it = byFunction_.find(function);
+    if (it == byFunction_.end()) return;
+    it->second.forget();
+    --size_;
+    if (it->second.empty()) byFunction_.erase(it);
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // Dispatch. Takes the oldest live job whose function `pick(function)` finds a runner for
+  // (a RunnerState*, nullptr if none), pops it and calls `send(runner, id)`; stops when no
+  // waiting function has a runner, or when `send` returns false (the dispatch failed and the
+  // owner re-dispatches: the queue may have changed under us). `isLive(id)` tells a waiting
+  // job from a stale id.
+  template <class IsLive, class Pick, class Send>
+  void drain(IsLive&& isLive, Pick&& pick, Send&& send) {
+    std::vector<const std::string*> blocked;  // functions nothing free serves, this round
+    for (;;) {
+      auto best = byFunction_.end();
+      for (auto it = byFunction_.begin(); it != byFunction_.end();) {
+        JobQueue& q = it->second;
+        while (!q.empty() && !isLive(q.peekRaw())) q.popStale();
+        if (q.empty()) {
+          it = byFunction_.erase(it);
+          continue;
+        }
+        bool skip = std::find(blocked.begin(), blocked.end(), &it->first) != blocked.end();
+        if (!skip && (best == byFunction_.end() || q.headOrder() < best->second.headOrder())) best = it;
+        ++it;
+      }
+      if (best == byFunction_.end()) return;
+      auto* runner = pick(best->first);
+      if (!runner) {
+        blocked.push_back(&best->first);
+        continue;
+      }
+      JobId id = best->second.peekRaw();
+      best->second.popFront();
+      --size_;
+      if (best->second.empty()) byFunction_.erase(best);
+      if (!send(*runner, id)) return;
+    }
+  }
+
+ private:
+  JobQueue& fifo(const std::string& function) { return byFunction_[function]; }
+
+  std::unordered_map<std::string, JobQueue> byFunction_;  // only functions with waiting jobs
+  size_t size_ = 0;
+  int64_t nextBack_ = 0;    // arrival order of the next pushBack
+  int64_t nextFront_ = -1;  // ... and of the next pushFront (before everything)
+};
+
 // Runners of one pool that can take a job now, ordered by load, so that placement is
-// O(log n) whatever the pool size (pack takes the busiest, spread the least busy).
+// O(log n) whatever the pool size (pack takes the busiest, spread the least busy). Runners are
+// grouped by the set of functions they serve (usually one group per pool: every runner of a
+// pool runs the same code), each group with its own order, so pick() looks at the best runner
+// of each group that serves the function: O(groups), never a scan over runners.
+// Runners that serve the same functions (see RunnerIndex).
+struct RunnerGroup {
+  std::vector<std::string> functions;  // sorted, distinct
+  std::unordered_set<std::string> serves;
+  RunnerIndexMap map;  // its runners that can take a job now
+  size_t members = 0;
+};
+
 class RunnerIndex {
  public:
+  // Files `r` under the group of its function set. Call once, when it registers.
+  void join(RunnerState& r, const std::vector<std::string>& functions);
+  // Takes `r` out of its group (it leaves the pool).
+  void leave(RunnerState& r);
   // Re-files `r` after its load or phase changed. A dispatch or a completion moves a runner's
   // key by one, which almost always leaves it where it was among the others: re-inserting the
   // same node (no allocation) with its old neighbour as the hint is then amortized O(1);
   // otherwise O(log n).
-  void update(RunnerState& r) {
-    if (!r.acceptsWork()) return erase(r);
-    std::pair<uint32_t, uint64_t> key{r.used, ~r.seq};
-    if (r.indexed) {
-      if (key == r.indexPos->first) return;
-      auto hint = std::next(r.indexPos);
-      auto node = map_.extract(r.indexPos);
-      node.key() = key;
-      r.indexPos = map_.insert(hint, std::move(node));
-    } else {
-      r.indexPos = map_.emplace(key, &r).first;
-      r.indexed = true;
-    }
-  }
-  void erase(RunnerState& r) {
-    if (!r.indexed) return;
-    map_.erase(r.indexPos);
-    r.indexed = false;
-  }
-  // The best runner for `placement` that serves `function`, or nullptr.
-  RunnerState* pick(Placement placement, const std::string& function) const {
-    if (placement == Placement::Pack) {
-      for (auto it = map_.rbegin(); it != map_.rend(); ++it)
-        if (it->second->functions.count(function)) return it->second;
-    } else {
-      for (auto& [key, r] : map_)
-        if (r->functions.count(function)) return r;
-    }
-    return nullptr;
-  }
-  bool empty() const { return map_.empty(); }
-  size_t size() const { return map_.size(); }
+  void update(RunnerState& r);
+  void erase(RunnerState& r);
+  // The best runner for `placement` that serves `function` and can take a job, or nullptr.
+  RunnerState* pick(Placement placement, const std::string& function) const;
+  bool empty() const { return available_ == 0; }
+  size_t size() const { return available_; }
+  size_t groups() const { return groups_.size(); }
 
  private:
-  RunnerIndexMap map_;
+  std::vector<std::unique_ptr<RunnerGroup>> groups_;
+  size_t available_ = 0;
 };
 
 struct PoolCounters {
@@ -135,7 +196,7 @@ struct Pool {
   Placement placement = Placement::Pack;
   Duration defaultTimeout{30000};
   uint32_t maxQueue = 0;  // 0 = unlimited
-  JobQueue queue;
+  PoolQueue queue;
   RunnerIndex available;
   std::unordered_set<RunnerState*> runners;
   std::unordered_map<std::string, uint32_t> functionRunners;  // function -> runners serving it

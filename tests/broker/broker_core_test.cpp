@@ -493,3 +493,50 @@ TEST_CASE("a child stopped while its dispatch was undelivered is answered, not p
   CHECK(h.core.jobCount() == 0);
   CHECK(h.core.findPool("p")->queue.size() == 0);
 }
+
+TEST_CASE("a job for a function no free runner serves waits while later jobs for a served one run",
+          "[broker][dispatch]") {
+  Harness h;
+  // gpu serves "render" only and is busy; cpu serves "echo" only and is free.
+  auto gpu = h.ready("gpu", "p", 1, {"render"});
+  auto cpu = h.ready("cpu", "p", 2, {"echo"});
+  h.submit("c", 1, "p", "render", "first-render");
+  REQUIRE(h.jobsFor(gpu).size() == 1);
+  h.submit("c", 2, "p", "render", "second-render");  // waits: the only render runner is busy
+  h.submit("c", 3, "p", "echo", "e1");               // behind it in arrival order
+  h.submit("c", 4, "p", "echo", "e2");
+  auto echoes = h.jobsFor(cpu);
+  REQUIRE(echoes.size() == 2);
+  CHECK(h.core.findPool("p")->queue.size() == 1);
+  for (auto& job : echoes) h.done(cpu, job.jobId, "ok");
+  CHECK(h.outbox.takeOf<msg::Result>("c").size() == 2);  // requests 3 and 4 answered
+  CHECK(h.jobsFor(gpu).empty());                         // the render job still waits its turn
+  h.submit("c", 5, "p", "render", "third-render");
+  // The gpu runner frees up: the older render job goes first, in FIFO order per function.
+  auto firstJob = h.core.findRunner("gpu")->jobs.front();
+  h.done(gpu, firstJob, "done");
+  auto next = h.jobPayloadsFor(gpu);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0] == "second-render");
+}
+
+TEST_CASE("dispatch across functions keeps arrival order when a runner serves both", "[broker][dispatch]") {
+  Harness h;
+  h.submit("c", 1, "p2", "a", "1");  // no pool yet: unknown pool
+  CHECK(h.outbox.takeOf<msg::Error>("c").size() == 1);
+  h.core.declarePool("p2", PoolSettings{});
+  h.submit("c", 2, "p2", "a", "a1");
+  h.submit("c", 3, "p2", "b", "b1");
+  h.submit("c", 4, "p2", "a", "a2");
+  auto r = h.ready("r", "p2", 1, {"a", "b"});
+  std::vector<std::string> order;
+  for (int i = 0; i < 3; ++i) {
+    auto sent = h.outbox.take(r);
+    for (auto& s : sent)
+      if (auto* job = std::get_if<msg::Job>(&s.message)) {
+        order.push_back(s.payload);
+        h.done(r, job->jobId, "");
+      }
+  }
+  CHECK(order == std::vector<std::string>{"a1", "b1", "a2"});
+}

@@ -40,8 +40,12 @@ TEST_CASE("RunnerIndex picks what a full scan would, through random load changes
       auto r = std::make_unique<RunnerState>();
       r->seq = i + 1;
       r->slots = 1 + rng() % 8;
-      r->functions = {i % 5 == 0 ? "rare" : "common"};
-      index.update(*r);
+      // Three groups: {common}, {common, rare}, {rare}: pick() must compare across groups.
+      std::vector<std::string> serves = i % 5 == 0 ? std::vector<std::string>{"rare", "common"}
+                                        : i % 7 == 0 ? std::vector<std::string>{"rare"}
+                                                     : std::vector<std::string>{"common"};
+      r->functions.insert(serves.begin(), serves.end());
+      index.join(*r, serves);
       runners.push_back(std::move(r));
     }
     for (int step = 0; step < 20'000; ++step) {
@@ -63,5 +67,51 @@ TEST_CASE("RunnerIndex picks what a full scan would, through random load changes
     size_t accepting = 0;
     for (auto& r : runners) accepting += r->acceptsWork();
     CHECK(index.size() == accepting);
+    CHECK(index.groups() == 3);
+    for (auto& r : runners) index.leave(*r);
+    CHECK(index.size() == 0);
+    CHECK(index.groups() == 0);
   }
+}
+
+TEST_CASE("a pool's queue hands out the oldest job a runner can serve, skipping blocked functions",
+          "[broker][pool]") {
+  PoolQueue queue;
+  queue.pushBack("gpu", 1);
+  queue.pushBack("cpu", 2);
+  queue.pushBack("gpu", 3);
+  queue.pushBack("cpu", 4);
+  queue.pushFront("cpu", 5);  // requeued: the oldest of all
+  RunnerState runner;
+  std::vector<JobId> sent;
+  auto live = [](JobId) { return true; };
+  // Nothing serves gpu: the cpu jobs go, requeued one first; the gpu ones wait in order.
+  queue.drain(live, [&](const std::string& f) { return f == "cpu" ? &runner : nullptr; },
+              [&](RunnerState&, JobId id) {
+                sent.push_back(id);
+                return true;
+              });
+  CHECK(sent == std::vector<JobId>{5, 2, 4});
+  CHECK(queue.size() == 2);
+  // A stale id (the job left the queue some other way) is skipped and not counted.
+  queue.forget("gpu");
+  sent.clear();
+  queue.drain([](JobId id) { return id != 1; }, [&](const std::string&) { return &runner; },
+              [&](RunnerState&, JobId id) {
+                sent.push_back(id);
+                return true;
+              });
+  CHECK(sent == std::vector<JobId>{3});
+  CHECK(queue.empty());
+}
+
+TEST_CASE("a failed send stops the drain at once", "[broker][pool]") {
+  PoolQueue queue;
+  for (JobId id = 1; id <= 3; ++id) queue.pushBack("f", id);
+  RunnerState runner;
+  int sends = 0;
+  queue.drain([](JobId) { return true; }, [&](const std::string&) { return &runner; },
+              [&](RunnerState&, JobId) { return ++sends < 2; });
+  CHECK(sends == 2);
+  CHECK(queue.size() == 1);
 }
