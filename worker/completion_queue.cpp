@@ -14,12 +14,12 @@ CompletionQueue::CompletionQueue() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC
 
 CompletionQueue::~CompletionQueue() { ::close(fd_); }
 
-void CompletionQueue::post(Completion completion) {
+void CompletionQueue::post(JobOutcome outcome) {
   bool wasEmpty;
   {
     std::lock_guard lock(mutex_);
     wasEmpty = queue_.empty();
-    queue_.push_back(std::move(completion));
+    queue_.push_back(std::move(outcome));
   }
   // Only the first completion of a run needs to wake the I/O thread: takeAll() takes the whole
   // queue, and a post that finds it non-empty is behind one whose write(2) is still to come or
@@ -34,11 +34,11 @@ void CompletionQueue::wake() noexcept {
   [[maybe_unused]] ssize_t n = ::write(fd_, &one, sizeof(one));
 }
 
-std::deque<Completion> CompletionQueue::takeAll() {
+std::deque<JobOutcome> CompletionQueue::takeAll() {
   // Clear the wake-up first: a post() after this point writes again, so none is lost.
   uint64_t count = 0;
   [[maybe_unused]] ssize_t n = ::read(fd_, &count, sizeof(count));
-  std::deque<Completion> out;
+  std::deque<JobOutcome> out;
   std::lock_guard lock(mutex_);
   out.swap(queue_);
   return out;

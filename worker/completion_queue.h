@@ -12,10 +12,11 @@
 
 namespace flame {
 
-struct Completion {
+// What a worker thread hands back for one job: the handler's result.
+struct JobOutcome {
   uint64_t jobId = 0;
   HandlerResult result;
-  uint64_t instance = 0;  // the broker run that gave the job (JobState::instance)
+  uint64_t instance = 0;  // the broker run that gave the job (RunningJob::instance)
 };
 
 // Shared (std::shared_ptr) by the runner and its worker threads, so that a worker thread that
@@ -28,18 +29,18 @@ class CompletionQueue {
   CompletionQueue& operator=(const CompletionQueue&) = delete;
 
   // Thread-safe: queues a completion and wakes the I/O thread (if the queue was empty).
-  void post(Completion completion);
+  void post(JobOutcome outcome);
   // Thread-safe and async-signal-safe: makes fd() readable.
   void wake() noexcept;
   // I/O thread: clears the wake-up and returns everything queued so far, oldest first.
-  std::deque<Completion> takeAll();
+  std::deque<JobOutcome> takeAll();
   // Readable (POLLIN) after post()/wake() until takeAll().
   int fd() const { return fd_; }
 
  private:
   int fd_;
   std::mutex mutex_;
-  std::deque<Completion> queue_;
+  std::deque<JobOutcome> queue_;
 };
 
 }  // namespace flame

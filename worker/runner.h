@@ -17,39 +17,9 @@
 
 #include "common/clock.h"
 #include "worker/handler.h"
+#include "worker/runner_options.h"
 
 namespace flame {
-
-struct RunnerOptions {
-  std::string broker = "tcp://127.0.0.1:5556";  // the broker's runner endpoint
-  std::string pool = "default";                 // 1-128 bytes
-  std::string runnerId;      // empty: generated "<pool>-<host>-<pid>-<random hex>"
-  std::string token;         // boot token (FLAME_BOOT_TOKEN), empty for static runners
-  uint32_t concurrency = 1;  // slots: jobs run at once, >= 1
-  // Until the broker's `welcome` says otherwise.
-  Duration heartbeatInterval{1000};
-  uint32_t liveness = 3;          // the broker is unreachable after interval x liveness of silence
-  Duration failsafeAfter{30000};  // exit once the broker has been unreachable this long
-  Duration drainGrace{30000};     // on requestDrain(): how long in-flight work may finish
-  Duration cancelGrace{5000};     // a cancelled handler still running after this => retire
-  Duration reconnectMin{100}, reconnectMax{5000};  // reconnect backoff (doubles per attempt)
-  const Clock* clock = nullptr;                    // nullptr: an internal SteadyClock. Not owned.
-
-  // Defaults overridden by FLAME_BROKER, FLAME_POOL, FLAME_RUNNER_ID, FLAME_BOOT_TOKEN and
-  // FLAME_MAX_CONCURRENCY (see backends/backend.h). Throws std::invalid_argument with a clear
-  // message if FLAME_MAX_CONCURRENCY is not a positive integer.
-  static RunnerOptions fromEnvironment();
-};
-
-// Why run() returned.
-enum class RunExit {
-  Stopped,          // requestStop()
-  Drained,          // `drain` from the broker or requestDrain(): in-flight work finished
-  FailsafeExpired,  // the broker was unreachable for failsafeAfter
-  Retired,          // a handler ignored cancellation; see Runner::strandedHandlers()
-  Unauthorized,     // the broker refused the boot token
-};
-const char* runExitName(RunExit exit);
 
 class Runner {
  public:

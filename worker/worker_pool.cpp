@@ -11,13 +11,14 @@ namespace flame {
 namespace {
 
 struct Task {
-  std::shared_ptr<JobState> job;
+  std::shared_ptr<RunningJob> job;
   std::shared_ptr<const Handler> handler;
 };
 
 // Runs one handler: the boundary with user code, so nothing escapes it.
-HandlerResult runHandler(const JobState& job, const Handler& handler) {
-  JobContext context(job.jobId, job.mode, job.payload, job.stop.get_token(), job.deadline);
+HandlerResult runHandler(const RunningJob& job, const Handler& handler) {
+  JobContext context(job.jobId, job.mode,
+                     std::string_view(static_cast<const char*>(job.payload.data()), job.payload.size()), job.stop.get_token(), job.deadline);
   try {
     return handler(context);
   } catch (const std::exception& e) {
@@ -60,7 +61,7 @@ void WorkerPool::ensureThreads(size_t count) {
   }
 }
 
-void WorkerPool::submit(std::shared_ptr<JobState> job, std::shared_ptr<const Handler> handler) {
+void WorkerPool::submit(std::shared_ptr<RunningJob> job, std::shared_ptr<const Handler> handler) {
   {
     std::lock_guard lock(shared_->mutex);
     shared_->queue.push_back(Task{std::move(job), std::move(handler)});
@@ -113,7 +114,7 @@ void WorkerPool::workerLoop(std::shared_ptr<Shared> shared, size_t index) {
     lock.lock();
     shared->busy[index] = 0;
     lock.unlock();
-    shared->completions->post(Completion{jobId, std::move(result), instance});
+    shared->completions->post(JobOutcome{jobId, std::move(result), instance});
     lock.lock();
   }
 }

@@ -9,6 +9,8 @@
 // queue) is owned jointly by shared_ptr, so it never reaches freed memory.
 #pragma once
 
+#include <zmq.hpp>
+
 #include <cstddef>
 #include <memory>
 #include <stop_token>
@@ -23,13 +25,13 @@
 
 namespace flame {
 
-// One job as a worker thread sees it. Shared (shared_ptr) by the I/O thread, which requests
-// stop, and the worker thread running it.
-struct JobState {
+// One job as a worker thread runs it. Shared (shared_ptr) by the I/O thread, which requests
+// stop, and the worker thread running it; only `stop` changes once it is submitted.
+struct RunningJob {
   uint64_t jobId = 0;
   uint64_t instance = 0;  // the broker run that dispatched it: a restarted broker reuses job ids
   Mode mode = Mode::Call;
-  std::string payload;
+  zmq::message_t payload;  // the job's payload frame, as received (no copy)
   TimePoint deadline = TimePoint::max();
   std::stop_source stop;
 };
@@ -48,7 +50,7 @@ class WorkerPool {
 
   // Queues a job for the next idle thread. The caller keeps no more jobs queued or running
   // (not yet posted) than there are threads, so a queued job never waits for a busy thread.
-  void submit(std::shared_ptr<JobState> job, std::shared_ptr<const Handler> handler);
+  void submit(std::shared_ptr<RunningJob> job, std::shared_ptr<const Handler> handler);
 
   // Takes no more work (queued jobs are dropped), joins idle threads, detaches threads still
   // inside a handler and returns how many it detached. Idempotent: later calls return 0.

@@ -18,7 +18,7 @@ TEST_CASE("completions posted from many threads all reach a reader that sleeps o
   std::vector<std::thread> producers;
   for (int t = 0; t < kThreads; ++t)
     producers.emplace_back([&queue, t] {
-      for (int i = 0; i < kEach; ++i) queue.post(Completion{static_cast<uint64_t>(t) * kEach + i, {}});
+      for (int i = 0; i < kEach; ++i) queue.post(JobOutcome{static_cast<uint64_t>(t) * kEach + i, {}});
     });
   std::vector<int> seen(kThreads * kEach, 0);
   size_t received = 0;
