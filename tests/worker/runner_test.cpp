@@ -1,6 +1,8 @@
 // Runner against a fake broker: a ROUTER on a loopback wildcard port driven by the test thread,
-// while Runner::run() runs on another thread. Every wait is bounded (kWait) and waits for an
-// event; nothing sleeps to make time pass.
+// while Runner::run() runs on another thread: these prove the socket shell (worker/runner.cpp).
+// Every wait is bounded (kWait) and waits for an event; nothing sleeps to make time pass. Where a
+// runner's timer must fire (liveness, graces, failsafe, heartbeats), it runs on a ManualClock
+// that the test moves; the exact timing rules are proven in runner_core_test.cpp.
 #include "worker/runner.h"
 
 #include <capnp/message.h>
@@ -54,6 +56,13 @@ class FakeBroker {
 
   const std::string& endpoint() const { return endpoint_; }
 
+  // While this broker waits for a message, `clock` moves `step` per slice of at most kSlice:
+  // the runner's timers fire as if that much time passed, and only while the test waits.
+  void pumpClock(ManualClock& clock, Duration step) {
+    pump_ = &clock;
+    step_ = step;
+  }
+
   // The next message from a runner within `limit`, or nullopt. Fails the test on bad bytes.
   std::optional<Received> recvWithin(Duration limit) {
     TimePoint until = realNow() + limit;
@@ -74,7 +83,12 @@ class FakeBroker {
       TimePoint now = realNow();
       if (now >= until) return std::nullopt;
       zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::chrono::milliseconds(until - now));
+      Duration slice = until - now;
+      if (pump_) {
+        slice = std::min(slice, kSlice);
+        pump_->advance(step_);
+      }
+      zmq::poll(&item, 1, std::chrono::milliseconds(slice));
     }
   }
 
@@ -142,10 +156,13 @@ class FakeBroker {
     }
   }
 
+  static constexpr Duration kSlice{5};
   zmq::context_t ctx_;
   zmq::socket_t router_;
   std::string endpoint_;
   zmq::message_t peer_;
+  ManualClock* pump_ = nullptr;
+  Duration step_{0};
 };
 
 // Runs a Runner on its own thread; stops it (bounded by the runner's own graces) if the test
@@ -154,7 +171,6 @@ class RunnerThread {
  public:
   explicit RunnerThread(Runner& runner)
       : runner_(runner),
-        started_(realNow()),
         future_(std::async(std::launch::async, [&runner] { return runner.run(); })) {}
   ~RunnerThread() {
     if (!exit_) {
@@ -166,11 +182,15 @@ class RunnerThread {
     if (!exit_ && future_.wait_for(limit) == std::future_status::ready) exit_ = future_.get();
     return exit_;
   }
-  Duration sinceStart() const { return realNow() - started_; }
+  // waitExit() while `clock` moves `step` per slice of at most 5 ms (the runner's timers fire).
+  std::optional<RunExit> waitExitPumping(ManualClock& clock, Duration step, Duration limit = kWait) {
+    TimePoint until = realNow() + limit;
+    while (!waitExit(Duration(5)) && realNow() < until) clock.advance(step);
+    return exit_;
+  }
 
  private:
   Runner& runner_;
-  TimePoint started_;
   std::future<RunExit> future_;
   std::optional<RunExit> exit_;
 };
@@ -217,9 +237,11 @@ RunnerOptions testOptions(const FakeBroker& broker) {
 TEST_CASE("ready announces id, pool, slots, functions and token; heartbeats follow welcome",
           "[runner]") {
   FakeBroker broker;
+  ManualClock clock;
   auto options = testOptions(broker);
   options.concurrency = 3;
   options.token = "tok-1";
+  options.clock = &clock;
   Runner runner(options);
   registerBuiltinFunctions(runner, false);
   RunnerThread thread(runner);
@@ -234,11 +256,14 @@ TEST_CASE("ready announces id, pool, slots, functions and token; heartbeats foll
   CHECK(ready.pid == static_cast<uint32_t>(::getpid()));
   CHECK_FALSE(ready.host.empty());
 
-  // The welcome's interval (50 ms) is adopted: heartbeats come well before the default 1 s.
-  auto hb = broker.recvWithin(Duration(800));
+  // The welcome's interval (50 ms) is adopted: the runner's loop wakes for its heartbeats.
+  TimePoint welcomed = clock.now();
+  broker.pumpClock(clock, Duration(10));
+  auto hb = broker.recvWithin(kWait);
   REQUIRE(hb);
   REQUIRE(std::holds_alternative<msg::Heartbeat>(hb->message));
   CHECK(std::get<msg::Heartbeat>(hb->message).intervalMs == 50);
+  CHECK(clock.now() - welcomed >= Duration(50));
 
   runner.requestStop();
   auto [leaving, p] = broker.expect<msg::Leaving>();
@@ -445,23 +470,25 @@ TEST_CASE("cancelJob fires the handler's stop token and the job ends cancelled",
 
 TEST_CASE("the job's budget is enforced on the runner's clock", "[runner]") {
   FakeBroker broker;
-  Runner runner(testOptions(broker));
+  ManualClock clock;
+  auto options = testOptions(broker);
+  options.clock = &clock;
+  Runner runner(options);
   std::atomic<int64_t> deadlineLeftMs{-1};
   runner.handle("slow", [&](JobContext& job) -> HandlerResult {
-    deadlineLeftMs = (job.deadline() - realNow()).count();
-    job.sleepFor(kWait);
+    deadlineLeftMs = (job.deadline() - clock.now()).count();
+    job.sleepFor(kWait);  // returns early when the stop token fires
     return "too late";
   });
   RunnerThread thread(runner);
   broker.registerRunner();
 
-  TimePoint sent = realNow();
+  TimePoint sent = clock.now();
   broker.sendJob(7, "slow", "", 200);
+  broker.pumpClock(clock, Duration(20));
   auto done = broker.expectDone(7);
-  Duration took = realNow() - sent;
   CHECK(done.code == ErrorCode::Timeout);
-  CHECK(took >= Duration(150));
-  CHECK(took < Duration(3000));
+  CHECK(clock.now() - sent >= Duration(200));
   CHECK(deadlineLeftMs > 0);
   CHECK(deadlineLeftMs <= 200);
 
@@ -492,9 +519,11 @@ TEST_CASE("deadlines follow the injected clock", "[runner]") {
 
 TEST_CASE("a handler that ignores cancellation retires its runner", "[runner]") {
   FakeBroker broker;
+  ManualClock clock;
   auto options = testOptions(broker);
   options.cancelGrace = Duration(200);
   options.drainGrace = Duration(1000);
+  options.clock = &clock;
   Runner runner(options);
   // Shared with a thread that outlives the test: owned jointly, not by the test's stack.
   // Held until the test ends; the handler blocks on it and never looks at its stop token.
@@ -513,11 +542,12 @@ TEST_CASE("a handler that ignores cancellation retires its runner", "[runner]") 
   while (!*arrived && realNow() < until) std::this_thread::yield();
   REQUIRE(*arrived);
   broker.send(msg::CancelJob{7});
-  TimePoint cancelled = realNow();
+  TimePoint cancelled = clock.now();
+  broker.pumpClock(clock, Duration(20));
   auto [first, p1] = broker.expect<msg::Leaving>();
   CHECK_FALSE(first.exiting);
   CHECK(first.reason == "retired: job 7 ignored cancellation");
-  CHECK(realNow() - cancelled >= Duration(150));
+  CHECK(clock.now() - cancelled >= Duration(200));
   auto [last, p2] = broker.expect<msg::Leaving>();
   CHECK(last.exiting);
   CHECK(thread.waitExit() == RunExit::Retired);
@@ -527,10 +557,12 @@ TEST_CASE("a handler that ignores cancellation retires its runner", "[runner]") 
 
 TEST_CASE("a retired runner abandons only the worker thread stuck in its handler", "[runner]") {
   FakeBroker broker;
+  ManualClock clock;
   auto options = testOptions(broker);
   options.concurrency = 2;
   options.cancelGrace = Duration(200);
   options.drainGrace = Duration(1000);
+  options.clock = &clock;
   Runner runner(options);
   // Held until the test ends; the handler blocks on it and never looks at its stop token.
   auto release = std::make_shared<std::binary_semaphore>(0);
@@ -559,6 +591,7 @@ TEST_CASE("a retired runner abandons only the worker thread stuck in its handler
   while (!*arrived && realNow() < until) std::this_thread::yield();
   REQUIRE(*arrived);
   broker.send(msg::CancelJob{3});
+  broker.pumpClock(clock, Duration(20));
   auto [first, p1] = broker.expect<msg::Leaving>();
   CHECK_FALSE(first.exiting);
   CHECK(first.reason == "retired: job 3 ignored cancellation");
@@ -630,8 +663,10 @@ TEST_CASE("drain from the broker waits for in-flight work, refuses new work, the
 
 TEST_CASE("requestDrain cancels what is still running when the grace ends", "[runner]") {
   FakeBroker broker;
+  ManualClock clock;
   auto options = testOptions(broker);
   options.drainGrace = Duration(200);
+  options.clock = &clock;
   Runner runner(options);
   Gate gate;
   runner.handle("hold", [&](JobContext& job) -> HandlerResult {
@@ -644,7 +679,10 @@ TEST_CASE("requestDrain cancels what is still running when the grace ends", "[ru
   REQUIRE(gate.waitArrived(1));
   runner.requestDrain();
   CHECK_FALSE(broker.expect<msg::Leaving>().first.exiting);
+  TimePoint drained = clock.now();
+  broker.pumpClock(clock, Duration(20));
   CHECK(broker.expectDone(3).code == ErrorCode::Cancelled);
+  CHECK(clock.now() - drained >= Duration(200));
   CHECK(broker.expect<msg::Leaving>().first.exiting);
   CHECK(thread.waitExit() == RunExit::Drained);
 }
@@ -669,21 +707,27 @@ TEST_CASE("requestStop cancels running jobs at once and leaves", "[runner]") {
 
 TEST_CASE("failsafe: a broker that never answers ends the runner", "[runner]") {
   FakeBroker broker;  // listens, never welcomes
+  ManualClock clock;
   auto options = testOptions(broker);
   options.heartbeatInterval = Duration(100);
   options.failsafeAfter = Duration(500);
+  options.clock = &clock;
   Runner runner(options);
+  TimePoint started = clock.now();
   RunnerThread thread(runner);
-  auto exit = thread.waitExit();
+  broker.expect<msg::Ready>();
+  CHECK_FALSE(thread.waitExit(Duration(0)));
+  auto exit = thread.waitExitPumping(clock, Duration(20));
   CHECK(exit == RunExit::FailsafeExpired);
-  CHECK(thread.sinceStart() >= Duration(400));
-  CHECK(thread.sinceStart() < Duration(2500));
+  CHECK(clock.now() - started >= Duration(500));
 }
 
 TEST_CASE("failsafe: a broker that goes silent after welcome ends the runner", "[runner]") {
   FakeBroker broker;
+  ManualClock clock;
   auto options = testOptions(broker);
   options.failsafeAfter = Duration(500);
+  options.clock = &clock;
   Runner runner(options);
   Gate gate;
   std::atomic<bool> sawStop{false};
@@ -694,14 +738,12 @@ TEST_CASE("failsafe: a broker that goes silent after welcome ends the runner", "
   });
   RunnerThread thread(runner);
   broker.registerRunner(100, 3);
-  TimePoint lastSpoke = realNow();
   broker.sendJob(1, "hold");
   REQUIRE(gate.waitArrived(1));
-  lastSpoke = realNow();
-  auto exit = thread.waitExit();
+  TimePoint lastSpoke = clock.now();
+  auto exit = thread.waitExitPumping(clock, Duration(20));
   CHECK(exit == RunExit::FailsafeExpired);
-  CHECK(realNow() - lastSpoke >= Duration(400));
-  CHECK(realNow() - lastSpoke < Duration(2500));
+  CHECK(clock.now() - lastSpoke >= Duration(500));
   CHECK(sawStop);  // the running job was cancelled
 }
 
@@ -709,8 +751,10 @@ TEST_CASE("after losing the broker the runner reconnects and re-registers with i
           "[runner]") {
   auto broker = std::make_unique<FakeBroker>();
   const std::string endpoint = broker->endpoint();
+  ManualClock clock;
   auto options = testOptions(*broker);
-  options.failsafeAfter = Duration(10000);
+  options.failsafeAfter = Duration(100'000);
+  options.clock = &clock;
   Runner runner(options);
   Gate gate;
   runner.handle("hold", [&](JobContext& job) -> HandlerResult {
@@ -723,6 +767,8 @@ TEST_CASE("after losing the broker the runner reconnects and re-registers with i
 
   broker.reset();                                   // the broker goes away...
   broker = std::make_unique<FakeBroker>(endpoint);  // ...and comes back on the same endpoint
+  // The runner finds it silent (liveness 100 ms x 3) and registers on a fresh connection.
+  broker->pumpClock(clock, Duration(20));
   auto ready = broker->registerRunner(100, 3);
   CHECK(ready.runnerId == "r-test");
   CHECK(ready.busy == 1);
@@ -740,9 +786,7 @@ TEST_CASE("results are held until the broker has welcomed the runner", "[runner]
   registerBuiltinFunctions(runner, false);
   RunnerThread thread(runner);
   broker.expect<msg::Ready>();
-  broker.sendJob(1, "echo", "early");  // before welcome: the result must wait
-  auto quiet = broker.recvWithin(Duration(100));
-  CHECK_FALSE(quiet);
+  broker.sendJob(1, "echo", "early");  // before welcome: the result waits (runner_core_test.cpp)
   broker.send(msg::Welcome{1000, 10});
   std::optional<std::string> payload;
   CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
@@ -820,9 +864,11 @@ TEST_CASE("a restarted broker's job that reuses an old id runs; each result name
           "[runner][reliability]") {
   auto broker = std::make_unique<FakeBroker>();
   const std::string endpoint = broker->endpoint();
+  ManualClock clock;
   auto options = testOptions(*broker);
   options.concurrency = 2;
-  options.failsafeAfter = Duration(10000);
+  options.failsafeAfter = Duration(100'000);
+  options.clock = &clock;
   Runner runner(options);
   registerBuiltinFunctions(runner, false);
   Gate gate;
@@ -838,6 +884,7 @@ TEST_CASE("a restarted broker's job that reuses an old id runs; each result name
 
   broker.reset();                                   // the broker restarts...
   broker = std::make_unique<FakeBroker>(endpoint);  // ...and forgot everything
+  broker->pumpClock(clock, Duration(20));
   auto again = broker->registerRunner(100, 3, /*instance=*/22);
   CHECK(again.token == first.token);
   CHECK(again.busy == 1);
@@ -907,12 +954,16 @@ TEST_CASE("several unknownPeer answers in a row make one ready, not one each", "
 TEST_CASE("a static runner refused because its id is still registered retries instead of exiting",
           "[runner][reliability]") {
   FakeBroker broker;
-  Runner runner(testOptions(broker));  // no boot token: a static runner with a fixed id
+  ManualClock clock;
+  auto options = testOptions(broker);  // no boot token: a static runner with a fixed id
+  options.clock = &clock;
+  Runner runner(options);
   registerBuiltinFunctions(runner, false);
   RunnerThread thread(runner);
   broker.expect<msg::Ready>();
   broker.send(msg::Error{0, ErrorCode::Unauthorized, "runner id 'r-test' is registered with another token", 0});
   CHECK_FALSE(thread.waitExit(Duration(0)));
+  broker.pumpClock(clock, Duration(5));  // the retry waits for the backoff (20 ms)
   broker.registerRunner();  // the old registration is gone: it comes again and is welcome
   broker.sendJob(1, "echo", "back");
   std::optional<std::string> payload;
