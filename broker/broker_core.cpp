@@ -59,12 +59,12 @@ SendStatus BrokerCore::sendRunner(RunnerState& runner, const M& m, zmq::message_
   return outbox_.toRunner(runner.routingId, encode(m), payload, 0);
 }
 
-Pool& BrokerCore::declarePool(const std::string& name, const PoolSettings& settings) {
+void BrokerCore::declarePool(const std::string& name, const PoolSettings& settings) {
   Pool& pool = ensurePool(name);
   pool.placement = settings.placement;
   pool.defaultTimeout = settings.defaultTimeout;
   pool.maxQueue = settings.maxQueue;
-  return pool;
+  pool.singleUse = settings.singleUse;
 }
 
 Pool& BrokerCore::ensurePool(const std::string& name) {
@@ -87,6 +87,10 @@ Pool* BrokerCore::findPool(const std::string& name) {
   auto it = pools_.find(name);
   return it == pools_.end() ? nullptr : it->second.get();
 }
+const RunnerState* BrokerCore::findRunner(const std::string& runnerId) const {
+  return const_cast<BrokerCore*>(this)->findRunner(runnerId);
+}
+
 RunnerState* BrokerCore::findRunner(const std::string& runnerId) {
   auto it = runners_.find(runnerId);
   return it == runners_.end() ? nullptr : it->second.get();
@@ -465,6 +469,7 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   r.idleSince = now;
   r.pid = ready.pid;
   r.host = ready.host;
+  r.singleUse = pool.singleUse;
   for (auto& f : ready.functions)
     if (r.functions.insert(f).second) ++pool.functionRunners[f];
   runners_.emplace(r.id, std::move(owned));
@@ -583,8 +588,7 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
     // head of the queue for another runner (no retry is used up), and this runner gets no more.
     log_->info("pool={} job={} refused by leaving runner={}; requeued", pool.name, job.id, runner.id);
     freeSlot(job);
-    runner.phase = RunnerPhase::Draining;
-    pool.available.erase(runner);
+    setDraining(runner);
     requeue(job);
     dispatch(pool);
     return;
@@ -623,15 +627,47 @@ void BrokerCore::handleLeaving(RunnerState& runner, const msg::Leaving& leaving)
     return;
   }
   log_->info("pool={} runner={} draining: {}", runner.pool->name, runner.id, leaving.reason);
-  runner.phase = RunnerPhase::Draining;
-  runner.pool->available.erase(runner);
+  setDraining(runner);
   listener_->demandChanged(*runner.pool);
 }
 
-void BrokerCore::drainRunner(RunnerState& runner, Duration grace) {
+void BrokerCore::setDraining(RunnerState& runner) {
+  if (runner.phase == RunnerPhase::Draining) return;
   runner.phase = RunnerPhase::Draining;
+  ++runner.pool->draining;
   runner.pool->available.erase(runner);
+}
+
+void BrokerCore::drain(RunnerState& runner, Duration grace) {
+  setDraining(runner);
   sendRunner(runner, msg::Drain{toWireMs(grace)});
+}
+
+bool BrokerCore::drainRunner(const std::string& runnerId, Duration grace) {
+  RunnerState* runner = findRunner(runnerId);
+  if (!runner) return false;
+  drain(*runner, grace);
+  return true;
+}
+
+bool BrokerCore::dropRunner(const std::string& runnerId, const std::string& why) {
+  RunnerState* runner = findRunner(runnerId);
+  if (!runner) return false;
+  removeRunner(*runner, ErrorCode::RunnerLost, why);
+  return true;
+}
+
+PoolView BrokerCore::view(const Pool& pool) const {
+  PoolView v;
+  v.waiting = static_cast<uint32_t>(pool.queue.size());
+  v.draining = pool.draining;
+  v.ready = static_cast<uint32_t>(pool.runners.size()) - pool.draining;
+  v.freeSlots = pool.available.freeSlots();
+  return v;
+}
+
+void BrokerCore::failQueued(const std::string& pool, ErrorCode code, const std::string& message) {
+  if (Pool* p = findPool(pool)) failQueued(*p, code, message);
 }
 
 void BrokerCore::failQueued(Pool& pool, ErrorCode code, const std::string& message) {
@@ -670,7 +706,7 @@ void BrokerCore::beginShutdown() {
   if (!options_.keepRunnersOnShutdown) {
     std::vector<RunnerState*> runners;
     for (auto& [id, r] : runners_) runners.push_back(r.get());
-    for (RunnerState* r : runners) drainRunner(*r, options_.shutdownGrace);
+    for (RunnerState* r : runners) drain(*r, options_.shutdownGrace);
   }
 }
 
@@ -697,6 +733,7 @@ void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::st
   else log->warn("pool={} runner={} lost with {} jobs: {}", pool.name, runner.id, ids.size(), why);
   pool.available.leave(runner);
   pool.runners.erase(&runner);
+  if (runner.phase == RunnerPhase::Draining) --pool.draining;
   for (auto& f : runner.functions) {
     auto fr = pool.functionRunners.find(f);
     if (fr != pool.functionRunners.end() && --fr->second == 0) pool.functionRunners.erase(fr);
@@ -753,8 +790,8 @@ void BrokerCore::creditStall(TimePoint now) {
   auto gap = now - last;
   log_->warn("the broker loop did not run for {}; peers get that time back before their liveness is judged",
              formatDuration(std::chrono::duration_cast<Duration>(gap)));
-  for (auto& [id, r] : runners_) r->lastSeen = std::min(now, r->lastSeen + gap);
-  for (auto& [client, session] : sessions_) session.lastSeen = std::min(now, session.lastSeen + gap);
+  for (auto& [id, r] : runners_) r->lastSeen = std::min(now, addSaturating(r->lastSeen, gap));
+  for (auto& [client, session] : sessions_) session.lastSeen = std::min(now, addSaturating(session.lastSeen, gap));
   nextSweep_ = std::max(nextSweep_, now);
 }
 
@@ -790,7 +827,7 @@ void BrokerCore::sweepPeers(TimePoint now) {
   msg::Heartbeat beat{millis(now), static_cast<uint32_t>(options_.heartbeatInterval.count()), instance_};
   auto header = encode(beat);
   for (auto& [id, r] : runners_) {
-    if (now - r->lastSeen > window) {
+    if (silentTooLong(r->lastSeen, window, now)) {
       dead.push_back(r.get());
       continue;
     }
@@ -806,7 +843,7 @@ void BrokerCore::sweepPeers(TimePoint now) {
 
   std::vector<std::string> gone;
   for (auto& [client, session] : sessions_) {
-    if (now - session.lastSeen <= window) continue;
+    if (!silentTooLong(session.lastSeen, window, now)) continue;
     if (session.linked > 0 || session.requests.empty()) gone.push_back(client);
   }
   for (auto& client : gone) {
@@ -853,8 +890,6 @@ msg::StatusReply BrokerCore::status(uint64_t requestId) const {
     ps.queued = static_cast<uint32_t>(p->queue.size());
     ps.completed = p->counters.completed;
     ps.failed = p->counters.failed;
-    ps.boots = p->counters.boots;
-    ps.bootFailures = p->counters.bootFailures;
     std::vector<const RunnerState*> runners(p->runners.begin(), p->runners.end());
     std::sort(runners.begin(), runners.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
     for (const RunnerState* r : runners) {

@@ -19,6 +19,7 @@
 #include "broker/job_table.h"
 #include "broker/options.h"
 #include "broker/pool.h"
+#include "broker/scaler_port.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/messages.h"
@@ -43,25 +44,18 @@ class Outbox {
                               JobId dispatch) = 0;
 };
 
-// Settings of a pool declared up front (config file) rather than by a runner's ready.
-struct PoolSettings {
-  Placement placement = Placement::Pack;
-  Duration defaultTimeout{30000};
-  uint32_t maxQueue = 0;
-};
-
 // Hooks for the scaler: it is told about lifecycle events and decides on admissions.
 class BrokerListener {
  public:
   virtual ~BrokerListener() = default;
   // A runner sent ready. Return an error code (Unauthorized) to refuse it, None to admit.
   virtual ErrorCode admitRunner(const msg::Ready& ready) { return ErrorCode::None; }
-  virtual void runnerJoined(RunnerState& runner) {}
-  virtual void runnerLeft(RunnerState& runner, const std::string& why) {}
+  virtual void runnerJoined(const RunnerState& runner) {}
+  virtual void runnerLeft(const RunnerState& runner, const std::string& why) {}
   // A job was queued or a slot freed: demand may have changed.
-  virtual void demandChanged(Pool& pool) {}
+  virtual void demandChanged(const Pool& pool) {}
   // A runner finished a job (any outcome).
-  virtual void jobFinished(RunnerState& runner) {}
+  virtual void jobFinished(const RunnerState& runner) {}
   // Adds what the listener knows (booting machines, limits) to a pool's status.
   virtual void describe(const Pool& pool, msg::PoolStatus& status) const {}
   // A client asked to change a pool's limits. Returns None or an error code with `why` set.
@@ -71,16 +65,16 @@ class BrokerListener {
   }
 };
 
-class BrokerCore {
+class BrokerCore final : public ScalerPort {
  public:
   BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox);
-  ~BrokerCore();
+  ~BrokerCore() override;
 
   // Not owned; nullptr restores the no-op listener.
   void setListener(BrokerListener* listener) { listener_ = listener ? listener : &noListener_; }
 
   // Declares a pool (config file or scaler). Redeclaring updates its settings.
-  Pool& declarePool(const std::string& name, const PoolSettings& settings);
+  void declarePool(const std::string& name, const PoolSettings& settings) override;
 
   // A decoded message from a client connection; `payload` is its payload frame (empty if none).
   void onClient(const std::string& client, Message&& message, zmq::message_t payload);
@@ -101,8 +95,11 @@ class BrokerCore {
   // When tick() next has work to do.
   TimePoint nextWakeup() const;
 
-  // Asks a runner to drain (finish in-flight work, then exit). Used by the scaler.
-  void drainRunner(RunnerState& runner, Duration grace);
+  // ScalerPort: what the scaler may ask (scaler_port.h).
+  bool drainRunner(const std::string& runnerId, Duration grace) override;
+  bool dropRunner(const std::string& runnerId, const std::string& why) override;
+  void failQueued(const std::string& pool, ErrorCode code, const std::string& message) override;
+  PoolView view(const Pool& pool) const override;
 
   // Clean shutdown (SIGTERM). From now on submits and new runners are refused with
   // shuttingDown; queued jobs are answered shuttingDown at once; children are stopped (their
@@ -114,17 +111,16 @@ class BrokerCore {
   // Ends at once what beginShutdown() would have let finish (a second SIGTERM, or the grace is
   // over): every job still held is answered shuttingDown and cancelled on its runner.
   void abortAll(const std::string& why);
-  bool shuttingDown() const { return shuttingDown_; }
+  bool shuttingDown() const override { return shuttingDown_; }
   // True once shutdown began and no job is left (every request answered, every slot back).
   bool shutdownComplete() const { return shuttingDown_ && jobs_.size() == 0; }
-  // Fails every job waiting in `pool`'s queue with `code` (the scaler's boot_failed).
-  void failQueued(Pool& pool, ErrorCode code, const std::string& message);
 
   msg::StatusReply status(uint64_t requestId) const;
 
   // Introspection for tests and the scaler.
-  const Pool* findPool(const std::string& name) const;
+  const Pool* findPool(const std::string& name) const override;
   Pool* findPool(const std::string& name);
+  const RunnerState* findRunner(const std::string& runnerId) const override;
   RunnerState* findRunner(const std::string& runnerId);
   const Job* findJob(JobId id) const;
   size_t jobCount() const { return jobs_.size(); }
@@ -156,6 +152,11 @@ class BrokerCore {
   void creditStall(TimePoint now);
   void handleJobDone(RunnerState& runner, const msg::JobDone& done, zmq::message_t payload);
   void handleLeaving(RunnerState& runner, const msg::Leaving& leaving);
+  // Asks a runner to drain (finish in-flight work, then exit); it takes no new job from now.
+  void drain(RunnerState& runner, Duration grace);
+  // The runner takes no new job (drained, or leaving by itself).
+  void setDraining(RunnerState& runner);
+  void failQueued(Pool& pool, ErrorCode code, const std::string& message);
 
   Pool& ensurePool(const std::string& name);
   void dispatch(Pool& pool);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/liveness.h"
 
 namespace flame {
 
@@ -28,7 +29,7 @@ struct BrokerOptions {
   Duration shutdownGrace{20000};
   // On SIGTERM: leave runners running (no drain), for a successor broker to re-adopt them.
   bool keepRunnersOnShutdown = false;
-  Duration livenessWindow() const { return heartbeatInterval * liveness; }
+  Duration livenessWindow() const { return flame::livenessWindow(heartbeatInterval, liveness); }
 };
 
 }  // namespace flame

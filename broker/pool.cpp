@@ -38,6 +38,8 @@ void RunnerIndex::update(RunnerState& r) {
   std::pair<uint32_t, uint64_t> key{r.used, ~r.seq};
   if (r.indexed) {
     if (key == r.indexPos->first) return;
+    freeSlots_ += r.indexPos->first.first;  // the free slots it had: slots - old used
+    freeSlots_ -= r.used;
     auto hint = std::next(r.indexPos);
     auto node = map.extract(r.indexPos);
     node.key() = key;
@@ -46,11 +48,13 @@ void RunnerIndex::update(RunnerState& r) {
     r.indexPos = map.emplace(key, &r).first;
     r.indexed = true;
     ++available_;
+    freeSlots_ += r.slots - r.used;
   }
 }
 
 void RunnerIndex::erase(RunnerState& r) {
   if (!r.indexed) return;
+  freeSlots_ -= r.slots - r.indexPos->first.first;
   r.group->map.erase(r.indexPos);
   r.indexed = false;
   --available_;

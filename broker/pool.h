@@ -177,18 +177,19 @@ class RunnerIndex {
   RunnerState* pick(Placement placement, const std::string& function) const;
   bool empty() const { return available_ == 0; }
   size_t size() const { return available_; }
+  // Free slots over the runners that can take a job now.
+  uint32_t freeSlots() const { return freeSlots_; }
   size_t groups() const { return groups_.size(); }
 
  private:
   std::vector<std::unique_ptr<RunnerGroup>> groups_;
   size_t available_ = 0;
+  uint32_t freeSlots_ = 0;
 };
 
 struct PoolCounters {
   uint64_t completed = 0;
   uint64_t failed = 0;
-  uint64_t boots = 0;
-  uint64_t bootFailures = 0;
 };
 
 struct Pool {
@@ -196,9 +197,11 @@ struct Pool {
   Placement placement = Placement::Pack;
   Duration defaultTimeout{30000};
   uint32_t maxQueue = 0;  // 0 = unlimited
+  bool singleUse = false;  // its runners take one job each (pool option single_use)
   PoolQueue queue;
   RunnerIndex available;
   std::unordered_set<RunnerState*> runners;
+  uint32_t draining = 0;  // how many of `runners` are draining
   std::unordered_map<std::string, uint32_t> functionRunners;  // function -> runners serving it
   PoolCounters counters;
 };

@@ -15,8 +15,9 @@ constexpr Duration kBackoffCap{30'000};
 constexpr uint32_t kFailuresBeforeBootFailed = 3;
 // How often backends are asked for machines that ended by themselves.
 constexpr Duration kReapInterval{100};
-// How often timers (boot/shutdown timeouts, idle shutdown) are checked.
-constexpr Duration kHousekeeping{100};
+// Idle runners are looked at by their idle timers, and at least this often (a runner may become
+// eligible to stop because of something else: another runner joined, limits changed).
+constexpr Duration kIdleWalkMax{1000};
 
 std::string randomHex(size_t bytes) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -37,8 +38,8 @@ Duration backoffFor(uint32_t failures) {
 }
 }  // namespace
 
-Scaler::Scaler(BrokerCore& core, const Clock& clock, std::string brokerId, std::string runnerEndpoint)
-    : core_(core),
+Scaler::Scaler(ScalerPort& broker, const Clock& clock, std::string brokerId, std::string runnerEndpoint)
+    : broker_(broker),
       clock_(clock),
       brokerId_(std::move(brokerId)),
       runnerEndpoint_(std::move(runnerEndpoint)),
@@ -60,7 +61,9 @@ void Scaler::addPool(const PoolConfig& config, std::unique_ptr<Backend> backend,
   managed->config = config;
   managed->backend = std::move(backend);
   managed->worker = std::move(worker);
-  core_.declarePool(config.name, config.settings);
+  PoolSettings settings = config.settings;
+  settings.singleUse = config.limits.singleUse;
+  broker_.declarePool(config.name, settings);
   logger("scaler")->info("pool={} backend={} min={} max={} max_concurrency={} idle_shutdown_after={}", config.name,
                          config.backend, config.limits.min, config.limits.max, config.limits.maxConcurrency,
                          formatDuration(config.limits.idleShutdownAfter));
@@ -77,10 +80,20 @@ Scaler::Managed* Scaler::managedFor(const std::string& pool) {
   return it == pools_.end() ? nullptr : it->second.get();
 }
 
-uint32_t Scaler::countPhase(const Managed& pool, Phase phase) const {
-  uint32_t n = 0;
-  for (auto& [id, m] : pool.machines) n += m.phase == phase;
-  return n;
+void Scaler::setPhase(Managed& pool, Machine& m, Phase phase, TimePoint now) {
+  if (m.phase == Phase::Booting) --pool.booting;
+  if (phase == Phase::Booting) ++pool.booting;
+  m.phase = phase;
+  m.since = now;
+  pool.demand = true;  // what may grow changed
+}
+
+void Scaler::forget(Managed& pool, const std::string& runnerId) {
+  auto it = pool.machines.find(runnerId);
+  if (it == pool.machines.end()) return;
+  if (it->second.phase == Phase::Booting) --pool.booting;
+  pool.machines.erase(it);
+  pool.demand = true;
 }
 
 void Scaler::post(Managed& pool, std::function<void()> backendWork) { pool.worker->post(std::move(backendWork)); }
@@ -106,7 +119,7 @@ void Scaler::tick() {
   bool reap = now >= nextReap_;
   if (reap) nextReap_ = now + kReapInterval;
   for (auto& [name, pool] : pools_) {
-    if (reap) reapExited(*pool, now);
+    if (reap && !pool->machines.empty()) reapExited(*pool, now);
     if (pool->needsHandles) {
       pool->needsHandles = false;
       listMachines(*pool, false);
@@ -115,70 +128,97 @@ void Scaler::tick() {
   }
 }
 
+TimePoint Scaler::nextWakeup() const {
+  TimePoint next = TimePoint::max();
+  bool anyMachines = false;
+  for (auto& [name, pool] : pools_) {
+    if (pool->demand || pool->needsHandles) return TimePoint{};  // now
+    next = std::min({next, pool->nextGrowth, pool->nextTimeouts, pool->nextIdleWalk});
+    anyMachines = anyMachines || !pool->machines.empty();
+  }
+  if (anyMachines) next = std::min(next, nextReap_);
+  return next;
+}
+
 void Scaler::reapExited(Managed& pool, TimePoint now) {
   for (const ExitedMachine& exited : pool.backend->reapExited()) {
     auto it = pool.machines.find(exited.machine.runnerId);
     if (it == pool.machines.end()) continue;
     Machine& m = it->second;
+    std::string runnerId = m.runnerId;
     if (m.phase == Phase::Booting) {
-      bootFailed(pool, m.runnerId, "runner exited before connecting (" + exited.description + ")", now);
-    } else if (m.phase == Phase::Ready) {
-      logger("scaler")->warn("pool={} runner={} machine={} exited unexpectedly: {}", pool.config.name, m.runnerId,
+      bootFailed(pool, runnerId, "runner exited before connecting (" + exited.description + ")", now);
+    } else if (m.phase == Phase::Running) {
+      logger("scaler")->warn("pool={} runner={} machine={} exited unexpectedly: {}", pool.config.name, runnerId,
                              exited.machine.machineId, exited.description);
     }
-    pool.machines.erase(it);  // the machine is gone: nothing left to stop
+    // The machine is gone: nothing left to stop. Its runner is left to its liveness window:
+    // results it sent just before exiting may still be on their way.
+    forget(pool, runnerId);
   }
 }
 
 void Scaler::tickPool(Managed& pool, TimePoint now) {
-  Pool* p = core_.findPool(pool.config.name);
+  const Pool* p = broker_.findPool(pool.config.name);
   if (!p) return;
-  const PoolLimits& L = pool.config.limits;
-  auto log = logger("scaler");
-  // This runs on every loop iteration, so the work that walks all runners and machines
-  // (timers, shrinking) is done every kHousekeeping; growing is checked at once whenever jobs
-  // wait (or warm slots / min may be missing), because that is when latency matters.
-  bool housekeeping = now >= pool.nextHousekeeping;
-  uint32_t waiting = static_cast<uint32_t>(p->queue.size());
-  bool mayGrow = waiting > 0 || L.warmSlots > 0 || pool.machines.size() < L.min;
-  if (!housekeeping && !mayGrow && !pool.failWaiting) return;
-  if (housekeeping) pool.nextHousekeeping = now + kHousekeeping;
+  if (now >= pool.nextTimeouts) checkTimeouts(pool, now);
+  if (pool.demand || now >= pool.nextGrowth) grow(pool, *p, now);
+  if (now >= pool.nextIdleWalk) shrinkIdle(pool, *p, now);
+}
 
-  // Machines whose runner never came, or that will not leave.
+// Machines whose runner never came, or that will not leave. Walks the pool's machines (at most
+// `max`), only when the earliest such deadline is due.
+void Scaler::checkTimeouts(Managed& pool, TimePoint now) {
+  const PoolLimits& L = pool.config.limits;
+  TimePoint next = TimePoint::max();
+  std::vector<std::string> late;
   for (auto& [id, m] : pool.machines) {
-    if (!housekeeping) break;
-    if (m.phase == Phase::Booting && now - m.since >= L.bootTimeout) {
+    TimePoint deadline = TimePoint::max();
+    if (m.phase == Phase::Booting) deadline = addSaturating(m.since, L.bootTimeout);
+    else if (m.phase == Phase::Running) deadline = m.drainDeadline;
+    if (deadline <= now) late.push_back(id);
+    else next = std::min(next, deadline);
+  }
+  pool.nextTimeouts = next;
+  for (auto& id : late) {
+    auto it = pool.machines.find(id);
+    if (it == pool.machines.end()) continue;
+    Machine& m = it->second;
+    if (m.phase == Phase::Booting) {
       std::string why = "runner did not connect within boot_timeout " + formatDuration(L.bootTimeout);
       bootFailed(pool, id, why, now);
       stopMachine(pool, m, why);
-    } else if (m.phase == Phase::Draining && now - m.since >= L.shutdownTimeout) {
-      stopMachine(pool, m, "still running " + formatDuration(L.shutdownTimeout) + " after drain");
-    }
-  }
-
-  uint32_t ready = 0, freeSlots = 0, draining = 0;
-  for (RunnerState* r : p->runners) {
-    if (r->phase == RunnerPhase::Ready) {
-      ++ready;
-      if (r->acceptsWork()) freeSlots += r->slots - r->used;
     } else {
-      ++draining;
+      stopMachine(pool, m, "still running " + formatDuration(L.shutdownTimeout) + " after drain");
+      broker_.dropRunner(id, "its machine was stopped: it did not leave within shutdown_timeout");
     }
   }
-  uint32_t booting = countPhase(pool, Phase::Booting);
+}
 
-  // Grow for demand and warm slots; keep min.
-  if (now >= pool.nextBootAt && !core_.shuttingDown()) {
-    int64_t deficit = int64_t(waiting) + L.warmSlots - freeSlots - int64_t(booting) * L.maxConcurrency;
-    uint32_t wanted = deficit > 0 ? static_cast<uint32_t>((deficit + L.maxConcurrency - 1) / L.maxConcurrency) : 0;
-    if (ready + booting < L.min) wanted = std::max(wanted, L.min - (ready + booting));
-    uint32_t machines = ready + booting + draining;
+// Grow for demand and warm slots; keep min. O(1): the core keeps the counts.
+void Scaler::grow(Managed& pool, const Pool& p, TimePoint now) {
+  pool.demand = false;
+  pool.nextGrowth = TimePoint::max();
+  const PoolLimits& L = pool.config.limits;
+  PoolView v = broker_.view(p);
+  uint32_t booting = pool.booting;
+  uint32_t wanted = 0;
+  if (!broker_.shuttingDown()) {
+    int64_t deficit = int64_t(v.waiting) + L.warmSlots - v.freeSlots - int64_t(booting) * L.maxConcurrency;
+    wanted = deficit > 0 ? static_cast<uint32_t>((deficit + L.maxConcurrency - 1) / L.maxConcurrency) : 0;
+    if (v.ready + booting < L.min) wanted = std::max(wanted, L.min - (v.ready + booting));
+    uint32_t machines = v.ready + booting + v.draining;
     uint32_t room = L.max > machines ? L.max - machines : 0;
     wanted = std::min(wanted, room);
     // While boots fail, one probe at a time: none while one is still booting.
     if (pool.consecutiveFailures > 0) wanted = booting > 0 ? 0 : std::min(wanted, 1u);
+    if (wanted > 0 && now < pool.nextBootAt) {
+      pool.nextGrowth = pool.nextBootAt;  // the backoff ends then: look again, on time
+      wanted = 0;
+    }
     for (uint32_t i = 0; i < wanted; ++i) boot(pool, now);
     booting += wanted;
+    pool.demand = false;  // boot() marks it; what it changed is accounted for above
   }
 
   // Boots keep failing and nothing can run the waiting jobs: tell their callers now, rather
@@ -190,37 +230,48 @@ void Scaler::tickPool(Managed& pool, TimePoint now) {
   // once; transient ones after kFailuresBeforeBootFailed in a row. Probes go on either way (an
   // operator may fix the image), with backoff.
   bool hopeless = pool.lastFailurePermanent || pool.consecutiveFailures >= kFailuresBeforeBootFailed;
-  if (failNow && hopeless && ready == 0 && booting == 0 && waiting > 0) {
-    core_.failQueued(*p, ErrorCode::BootFailed,
-                     "pool '" + pool.config.name + "' cannot boot runners (" +
-                         std::to_string(pool.consecutiveFailures) + " failures in a row): " + pool.lastBootError);
+  if (failNow && hopeless && v.ready == 0 && booting == 0 && v.waiting > 0) {
+    broker_.failQueued(pool.config.name, ErrorCode::BootFailed,
+                       "pool '" + pool.config.name + "' cannot boot runners (" +
+                           std::to_string(pool.consecutiveFailures) + " failures in a row): " + pool.lastBootError);
   }
+}
 
-  // Shrink: drain idle runners, newest first; the `min` oldest use min_idle_shutdown_after.
-  if (!housekeeping) return;
-  std::vector<RunnerState*> readyRunners;
-  for (RunnerState* r : p->runners)
+// Shrink: drain idle runners, newest first; the `min` oldest use min_idle_shutdown_after. Walks
+// the pool's runners when the earliest idle timer is due (or kIdleWalkMax passed).
+void Scaler::shrinkIdle(Managed& pool, const Pool& p, TimePoint now) {
+  const PoolLimits& L = pool.config.limits;
+  TimePoint next = now + kIdleWalkMax;
+  std::vector<const RunnerState*> readyRunners;
+  for (const RunnerState* r : p.runners)
     if (r->phase == RunnerPhase::Ready) readyRunners.push_back(r);
   std::sort(readyRunners.begin(), readyRunners.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
   uint32_t live = static_cast<uint32_t>(readyRunners.size());
+  uint32_t freeSlots = broker_.view(p).freeSlots;
   for (size_t i = readyRunners.size(); i-- > 0;) {
-    RunnerState* r = readyRunners[i];
+    const RunnerState* r = readyRunners[i];
     if (r->used != 0) continue;  // never stop a busy runner (children hold slots too)
     bool isMin = i < L.min;
     Duration threshold = isMin ? L.minIdleShutdownAfter : L.idleShutdownAfter;
-    if (threshold == kInfinite || now - r->idleSince < threshold) continue;
+    if (threshold == kInfinite) continue;
+    TimePoint expires = addSaturating(r->idleSince, threshold);
+    if (now < expires) {
+      next = std::min(next, expires);
+      continue;
+    }
     if (!isMin && live <= L.min) continue;
     if (freeSlots < r->slots + L.warmSlots && !isMin) continue;  // it is one of the warm slots
     auto m = pool.machines.find(r->id);
-    if (m == pool.machines.end()) continue;
-    log->info("pool={} runner={} idle for {}: draining", pool.config.name, r->id,
-              formatDuration(std::chrono::duration_cast<Duration>(now - r->idleSince)));
-    m->second.phase = Phase::Draining;
-    m->second.since = now;
+    if (m == pool.machines.end() || m->second.phase != Phase::Running) continue;
+    logger("scaler")->info("pool={} runner={} idle for {}: draining", pool.config.name, r->id,
+                           formatDuration(std::chrono::duration_cast<Duration>(now - r->idleSince)));
+    m->second.drainDeadline = addSaturating(now, L.shutdownTimeout);
+    pool.nextTimeouts = std::min(pool.nextTimeouts, m->second.drainDeadline);
     freeSlots -= std::min(freeSlots, r->slots);
     --live;
-    core_.drainRunner(*r, L.shutdownTimeout);
+    broker_.drainRunner(r->id, L.shutdownTimeout);
   }
+  pool.nextIdleWalk = next;
 }
 
 void Scaler::boot(Managed& pool, TimePoint now) {
@@ -238,10 +289,12 @@ void Scaler::boot(Managed& pool, TimePoint now) {
               {kEnvBootToken, bootToken(name, m.runnerId)},
               {kEnvBrokerId, brokerId_},
               {kEnvConcurrency, std::to_string(pool.config.limits.maxConcurrency)}};
-  if (Pool* p = core_.findPool(name)) ++p->counters.boots;
+  ++pool.boots;
   logger("scaler")->info("pool={} booting runner={} via {}", name, m.runnerId, pool.config.backend);
   std::string runnerId = m.runnerId;
   pool.machines.emplace(runnerId, std::move(m));
+  ++pool.booting;
+  pool.nextTimeouts = std::min(pool.nextTimeouts, addSaturating(now, pool.config.limits.bootTimeout));
   Backend* backend = pool.backend.get();
   post(pool, [this, backend, spec, name, runnerId] {
     BootResult result = backend->boot(spec);
@@ -252,7 +305,7 @@ void Scaler::boot(Managed& pool, TimePoint now) {
       if (!result.status.ok) {
         if (it != pool->machines.end() && it->second.phase == Phase::Booting)
           bootFailed(*pool, runnerId, result.status.message, clock_.now(), !result.status.retryable);
-        if (it != pool->machines.end() && !it->second.hasHandle) pool->machines.erase(runnerId);
+        if (it != pool->machines.end() && !it->second.hasHandle) forget(*pool, runnerId);
         return;
       }
       if (it == pool->machines.end()) {
@@ -280,13 +333,14 @@ void Scaler::bootFailed(Managed& pool, const std::string& runnerId, const std::s
   pool.lastBootError = why;
   Duration backoff = backoffFor(pool.consecutiveFailures);
   pool.nextBootAt = now + backoff;
-  if (Pool* p = core_.findPool(pool.config.name)) ++p->counters.bootFailures;
+  pool.demand = true;  // look again now (and at nextBootAt)
+  ++pool.bootFailures;
   logger("scaler")->warn("pool={} runner={} boot failed ({} in a row): {}; next boot in {}", pool.config.name, runnerId,
                          pool.consecutiveFailures, why, formatDuration(backoff));
 }
 
 void Scaler::stopMachine(Managed& pool, Machine& m, const std::string& why) {
-  m.phase = Phase::Stopping;
+  if (m.phase != Phase::Stopping) setPhase(pool, m, Phase::Stopping, clock_.now());
   if (m.stopPosted) return;
   m.stopPosted = true;
   if (!m.hasHandle) return;  // boot() still running: stopped when it returns
@@ -301,7 +355,7 @@ void Scaler::stopMachine(Managed& pool, Machine& m, const std::string& why) {
       if (!status.ok)
         logger("scaler")->error("pool={} machine={} could not be stopped: {} (the orphan sweep will retry)", name,
                                 handle.machineId, status.message);
-      if (Managed* pool = managedFor(name)) pool->machines.erase(runnerId);
+      if (Managed* pool = managedFor(name)) forget(*pool, runnerId);
     });
   });
 }
@@ -358,7 +412,7 @@ void Scaler::shutdown(bool keepMachines) {
   for (auto& [name, pool] : pools_) {
     for (auto& [id, m] : pool->machines) {
       if (keepMachines) continue;  // left for a successor broker to re-adopt
-      if (RunnerState* r = core_.findRunner(id)) core_.drainRunner(*r, pool->config.limits.shutdownTimeout);
+      broker_.drainRunner(id, pool->config.limits.shutdownTimeout);
       if (m.hasHandle && !m.stopPosted) {
         m.stopPosted = true;
         Backend* backend = pool->backend.get();
@@ -367,6 +421,7 @@ void Scaler::shutdown(bool keepMachines) {
     }
     pool->worker.reset();  // finishes the stops, joins
     pool->machines.clear();
+    pool->booting = 0;
   }
   std::lock_guard lock(completionsMutex_);
   completions_.clear();
@@ -385,10 +440,11 @@ ErrorCode Scaler::admitRunner(const msg::Ready& ready) {
     logger("scaler")->info("pool={} runner={} re-adopted from a previous broker run", ready.pool, ready.runnerId);
     Machine m;
     m.runnerId = ready.runnerId;
-    m.phase = Phase::Ready;
+    m.phase = Phase::Running;
     m.since = now;
     m.adopted = true;
     pool->machines.emplace(ready.runnerId, std::move(m));
+    pool->demand = true;
     pool->needsHandles = true;
     return ErrorCode::None;
   }
@@ -399,40 +455,52 @@ ErrorCode Scaler::admitRunner(const msg::Ready& ready) {
                            ready.pool, ready.runnerId);
     return ErrorCode::Unauthorized;
   }
-  it->second.phase = Phase::Ready;
-  it->second.since = clock_.now();
+  setPhase(*pool, it->second, Phase::Running, now);
   pool->consecutiveFailures = 0;
   pool->lastFailurePermanent = false;
   pool->nextBootAt = TimePoint{};
   return ErrorCode::None;
 }
 
-void Scaler::runnerJoined(RunnerState& runner) {
-  Managed* pool = managedFor(runner.pool->name);
-  if (!pool) return;
-  runner.singleUse = pool->config.limits.singleUse;
-  runner.pool->available.update(runner);
+void Scaler::runnerJoined(const RunnerState& runner) {
+  if (Managed* pool = managedFor(runner.pool->name)) {
+    pool->demand = true;
+    pool->nextIdleWalk = TimePoint{};  // with one more runner, an idle one may go now
+  }
 }
 
-void Scaler::runnerLeft(RunnerState& runner, const std::string& why) {
+void Scaler::runnerLeft(const RunnerState& runner, const std::string& why) {
   Managed* pool = managedFor(runner.pool->name);
   if (!pool) return;
+  pool->demand = true;
+  pool->nextIdleWalk = TimePoint{};
   auto it = pool->machines.find(runner.id);
   if (it == pool->machines.end()) return;
   stopMachine(*pool, it->second, "runner left: " + why);
 }
 
-void Scaler::jobFinished(RunnerState& runner) {
+void Scaler::demandChanged(const Pool& p) {
+  Managed* pool = managedFor(p.name);
+  if (!pool) return;
+  pool->demand = true;
+  // A slot was freed: a runner may have gone idle, and its idle timer starts now.
+  const PoolLimits& L = pool->config.limits;
+  Duration soonest = std::min(L.idleShutdownAfter, L.minIdleShutdownAfter);
+  if (soonest != kInfinite) pool->nextIdleWalk = std::min(pool->nextIdleWalk, addSaturating(clock_.now(), soonest));
+}
+
+void Scaler::jobFinished(const RunnerState& runner) {
   if (!runner.singleUse || runner.phase != RunnerPhase::Ready) return;
   Managed* pool = managedFor(runner.pool->name);
   if (!pool) return;
+  Duration grace = pool->config.limits.shutdownTimeout;
   auto it = pool->machines.find(runner.id);
   if (it != pool->machines.end()) {
-    it->second.phase = Phase::Draining;
-    it->second.since = clock_.now();
+    it->second.drainDeadline = addSaturating(clock_.now(), grace);
+    pool->nextTimeouts = std::min(pool->nextTimeouts, it->second.drainDeadline);
   }
   logger("scaler")->info("pool={} runner={} single use: done, draining", runner.pool->name, runner.id);
-  core_.drainRunner(runner, pool->config.limits.shutdownTimeout);
+  broker_.drainRunner(runner.id, grace);
 }
 
 void Scaler::describe(const Pool& pool, msg::PoolStatus& status) const {
@@ -441,6 +509,8 @@ void Scaler::describe(const Pool& pool, msg::PoolStatus& status) const {
   const Managed& m = *it->second;
   status.min = m.config.limits.min;
   status.max = m.config.limits.max;
+  status.boots = m.boots;
+  status.bootFailures = m.bootFailures;
   for (auto& [id, machine] : m.machines) {
     if (machine.phase != Phase::Booting) continue;
     ++status.booting;
@@ -467,6 +537,8 @@ ErrorCode Scaler::setPool(const msg::SetPool& request, std::string& why) {
     return ErrorCode::BadRequest;
   }
   pool->config.limits = next;
+  pool->demand = true;
+  pool->nextIdleWalk = TimePoint{};
   logger("scaler")->info("pool={} limits changed: min={} max={} warm_slots={}", request.pool, next.min, next.max,
                          next.warmSlots);
   return ErrorCode::None;

@@ -1,9 +1,14 @@
 // Scaler: boots and stops a pool's machines from the broker's own state (queue depth, free
 // and booting slots, idle timers). See docs/SCALER.md for the lifecycle and every rule.
 //
-// Runs on the broker's loop thread: it is a BrokerListener of the core and tick() is called
-// on every loop iteration. Backend calls run on each pool's BackendWorker; their results are
-// queued and applied by the next tick() (the `wake` callback makes the loop come round).
+// Runs on the broker's loop thread: it is a BrokerListener of the core, sees the broker only
+// through ScalerPort (const views; drain, drop and fail-queued requests), and is driven by
+// tick(), which the loop calls when nextWakeup() is due or something happened. It does not scan
+// runners on every turn: demand changes mark a pool for a growth check (O(1) from the core's
+// counts), and the walks over machines and idle runners run at the deadlines they computed
+// (boot and drain timeouts, idle timers) or at most every second. Backend calls run on each
+// pool's BackendWorker; their results are queued and applied by the next tick() (the `wake`
+// callback makes the loop come round).
 #pragma once
 
 #include <functional>
@@ -23,7 +28,7 @@ namespace flame {
 class Scaler final : public BrokerListener {
  public:
   // `runnerEndpoint` is what booted runners connect to (FLAME_BROKER).
-  Scaler(BrokerCore& core, const Clock& clock, std::string brokerId, std::string runnerEndpoint);
+  Scaler(ScalerPort& broker, const Clock& clock, std::string brokerId, std::string runnerEndpoint);
   ~Scaler() override;
 
   // Manages `pool` (declares it in the core). Call before the loop runs.
@@ -41,31 +46,38 @@ class Scaler final : public BrokerListener {
 
   // Applies backend results, then makes every decision that is due. Loop thread only.
   void tick();
+  // When tick() next has something to do (TimePoint::max() if only events can start work).
+  TimePoint nextWakeup() const;
   // Lists every backend's machines and stops those that are not runners we know (orphans).
   // Does nothing during the adoption window (setTokenSecret).
   void sweepOrphans();
   // Broker shutdown: drains runners and stops every machine through the backend, waiting for
   // the backend work to finish; with `keepMachines`, leaves them for a successor to re-adopt.
+  // The drains are only queued in the core's outbox: the caller flushes them after this.
   void shutdown(bool keepMachines = false);
 
   const PoolLimits* limits(const std::string& pool) const;
 
   // BrokerListener
   ErrorCode admitRunner(const msg::Ready& ready) override;
-  void runnerJoined(RunnerState& runner) override;
-  void runnerLeft(RunnerState& runner, const std::string& why) override;
-  void jobFinished(RunnerState& runner) override;
+  void runnerJoined(const RunnerState& runner) override;
+  void runnerLeft(const RunnerState& runner, const std::string& why) override;
+  void demandChanged(const Pool& pool) override;
+  void jobFinished(const RunnerState& runner) override;
   void describe(const Pool& pool, msg::PoolStatus& status) const override;
   ErrorCode setPool(const msg::SetPool& request, std::string& why) override;
 
  private:
-  enum class Phase { Booting, Ready, Draining, Stopping };
+  // A machine's life as the scaler sees it. While Running, its runner's own state (ready,
+  // draining) is the core's: the scaler reads it, and only remembers when it asked for a drain.
+  enum class Phase { Booting, Running, Stopping };
   struct Machine {
     std::string runnerId;
     MachineHandle handle;
     bool hasHandle = false;  // boot() returned
     Phase phase = Phase::Booting;
     TimePoint since{};       // when the phase began
+    TimePoint drainDeadline = TimePoint::max();  // we asked its runner to drain: stop it by then
     bool stopPosted = false;
     bool adopted = false;    // booted by a previous broker run; its handle comes from list()
   };
@@ -79,11 +91,21 @@ class Scaler final : public BrokerListener {
     std::string lastBootError;
     bool failWaiting = false;  // a boot just failed: fail waiting jobs if nothing else can run them
     bool lastFailurePermanent = false;  // the last boot failure was not retryable
-    TimePoint nextHousekeeping{};
+    uint32_t booting = 0;       // machines in Phase::Booting
+    uint64_t boots = 0, bootFailures = 0;  // counters for status
+    bool demand = true;         // demand changed since the last growth check
+    TimePoint nextGrowth = TimePoint::max();    // a growth check is due (the boot backoff ends)
+    TimePoint nextTimeouts = TimePoint::max();  // earliest boot or drain timeout
+    TimePoint nextIdleWalk{};                   // when idle runners are next looked at
     bool needsHandles = false;  // adopted machines wait for a list() to learn their handles
   };
 
   void tickPool(Managed& pool, TimePoint now);
+  void grow(Managed& pool, const Pool& p, TimePoint now);
+  void checkTimeouts(Managed& pool, TimePoint now);
+  void shrinkIdle(Managed& pool, const Pool& p, TimePoint now);
+  void setPhase(Managed& pool, Machine& machine, Phase phase, TimePoint now);
+  void forget(Managed& pool, const std::string& runnerId);
   void reapExited(Managed& pool, TimePoint now);
   void boot(Managed& pool, TimePoint now);
   // `permanent`: the backend says retrying cannot help (a rejected image, bad credentials).
@@ -97,9 +119,8 @@ class Scaler final : public BrokerListener {
   std::string bootToken(const std::string& pool, const std::string& runnerId) const;
   void complete(std::function<void()> onLoop);
   Managed* managedFor(const std::string& pool);
-  uint32_t countPhase(const Managed& pool, Phase phase) const;
 
-  BrokerCore& core_;
+  ScalerPort& broker_;
   const Clock& clock_;
   std::string brokerId_;
   std::string runnerEndpoint_;

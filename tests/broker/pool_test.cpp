@@ -63,6 +63,10 @@ TEST_CASE("RunnerIndex picks what a full scan would, through random load changes
       }
       index.update(r);
       for (const char* f : {"common", "rare"}) REQUIRE(index.pick(placement, f) == bruteForce(runners, placement, f));
+      uint32_t free = 0;
+      for (auto& each : runners)
+        if (each->acceptsWork()) free += each->slots - each->used;
+      REQUIRE(index.freeSlots() == free);
     }
     size_t accepting = 0;
     for (auto& r : runners) accepting += r->acceptsWork();

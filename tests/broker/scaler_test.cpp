@@ -185,7 +185,10 @@ TEST_CASE("a boot whose runner never connects is stopped at boot_timeout and bac
   CHECK(h.backend->stopCount() == 0);
   h.pass(Duration(200));
   CHECK(h.backend->stopCount() == 1);
-  CHECK(h.core.findPool("p")->counters.bootFailures == 1);
+  auto status = h.core.status(1);
+  REQUIRE(status.pools.size() == 1);
+  CHECK(status.pools[0].bootFailures == 1);
+  CHECK(status.pools[0].boots == 1);
   // The next boot comes only after the backoff (500 ms after the first failure).
   CHECK(h.backend->bootCount() == 1);
   h.pass(Duration(600));
@@ -373,4 +376,37 @@ TEST_CASE("a boot failure the backend calls permanent fails the waiting jobs at 
   CHECK(errs[0].code == ErrorCode::BootFailed);
   CHECK(errs[0].message.find("422: image not found") != std::string::npos);
   CHECK(h.backend->bootCount() == 1);
+}
+
+TEST_CASE("the scaler asks to be woken exactly at its boot backoff and boot timeout deadlines",
+          "[scaler][timers]") {
+  ScalerHarness h(limits(0, 1, 1));
+  CHECK(h.scaler.nextWakeup() <= h.clock.now());  // a new pool is looked at once
+  h.tick();
+  CHECK(h.scaler.nextWakeup() > h.clock.now() + Duration(500));  // nothing to do: no busy polling
+  h.submit("c", 1, "p", "echo", "", Mode::Call, kInfiniteMs);
+  CHECK(h.scaler.nextWakeup() <= h.clock.now());  // demand: at once
+  h.tick();
+  REQUIRE(h.backend->bootCount() == 1);
+  TimePoint bootedAt = h.clock.now();
+  // Nothing before the boot timeout (10 s), apart from the reaper's polls.
+  TimePoint timeout = bootedAt + Duration(10000);
+  h.clock.advance(Duration(9990));
+  h.core.tick();
+  h.scaler.tick();
+  CHECK(h.backend->stopCount() == 0);
+  CHECK(h.scaler.nextWakeup() <= timeout);
+  h.clock.advance(timeout - h.clock.now());
+  h.scaler.tick();
+  h.scaler.tick();
+  CHECK(h.backend->stopCount() == 1);  // stopped at the deadline, not a housekeeping period later
+  // The next boot is due when the 500 ms backoff ends: the scaler says so.
+  TimePoint backoffEnds = h.clock.now() + Duration(500);
+  CHECK(h.scaler.nextWakeup() == backoffEnds);
+  h.clock.advance(Duration(499));
+  h.scaler.tick();
+  CHECK(h.backend->bootCount() == 1);
+  h.clock.advance(Duration(1));
+  h.scaler.tick();
+  CHECK(h.backend->bootCount() == 2);
 }
