@@ -192,10 +192,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case fuzz::Op::Drain:
         if (!readyIds.empty())
           if (RunnerState* r = core.findRunner(readyIds[step.peer % readyIds.size()]))
-            core.drainRunner(*r, Duration(step.value));
+            core.drainRunner(r->id, Duration(step.value));
         break;
       case fuzz::Op::FailQueued:
-        core.failQueued(*core.findPool(fuzz::kDeclaredPool), ErrorCode::BootFailed, "fuzz: boot failed");
+        core.failQueued(fuzz::kDeclaredPool, ErrorCode::BootFailed, "fuzz: boot failed");
         break;
       case fuzz::Op::Shutdown: core.beginShutdown(); break;
       case fuzz::Op::AbortAll: core.abortAll("fuzz: second SIGTERM"); break;

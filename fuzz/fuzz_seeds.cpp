@@ -241,7 +241,7 @@ class Scenario {
     out_ += fuzz::writeStep(s);
     if (op == fuzz::Op::Shutdown) core_.beginShutdown();
     if (op == fuzz::Op::AbortAll) core_.abortAll("seed");
-    if (op == fuzz::Op::FailQueued) core_.failQueued(*core_.findPool(fuzz::kDeclaredPool), ErrorCode::BootFailed, "seed");
+    if (op == fuzz::Op::FailQueued) core_.failQueued(fuzz::kDeclaredPool, ErrorCode::BootFailed, "seed");
     return *this;
   }
   // The n-th job the core sent to runner `peer` so far (its id), or a made-up id.
