@@ -12,6 +12,7 @@
 
 #include "bench/plot.h"
 #include "bench/report.h"
+#include "bench/scale.h"
 #include "bench/scenarios/scenarios.h"
 #include "bench/settings.h"
 #include "common/log.h"
@@ -55,6 +56,9 @@ void applySmoke(Settings& s) {
   s.poolConcurrency = 2;
   s.idleShutdown = Duration(300);
   s.memoryQueued = {0, 20'000};
+  s.scaleRunners = 1'000;
+  s.scaleSessions = 10'000;
+  s.scaleJobs = 30'000;
   s.repeat = 1;
 }
 
@@ -71,8 +75,9 @@ Rows run(const std::string& scenario, const Settings& s, flame::bench::Progress&
   if (scenario == "library") return runLibrary(s, p);
   if (scenario == "elastic") return runElastic(s, p);
   if (scenario == "memory") return runMemory(s, p);
+  if (scenario == "scale") return runScale(s, p, targets);
   Rows all;
-  for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory"}) {
+  for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory", "scale"}) {
     Rows r = run(sc, s, p, targets);
     all.insert(all.end(), r.begin(), r.end());
   }
@@ -92,8 +97,8 @@ int main(int argc, char** argv) {
   double duration = 2.0, warmup = 0.3;
   uint32_t idleMs = 1000;
   std::vector<std::string> transports;
-  app.add_option("scenario", scenario, "headline | ceiling | call | relay | core | cast | fanout | library | elastic | memory | all")
-      ->check(CLI::IsMember({"headline", "ceiling", "call", "relay", "core", "cast", "fanout", "library", "elastic", "memory", "all"}))
+  app.add_option("scenario", scenario, "headline | ceiling | call | relay | core | cast | fanout | library | elastic | memory | scale | all")
+      ->check(CLI::IsMember({"headline", "ceiling", "call", "relay", "core", "cast", "fanout", "library", "elastic", "memory", "scale", "all"}))
       ->capture_default_str();
   app.add_flag("--json", json, "one JSON object per measurement on stdout (the rest goes to stderr)");
   app.add_flag("--smoke", smoke, "CI: every measurement ~0.2 s with small sizes; no thresholds");
@@ -119,6 +124,12 @@ int main(int argc, char** argv) {
   app.add_option("--pool-concurrency", s.poolConcurrency, "elastic: slots per runner")->capture_default_str();
   app.add_option("--idle-shutdown", idleMs, "elastic: idle_shutdown_after in ms")->capture_default_str();
   app.add_option("--queued", s.memoryQueued, "memory: queued job counts to measure")->capture_default_str();
+  app.add_option("--scale-runners", s.scaleRunners, "scale: registered runners (simulated, in-process)")
+      ->capture_default_str()->check(CLI::Range(10u, 1'000'000u));
+  app.add_option("--scale-sessions", s.scaleSessions, "scale: client sessions (simulated, in-process)")
+      ->capture_default_str()->check(CLI::Range(4u, 10'000'000u));
+  app.add_option("--scale-jobs", s.scaleJobs, "scale: calls per dispatch measurement")->capture_default_str()
+      ->check(CLI::Range(uint64_t{1000}, uint64_t{100'000'000}));
   app.add_flag("--memory-in-process", s.memoryInProcess,
                "memory: diagnose with an in-process broker (this process's RSS) instead of flame-broker");
   bool noZeroCopy = false;
@@ -158,8 +169,10 @@ int main(int argc, char** argv) {
 
   Progress progress;
   size_t planned = plannedMeasurements(scenario, s);
+  if (scenario == "scale" || scenario == "all") planned += scaleMeasurements(s);
   double estimate = static_cast<double>(planned) * static_cast<double>((s.duration + s.warmup).count()) / 1000;
-  progress.enable(!quiet && (estimate > 3 || scenario == "elastic" || scenario == "memory" || scenario == "all"));
+  progress.enable(!quiet && (estimate > 3 || scenario == "elastic" || scenario == "memory" || scenario == "scale" ||
+                  scenario == "all"));
   progress.setTty(isatty(2));
   progress.setTotal(planned);
 

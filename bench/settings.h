@@ -33,6 +33,10 @@ struct Settings {
   Duration idleShutdown{1000};
   // memory
   std::vector<uint64_t> memoryQueued{0, 100'000, 1'000'000};
+  // scale (bench/scale.h): simulated peers on one in-process BrokerCore
+  uint32_t scaleRunners = 10'000;
+  uint32_t scaleSessions = 100'000;
+  uint64_t scaleJobs = 1'000'000;  // calls per dispatch measurement
   // Diagnosis: measure an in-process broker (this process's RSS) instead of flame-broker, with
   // or without libzmq's zero-copy receive.
   bool memoryInProcess = false;
