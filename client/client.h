@@ -5,11 +5,12 @@
 //   if (!r) std::cerr << r.error().toString();   // "timeout: ..."
 //
 // Threading: every method may be called from any thread. One background I/O thread owns the
-// DEALER socket: API calls register the request in a table, encode it on the calling thread and
-// hand its frames to the I/O thread through an inproc pipe. Completion callbacks (the
-// std::function overloads, and place()'s onExit) run on that I/O thread: keep them short, and
-// call only asynchronous methods from them (a synchronous method called there fails at once
-// with `internal` instead of deadlocking).
+// DEALER socket and the protocol state (ClientCore, client/client_core.h), on one Reactor loop.
+// API calls encode the request on the calling thread and hand it to the I/O thread (a batch
+// queue and an eventfd); calls made on the I/O thread itself (from a completion callback) go to
+// the core directly. Completion callbacks (the std::function overloads, and place()'s onExit)
+// run on that I/O thread: keep them short, and call only asynchronous methods from them (a
+// synchronous method called there fails at once with `internal` instead of deadlocking).
 //
 // Deadlines and liveness (every request is answered exactly once, no caller hangs on a dead
 // broker):
@@ -49,6 +50,9 @@ struct ClientOptions {
   // heartbeatInterval x liveness without any message from it. Raised to at least 1 ms and 1.
   Duration heartbeatInterval{1000};
   uint32_t liveness = 3;
+  // Times deadlines, heartbeats and liveness. nullptr: the real steady clock. Not owned; must
+  // outlive the Client.
+  const Clock* clock = nullptr;
 };
 
 struct CallOptions {

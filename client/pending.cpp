@@ -5,7 +5,6 @@
 namespace flame {
 
 bool PendingTable::add(uint64_t requestId, PendingRequest& request) {
-  std::lock_guard lock(mutex_);
   if (closed_) return false;
   if (request.deadline != TimePoint::max()) deadlines_.emplace(request.deadline, requestId);
   if (request.kind == RequestKind::Stop) stopsByChild_.emplace(request.childId, requestId);
@@ -14,11 +13,6 @@ bool PendingTable::add(uint64_t requestId, PendingRequest& request) {
 }
 
 std::optional<PendingRequest> PendingTable::take(uint64_t requestId) {
-  std::lock_guard lock(mutex_);
-  return takeLocked(requestId);
-}
-
-std::optional<PendingRequest> PendingTable::takeLocked(uint64_t requestId) {
   auto it = entries_.find(requestId);
   if (it == entries_.end()) return std::nullopt;
   PendingRequest request = std::move(it->second);
@@ -37,20 +31,18 @@ std::optional<PendingRequest> PendingTable::takeLocked(uint64_t requestId) {
 }
 
 std::vector<PendingTable::Entry> PendingTable::takeStopsOf(uint64_t childId) {
-  std::lock_guard lock(mutex_);
   std::vector<uint64_t> ids;
   auto [first, last] = stopsByChild_.equal_range(childId);
   for (auto s = first; s != last; ++s) ids.push_back(s->second);
   std::sort(ids.begin(), ids.end());  // oldest first, for a predictable completion order
   std::vector<Entry> out;
   for (uint64_t id : ids) {
-    if (auto request = takeLocked(id)) out.emplace_back(id, std::move(*request));
+    if (auto request = take(id)) out.emplace_back(id, std::move(*request));
   }
   return out;
 }
 
 std::optional<PendingTable::Entry> PendingTable::takeUnaddressedStop(uint64_t childIdHint) {
-  std::lock_guard lock(mutex_);
   uint64_t id = 0;
   if (auto hinted = stopsByChild_.find(childIdHint);
       childIdHint != 0 && hinted != stopsByChild_.end()) {
@@ -60,39 +52,31 @@ std::optional<PendingTable::Entry> PendingTable::takeUnaddressedStop(uint64_t ch
   } else {
     return std::nullopt;
   }
-  auto request = takeLocked(id);
+  auto request = take(id);
   if (!request) return std::nullopt;
   return Entry{id, std::move(*request)};
 }
 
 std::vector<PendingTable::Entry> PendingTable::takeExpired(TimePoint now) {
-  std::lock_guard lock(mutex_);
   std::vector<Entry> out;
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     uint64_t id = deadlines_.begin()->second;
-    auto request = takeLocked(id);  // also erases the deadline
+    auto request = take(id);  // also erases the deadline
     if (request) out.emplace_back(id, std::move(*request));
   }
   return out;
 }
 
 TimePoint PendingTable::nextDeadline() const {
-  std::lock_guard lock(mutex_);
   return deadlines_.empty() ? TimePoint::max() : deadlines_.begin()->first;
 }
 
 std::vector<PendingTable::Entry> PendingTable::close() {
-  std::lock_guard lock(mutex_);
   closed_ = true;
-  return takeAllLocked();
+  return takeAll();
 }
 
 std::vector<PendingTable::Entry> PendingTable::takeAll() {
-  std::lock_guard lock(mutex_);
-  return takeAllLocked();
-}
-
-std::vector<PendingTable::Entry> PendingTable::takeAllLocked() {
   std::vector<Entry> out;
   out.reserve(entries_.size());
   for (auto& [id, request] : entries_) out.emplace_back(id, std::move(request));
@@ -105,17 +89,14 @@ std::vector<PendingTable::Entry> PendingTable::takeAllLocked() {
 }
 
 bool PendingTable::contains(uint64_t requestId) const {
-  std::lock_guard lock(mutex_);
   return entries_.count(requestId) != 0;
 }
 
 bool PendingTable::empty() const {
-  std::lock_guard lock(mutex_);
   return entries_.empty();
 }
 
 size_t PendingTable::size() const {
-  std::lock_guard lock(mutex_);
   return entries_.size();
 }
 

@@ -1,12 +1,11 @@
-// The client's table of requests awaiting an answer from the broker. API threads add entries;
-// the I/O thread takes them out when an answer, a local deadline or a liveness failure
-// resolves them. Each entry is taken exactly once, so each completion runs exactly once.
-// No sockets here: the table is unit-tested on its own.
+// The client's table of requests awaiting an answer from the broker. ClientCore adds entries
+// and takes them out when an answer, a local deadline or a liveness failure resolves them.
+// Each entry is taken exactly once, so each completion runs exactly once. No sockets here: the
+// table is unit-tested on its own.
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -31,7 +30,9 @@ struct CallReply {
 // caller's Outcome type.
 using Answer =
     std::variant<Failure, CallReply, msg::Accepted, msg::Placed, msg::Stopped, msg::StatusReply>;
-using Completion = std::function<void(Answer)>;
+// Receives a request's Answer, exactly once. (Not the worker's Completion, which is a job's
+// outcome inside a runner.)
+using AnswerHandler = std::function<void(Answer)>;
 // Invoked once when a linked child ends: nullopt when its function returned normally.
 using ExitCallback = std::function<void(uint64_t childId, std::optional<Failure>)>;
 
@@ -41,15 +42,16 @@ struct PendingRequest {
   RequestKind kind = RequestKind::Call;
   bool link = false;     // submitted with link = true
   uint64_t childId = 0;  // Stop: the child being stopped
-  // Local safety deadline; TimePoint::max() = none. At the deadline the request completes with
-  // `expiry`.
+  // Local safety deadline; TimePoint::max() = none. At the deadline the request fails (timeout,
+  // or broker_unreachable for status and setPool; see ClientCore).
   TimePoint deadline = TimePoint::max();
-  Failure expiry;
-  Completion done;
+  Duration timeout{0};  // the budget the deadline was computed from (for the failure's message)
+  AnswerHandler done;
   ExitCallback onExit;  // Place with link: kept for the child's childExited
 };
 
-// Thread-safe. Request ids are chosen by the caller and must be unique among live entries.
+// Not thread-safe (ClientCore's thread owns it). Request ids are chosen by the caller and must be
+// unique among live entries.
 class PendingTable {
  public:
   using Entry = std::pair<uint64_t, PendingRequest>;
@@ -85,11 +87,6 @@ class PendingTable {
   size_t size() const;
 
  private:
-  // Callers hold mutex_.
-  std::optional<PendingRequest> takeLocked(uint64_t requestId);
-  std::vector<Entry> takeAllLocked();
-
-  mutable std::mutex mutex_;
   bool closed_ = false;
   std::unordered_map<uint64_t, PendingRequest> entries_;
   std::set<std::pair<TimePoint, uint64_t>> deadlines_;        // entries with a deadline

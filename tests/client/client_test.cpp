@@ -1,10 +1,13 @@
-// flame::Client against a fake broker (a ROUTER driven by the test thread).
+// flame::Client against a fake broker (a ROUTER driven by the test thread): the socket shell
+// end to end. Exact times (deadlines, heartbeats, liveness) are ClientCore's, tested on a manual
+// clock in client_core_test.cpp; these tests wait only for messages, with bounds.
 #include "client/client.h"
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <future>
 #include <random>
+#include <set>
 
 #include "client/fake_broker.h"
 #include "schema/flame.capnp.h"
@@ -12,7 +15,6 @@
 using namespace flame;
 using flame::testing::FakeBroker;
 using flame::testing::Received;
-using std::chrono::steady_clock;
 
 namespace {
 
@@ -253,35 +255,29 @@ TEST_CASE("status round trip", "[client]") {
   CHECK(r->pools[0].runners[0].pid == 1234);
 }
 
-TEST_CASE("a silent broker fails a call with broker_unreachable after interval x liveness",
-          "[client]") {
+TEST_CASE("a silent broker fails a call with broker_unreachable", "[client]") {
   FakeBroker broker;  // never answers, not even heartbeats
   Client client(fastOptions(broker.endpoint()));
-  auto start = steady_clock::now();
   auto future = client.callAsync("p", "f", "x");  // timeout 0: only liveness bounds it
+  REQUIRE(broker.expect<msg::Submit>());
   REQUIRE(ready(future));
-  auto elapsed = steady_clock::now() - start;
   auto r = future.get();
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == ErrorCode::BrokerUnreachable);
   CHECK_THAT(r.error().message, Catch::StartsWith("broker unreachable: no answer for "));
-  CHECK(elapsed >= std::chrono::milliseconds(250));
-  CHECK(elapsed < std::chrono::milliseconds(300 + 700));
 }
 
 TEST_CASE("with no broker listening, requests still fail in bounded time", "[client]") {
   Client client(fastOptions(flame::testing::deadEndpoint()));
-  auto start = steady_clock::now();
   auto r = client.call("p", "f", "x");
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == ErrorCode::BrokerUnreachable);
-  CHECK(steady_clock::now() - start < std::chrono::milliseconds(1000));
   auto s = client.status(Duration(100));  // its own deadline comes before liveness
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().code == ErrorCode::BrokerUnreachable);
 }
 
-TEST_CASE("heartbeats flow while a request is outstanding and stop when idle", "[client]") {
+TEST_CASE("heartbeats flow while a request is outstanding", "[client]") {
   FakeBroker broker;
   broker.heartbeatReplyMs = 100;
   Client client(fastOptions(broker.endpoint()));
@@ -294,9 +290,6 @@ TEST_CASE("heartbeats flow while a request is outstanding and stop when idle", "
   broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, "done");
   REQUIRE(ready(future));
   CHECK(future.get().value() == "done");
-  // Idle now: at most one heartbeat already in flight, then none for several intervals.
-  broker.awaitHeartbeats(1, Duration(150));
-  CHECK_FALSE(broker.awaitHeartbeats(1, Duration(350)));
 }
 
 TEST_CASE("a broker restart fails the requests it forgot instead of leaving them hanging", "[client]") {
@@ -309,23 +302,11 @@ TEST_CASE("a broker restart fails the requests it forgot instead of leaving them
   CHECK(future.wait_for(std::chrono::seconds(0)) == std::future_status::timeout);
   broker.instance = 8;  // same endpoint, new broker run
   REQUIRE(broker.awaitHeartbeats(1));  // answered by the "new" broker
-  REQUIRE(ready(future, std::chrono::milliseconds(250)));  // before liveness would say so
+  REQUIRE(ready(future));
   auto r = future.get();
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == ErrorCode::BrokerUnreachable);
   CHECK_THAT(r.error().message, Catch::StartsWith("broker restarted"));
-}
-
-TEST_CASE("the client adopts the broker's smaller heartbeat interval", "[client]") {
-  FakeBroker broker;
-  broker.heartbeatReplyMs = 50;
-  ClientOptions options;
-  options.broker = broker.endpoint();
-  options.heartbeatInterval = Duration(1000);  // alone, 4 heartbeats would take 3 s
-  Client client(options);
-  auto future = client.callAsync("p", "f", "x");
-  REQUIRE(broker.expect<msg::Submit>());
-  CHECK(broker.awaitHeartbeats(4, Duration(900)));
 }
 
 TEST_CASE("malformed messages from the broker are dropped and the client keeps working",
@@ -361,7 +342,6 @@ TEST_CASE("a call the broker never answers fails at its local deadline and is ca
   FakeBroker broker;
   broker.heartbeatReplyMs = 100;  // the broker is alive: only the local deadline can end the call
   Client client(fastOptions(broker.endpoint()));
-  auto start = steady_clock::now();
   auto future = client.callAsync("p", "f", "x", CallOptions{.timeout = Duration(200)});
   auto got = broker.expect<msg::Submit>();
   REQUIRE(got);
@@ -369,12 +349,10 @@ TEST_CASE("a call the broker never answers fails at its local deadline and is ca
   REQUIRE(cancel);
   CHECK(cancel->second.requestId == got->second.requestId);
   REQUIRE(ready(future));
-  auto elapsed = steady_clock::now() - start;
   auto r = future.get();
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == ErrorCode::Timeout);
-  CHECK(elapsed >= std::chrono::milliseconds(390));  // timeout + 2 x interval
-  CHECK(elapsed < std::chrono::milliseconds(2000));
+  CHECK(r.error().message == "no answer within the 200ms timeout (checked by the client)");
 }
 
 TEST_CASE("a child placed after its place was abandoned is stopped", "[client]") {
@@ -439,7 +417,6 @@ TEST_CASE("destroying the client fails what is outstanding and says goodbye", "[
   }
   CHECK(cancelled);
   CHECK(stopped);
-  CHECK_FALSE(broker.next(Duration(100)));
 }
 
 TEST_CASE("synchronous methods called from a completion callback fail instead of deadlocking",
@@ -563,4 +540,77 @@ TEST_CASE("a payload over the broker's limit fails at once with payload_too_larg
   broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, "ok");
   REQUIRE(ready(fits));
   CHECK(fits.get().value() == "ok");
+}
+
+TEST_CASE("requests made before the broker is up leave when it comes up", "[client]") {
+  std::string endpoint = flame::testing::deadEndpoint();
+  ClientOptions options = fastOptions(endpoint);
+  options.heartbeatInterval = Duration(1000);  // liveness 3 s: the broker comes up well before
+  Client client(options);
+  auto future = client.callAsync("p", "f", "early");  // the DEALER cannot take it yet
+  FakeBroker broker(endpoint);
+  auto got = broker.expect<msg::Submit>();
+  REQUIRE(got);
+  CHECK(got->first.payload == "early");
+  broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, "late but here");
+  REQUIRE(ready(future));
+  CHECK(future.get().value() == "late but here");
+}
+
+TEST_CASE("a completion callback can issue the next call (the pipelined pattern)", "[client]") {
+  FakeBroker broker;
+  Client client(fastOptions(broker.endpoint()));
+  constexpr int kChain = 20;
+  std::promise<std::vector<std::string>> done;
+  auto results = done.get_future();
+  std::vector<std::string> seen;  // touched only on the I/O thread until done is set
+  std::function<void(CallResult)> next = [&](CallResult r) {
+    seen.push_back(r ? r.value() : r.error().toString());
+    if (seen.size() == kChain) {
+      done.set_value(seen);
+      return;
+    }
+    client.callAsync("p", "f", std::to_string(seen.size()), {}, next);
+  };
+  client.callAsync("p", "f", "0", {}, next);
+  for (int i = 0; i < kChain; ++i) {
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    CHECK(got->first.payload == std::to_string(i));
+    broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, "r" + *got->first.payload);
+  }
+  REQUIRE(ready(results));
+  auto all = results.get();
+  REQUIRE(all.size() == kChain);
+  for (int i = 0; i < kChain; ++i) CHECK(all[i] == "r" + std::to_string(i));
+}
+
+TEST_CASE("requests from many threads each arrive once and get their own answer", "[client]") {
+  FakeBroker broker;
+  Client client(fastOptions(broker.endpoint()));
+  constexpr int kThreads = 4, kEach = 50;
+  std::vector<std::future<std::vector<std::future<CallResult>>>> issuers;
+  for (int t = 0; t < kThreads; ++t)
+    issuers.push_back(std::async(std::launch::async, [&client, t] {
+      std::vector<std::future<CallResult>> mine;
+      for (int i = 0; i < kEach; ++i)
+        mine.push_back(client.callAsync("p", "f", std::to_string(t) + "/" + std::to_string(i)));
+      return mine;
+    }));
+  std::set<std::string> payloads;
+  for (int n = 0; n < kThreads * kEach; ++n) {
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    payloads.insert(*got->first.payload);
+    broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, "=" + *got->first.payload);
+  }
+  CHECK(payloads.size() == kThreads * kEach);
+  for (int t = 0; t < kThreads; ++t) {
+    REQUIRE(ready(issuers[t]));
+    auto mine = issuers[t].get();
+    for (int i = 0; i < kEach; ++i) {
+      REQUIRE(ready(mine[i]));
+      CHECK(mine[i].get().value() == "=" + std::to_string(t) + "/" + std::to_string(i));
+    }
+  }
 }

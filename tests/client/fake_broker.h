@@ -24,8 +24,9 @@ class FakeBroker {
  public:
   static constexpr Duration kWait{5000};  // failure bound of every wait
 
-  FakeBroker()
-      : router_(bindRouter(context_, "tcp://127.0.0.1:*")), endpoint_(boundEndpoint(router_)) {
+  // Binds `endpoint` (a loopback wildcard port by default).
+  explicit FakeBroker(const std::string& endpoint = "tcp://127.0.0.1:*")
+      : router_(bindRouter(context_, endpoint)), endpoint_(boundEndpoint(router_)) {
     reactor_.add(router_, [] {});
   }
 

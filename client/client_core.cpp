@@ -1,0 +1,479 @@
+#include "client/client_core.h"
+
+#include <algorithm>
+
+#include "common/codec.h"
+#include "common/duration.h"
+
+namespace flame {
+
+namespace {
+
+// Payloads up to this size are sent before the broker has told its payload limit; larger ones
+// wait for its first heartbeat answer, because a frame far over the limit makes libzmq drop the
+// connection without a word (PROTOCOL.md, Frames) and the request would wait out its deadline.
+constexpr size_t kSendBeforeLimitKnown = 1024 * 1024;
+
+// Names of the messages a client may receive from a misbehaving broker but must not (for logs).
+template <class T>
+constexpr std::string_view foreignMessageName() {
+  if constexpr (std::is_same_v<T, msg::Submit>)
+    return "submit";
+  else if constexpr (std::is_same_v<T, msg::Ready>)
+    return "ready";
+  else if constexpr (std::is_same_v<T, msg::Job>)
+    return "job";
+  else if constexpr (std::is_same_v<T, msg::Welcome>)
+    return "welcome";
+  else
+    return "non-client";
+}
+
+ClientCoreOptions sanitized(ClientCoreOptions options) {
+  // Intervals below 1 ms and a liveness of 0 would make every request fail at once.
+  options.heartbeatInterval = std::max(options.heartbeatInterval, Duration(1));
+  options.liveness = std::max<uint32_t>(options.liveness, 1);
+  return options;
+}
+
+}  // namespace
+
+Duration clientDeadlineBudget(Mode mode, Duration timeout, Duration heartbeatInterval) {
+  // A cast is accepted at once, whatever its timeout: only liveness bounds it. Timeout 0 is the
+  // pool's default (unknown here; infinite for place): liveness again.
+  bool finite = timeout > Duration(0) && timeout < Duration(kInfiniteMs);
+  if (mode == Mode::Cast || !finite) return kInfinite;
+  Duration slack = 2 * std::max(heartbeatInterval, Duration(1));
+  return timeout >= kInfinite - slack ? kInfinite : timeout + slack;
+}
+
+ClientRequest submitRequest(uint64_t requestId, Mode mode, std::string_view pool, std::string_view function,
+                            std::string_view payload, const CallOptions& options, Duration heartbeatInterval,
+                            AnswerHandler done, ExitCallback onExit) {
+  ClientRequest request;
+  request.requestId = requestId;
+  request.pending.kind = mode == Mode::Call ? RequestKind::Call : mode == Mode::Cast ? RequestKind::Cast : RequestKind::Place;
+  request.pending.link = options.link;
+  request.pending.done = std::move(done);
+  request.pending.onExit = std::move(onExit);
+  request.budget = clientDeadlineBudget(mode, options.timeout, heartbeatInterval);
+  request.timeout = options.timeout;
+  request.header = encode(msg::Submit{.requestId = requestId,
+                                      .mode = mode,
+                                      .pool = std::string(pool),
+                                      .function = std::string(function),
+                                      .timeoutMs = toWireMs(options.timeout),
+                                      .idempotent = options.idempotent,
+                                      .retries = options.retries,
+                                      .link = options.link});
+  request.payload.emplace(payload.data(), payload.size());
+  return request;
+}
+
+namespace {
+ClientRequest answeredOnce(uint64_t requestId, RequestKind kind, Duration timeout, AnswerHandler done) {
+  ClientRequest request;
+  request.requestId = requestId;
+  request.pending.kind = kind;
+  request.pending.done = std::move(done);
+  request.budget = timeout;
+  request.timeout = timeout;
+  return request;
+}
+}  // namespace
+
+ClientRequest stopRequest(uint64_t requestId, uint64_t childId, Duration timeout, AnswerHandler done) {
+  ClientRequest request = answeredOnce(requestId, RequestKind::Stop, timeout, std::move(done));
+  request.pending.childId = childId;
+  request.header = encode(msg::StopChild{childId});
+  return request;
+}
+
+ClientRequest statusRequest(uint64_t requestId, Duration timeout, AnswerHandler done) {
+  ClientRequest request = answeredOnce(requestId, RequestKind::Status, timeout, std::move(done));
+  request.header = encode(msg::StatusRequest{requestId});
+  return request;
+}
+
+ClientRequest setPoolRequest(uint64_t requestId, std::string_view pool, const PoolLimitsUpdate& update,
+                             Duration timeout, AnswerHandler done) {
+  ClientRequest request = answeredOnce(requestId, RequestKind::SetPool, timeout, std::move(done));
+  auto wire = [](const std::optional<uint32_t>& v) { return v ? static_cast<int64_t>(*v) : int64_t{-1}; };
+  request.header = encode(msg::SetPool{requestId, std::string(pool), wire(update.min), wire(update.max), wire(update.warmSlots)});
+  return request;
+}
+
+ClientCore::ClientCore(ClientCoreOptions options, const Clock& clock, ClientPort& port)
+    : options_(sanitized(std::move(options))),
+      clock_(clock),
+      port_(port),
+      log_(logger("client")),
+      interval_(options_.heartbeatInterval),
+      liveness_(options_.heartbeatInterval, options_.liveness) {}
+
+ClientCore::~ClientCore() = default;
+
+// ---------------------------------------------------------------- requests
+
+void ClientCore::submit(ClientRequest request) {
+  PendingRequest& pending = request.pending;
+  if (shutDown_) {
+    complete(pending, Failure{ErrorCode::ShuttingDown, "the client is shutting down"});
+    return;
+  }
+  TimePoint now = clock_.now();
+  if (!outstanding()) beginWork(now);
+  pending.timeout = request.timeout;
+  if (request.budget != kInfinite) pending.deadline = addSaturating(now, std::max(request.budget, Duration(0)));
+  uint64_t requestId = request.requestId;
+  bool added = pending_.add(requestId, pending);
+  if (!added) {  // only after close(), which shutdown() does first: kept as a guard
+    complete(pending, Failure{ErrorCode::ShuttingDown, "the client is shutting down"});
+    return;
+  }
+  Frames frames;
+  frames.reserve(3);
+  frames.emplace_back();  // the DEALER's empty delimiter
+  frames.push_back(std::move(request.header));
+  if (request.payload) frames.push_back(std::move(*request.payload));
+  // Heartbeat first when work begins: the answer tells the payload limit a parked payload waits for.
+  heartbeatIfDue(now);
+  if (admitPayload(requestId, frames)) send(requestId, std::move(frames), true);
+}
+
+void ClientCore::beginWork(TimePoint now) {
+  // The broker's silence is counted from when work began, not from the last message heard
+  // (which may be hours old on an idle client): an idle client does not heartbeat, so it has no
+  // reason to hear anything, and must not call a broker dead for that.
+  liveness_.heard(now);
+  busy_ = true;
+}
+
+// ---------------------------------------------------------------- broker messages
+
+void ClientCore::onBrokerFrames(Frames& frames, bool truncated) {
+  liveness_.heard(clock_.now());  // any message is a sign of life, even one we cannot read
+  if (truncated || frames.size() < 2 || frames[0].size() != 0) {
+    log_->warn("dropping a message from the broker with a bad frame layout ({}{} frames, delimiter {} bytes)",
+               truncated ? "over " : "", frames.size(), frames.empty() ? 0 : frames[0].size());
+    return;
+  }
+  auto decoded = decode(frames[1]);
+  if (!decoded.ok()) {
+    log_->warn("dropping a message from the broker that does not decode: {}", decoded.error);
+    return;
+  }
+  onMessage(*decoded.message, frames.size() > 2 ? &frames[2] : nullptr);
+}
+
+void ClientCore::onMessage(Message& message, zmq::message_t* payload) {
+  liveness_.heard(clock_.now());
+  std::visit([&](auto& m) { on(m, payload); }, message);
+}
+
+void ClientCore::on(msg::Result& m, zmq::message_t* payload) {
+  auto request = pending_.take(m.requestId);
+  if (!request) {
+    log_->debug("dropping a result for unknown request={} job={}", m.requestId, m.jobId);
+    return;
+  }
+  CallReply reply{payload ? payload->to_string() : std::string(), m.jobId};
+  complete(*request, std::move(reply));
+}
+
+void ClientCore::on(msg::Error& m, zmq::message_t*) {
+  Failure failure{m.code, std::move(m.message)};
+  if (m.requestId == 0) {
+    // stopChild carries no request id, so its errors cannot name one (see pending.h).
+    if (auto stop = pending_.takeUnaddressedStop(m.jobId)) {
+      complete(stop->second, std::move(failure));
+      return;
+    }
+    log_->warn("the broker reported an error for no request: {}", failure.toString());
+    return;
+  }
+  auto request = pending_.take(m.requestId);
+  if (!request) {
+    log_->debug("dropping an error for unknown request={}: {}", m.requestId, failure.toString());
+    return;
+  }
+  complete(*request, std::move(failure));
+}
+
+void ClientCore::on(msg::Accepted& m, zmq::message_t*) {
+  auto request = pending_.take(m.requestId);
+  if (!request) {
+    log_->debug("dropping an accepted for unknown request={} job={}", m.requestId, m.jobId);
+    return;
+  }
+  complete(*request, m);
+}
+
+void ClientCore::on(msg::Placed& m, zmq::message_t*) {
+  auto request = pending_.take(m.requestId);
+  if (!request) {
+    // The caller already gave up (local deadline) and never saw the handle: nobody else could
+    // stop this child, so stop it now.
+    log_->info("stopping child={} runner={} placed for abandoned request={}", m.childId, m.runnerId, m.requestId);
+    send(msg::StopChild{m.childId}, true);
+    return;
+  }
+  if (request->kind == RequestKind::Place && request->link) linkedChildren_[m.childId] = std::move(request->onExit);
+  complete(*request, m);
+}
+
+void ClientCore::on(msg::ChildExited& m, zmq::message_t*) {
+  auto it = linkedChildren_.find(m.childId);
+  if (it == linkedChildren_.end()) {
+    log_->debug("dropping childExited for unknown child={}", m.childId);
+    return;
+  }
+  ExitCallback onExit = std::move(it->second);
+  linkedChildren_.erase(it);
+  std::optional<Failure> why;
+  if (m.code != ErrorCode::None) why = Failure{m.code, std::move(m.message)};
+  exitChild(m.childId, onExit, std::move(why));
+}
+
+void ClientCore::on(msg::Stopped& m, zmq::message_t*) {
+  // Whether or not the broker also sends childExited, a stopped linked child has exited.
+  if (auto it = linkedChildren_.find(m.childId); it != linkedChildren_.end()) {
+    ExitCallback onExit = std::move(it->second);
+    linkedChildren_.erase(it);
+    exitChild(m.childId, onExit, Failure{ErrorCode::Cancelled, "stopped"});
+  }
+  auto stops = pending_.takeStopsOf(m.childId);
+  if (stops.empty()) log_->debug("dropping stopped for child={} that no stop waits for", m.childId);
+  for (auto& [requestId, request] : stops) complete(request, m);
+}
+
+void ClientCore::on(msg::StatusReply& m, zmq::message_t*) {
+  auto request = pending_.take(m.requestId);
+  if (!request) {
+    log_->debug("dropping a status reply for unknown request={}", m.requestId);
+    return;
+  }
+  complete(*request, std::move(m));
+}
+
+void ClientCore::on(msg::Heartbeat& m, zmq::message_t*) {
+  if (m.instance != 0) {
+    if (brokerInstance_ != 0 && m.instance != brokerInstance_) {
+      // A new broker process answers on the same endpoint: it never heard of our requests.
+      log_->warn("broker {} restarted: failing {} requests in flight", options_.broker, pending_.size());
+      brokerInstance_ = m.instance;
+      failEverything(
+          Failure{ErrorCode::BrokerUnreachable, "broker restarted: the request was lost (it may or may not have run)"});
+    }
+    brokerInstance_ = m.instance;
+  }
+  if (m.maxPayloadBytes != 0) {
+    bool firstLimit = maxPayload_ == 0;
+    maxPayload_ = m.maxPayloadBytes;
+    if (firstLimit) {
+      auto parked = std::move(parked_);
+      parked_.clear();
+      for (auto& p : parked)
+        if (admitPayload(p.requestId, p.frames)) send(p.requestId, std::move(p.frames), true);
+    }
+  }
+  if (m.intervalMs > 0 && Duration(m.intervalMs) < interval_) {
+    log_->debug("adopting the broker's heartbeat interval of {}ms", m.intervalMs);
+    interval_ = Duration(m.intervalMs);
+    liveness_.setRule(interval_, options_.liveness);
+  }
+}
+
+template <class T>
+void ClientCore::on(T&, zmq::message_t*) {
+  log_->warn("dropping a {} message (kind {}) from the broker: not a broker-to-client message",
+             foreignMessageName<T>(), Message(std::in_place_type<T>).index());
+}
+
+// ---------------------------------------------------------------- time
+
+void ClientCore::tick() {
+  if (shutDown_) return;
+  TimePoint now = clock_.now();
+  for (auto& [requestId, request] : pending_.takeExpired(now)) {
+    // Still queued or parked: it never reached the broker. Otherwise tell the broker we gave up.
+    bool neverSent = dropUnsent(requestId);
+    if (!neverSent && (request.kind == RequestKind::Call || request.kind == RequestKind::Place))
+      send(msg::Cancel{requestId}, true);
+    complete(request, expiryOf(request));
+  }
+
+  bool busyNow = outstanding();
+  if (busyNow && !busy_) beginWork(now);
+  busy_ = busyNow;
+  if (!busy_) return;
+  if (liveness_.dead(now)) {
+    Duration silence = liveness_.silence(now);
+    // info, not warn: every caller gets this failure as a value.
+    log_->info("broker {} silent for {}ms: failing {} requests and {} linked children", options_.broker,
+               silence.count(), pending_.size(), linkedChildren_.size());
+    failEverything(
+        Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no answer for " + std::to_string(silence.count()) + "ms"});
+    busy_ = outstanding();  // a completion may have started new work, which counts from now
+    if (busy_) liveness_.heard(now);
+    return;
+  }
+  heartbeatIfDue(now);
+}
+
+void ClientCore::heartbeatIfDue(TimePoint now) {
+  if (lastHeartbeat_ && now < addSaturating(*lastHeartbeat_, interval_)) return;
+  lastHeartbeat_ = now;
+  // Queued like anything else while the connection is not up, so the broker hears the first one
+  // (and tells us its interval and payload limit) as soon as it is; the outbox is bounded by the
+  // liveness rule, which clears it.
+  send(msg::Heartbeat{static_cast<uint64_t>(now.time_since_epoch().count()), static_cast<uint32_t>(interval_.count())},
+       true);
+}
+
+TimePoint ClientCore::nextWakeup() const {
+  if (shutDown_ || !outstanding()) return pending_.nextDeadline();  // idle: no heartbeats, no liveness
+  TimePoint next = std::min(pending_.nextDeadline(), liveness_.deadline());
+  return std::min(next, lastHeartbeat_ ? addSaturating(*lastHeartbeat_, interval_) : TimePoint::min());
+}
+
+// ---------------------------------------------------------------- output
+
+void ClientCore::send(uint64_t requestId, Frames frames, bool queueIfBlocked) {
+  if (outbox_.empty() && port_.send(frames) == SendStatus::Ok) return;
+  if (!queueIfBlocked) return;
+  // Queued behind earlier messages to keep the order; onWritable() offers them again.
+  outbox_.push_back(Outgoing{requestId, std::move(frames)});
+  if (!wantWritable_) {
+    wantWritable_ = true;
+    port_.wantWritable(true);
+  }
+}
+
+void ClientCore::send(const Message& message, bool queueIfBlocked) {
+  Frames frames;
+  frames.reserve(2);
+  frames.emplace_back();
+  frames.push_back(encodeMessage(message));
+  send(0, std::move(frames), queueIfBlocked);
+}
+
+void ClientCore::onWritable() {
+  while (!outbox_.empty()) {
+    if (port_.send(outbox_.front().frames) != SendStatus::Ok) return;
+    outbox_.pop_front();
+  }
+  if (wantWritable_) {
+    wantWritable_ = false;
+    port_.wantWritable(false);
+  }
+}
+
+bool ClientCore::dropUnsent(uint64_t requestId) {
+  for (auto* queue : {&outbox_, &parked_}) {
+    auto it = std::find_if(queue->begin(), queue->end(), [&](const Outgoing& o) { return o.requestId == requestId; });
+    if (it == queue->end()) continue;
+    queue->erase(it);
+    if (outbox_.empty() && wantWritable_) {
+      wantWritable_ = false;
+      port_.wantWritable(false);
+    }
+    return true;
+  }
+  return false;
+}
+
+bool ClientCore::admitPayload(uint64_t requestId, Frames& frames) {
+  // frames: [delimiter][header][payload?]; only submits carry a payload frame.
+  if (frames.size() < 3) return true;
+  size_t size = frames[2].size();
+  if (maxPayload_ == 0) {
+    if (size <= kSendBeforeLimitKnown) return true;
+    parked_.push_back(Outgoing{requestId, std::move(frames)});
+    return false;
+  }
+  if (size <= maxPayload_) return true;
+  if (auto request = pending_.take(requestId))
+    complete(*request, Failure{ErrorCode::PayloadTooLarge, "payload of " + std::to_string(size) +
+                                                               " bytes exceeds the broker's limit of " +
+                                                               std::to_string(maxPayload_) + " bytes"});
+  return false;
+}
+
+// ---------------------------------------------------------------- endings
+
+Failure ClientCore::expiryOf(const PendingRequest& request) const {
+  std::string within = formatDuration(request.timeout);
+  switch (request.kind) {
+    case RequestKind::Stop:
+      return Failure{ErrorCode::Timeout, "child " + std::to_string(request.childId) + " was not reported stopped within " + within};
+    case RequestKind::Status:
+      return Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no status reply within " + within};
+    case RequestKind::SetPool:
+      return Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no answer to setPool within " + within};
+    default:
+      return Failure{ErrorCode::Timeout, "no answer within the " + within + " timeout (checked by the client)"};
+  }
+}
+
+void ClientCore::complete(PendingRequest& request, Answer answer) {
+  if (request.done) port_.deliver(request.done, std::move(answer));
+}
+
+void ClientCore::exitChild(uint64_t childId, ExitCallback& onExit, std::optional<Failure> why) {
+  if (onExit) port_.exited(onExit, childId, std::move(why));
+}
+
+void ClientCore::failEverything(const Failure& failure) {
+  outbox_.clear();
+  parked_.clear();
+  if (wantWritable_) {
+    wantWritable_ = false;
+    port_.wantWritable(false);
+  }
+  auto requests = pending_.takeAll();
+  auto children = std::move(linkedChildren_);
+  linkedChildren_.clear();
+  // Everything is taken out before any handler runs: a handler may submit new work.
+  for (auto& [requestId, request] : requests) complete(request, failure);
+  for (auto& [childId, onExit] : children) exitChild(childId, onExit, failure);
+}
+
+bool ClientCore::shutdown() {
+  if (shutDown_) return false;
+  shutDown_ = true;
+  busy_ = false;
+  auto requests = pending_.close();
+  auto children = std::move(linkedChildren_);
+  linkedChildren_.clear();
+  std::vector<bool> reachedConnection;
+  reachedConnection.reserve(requests.size());
+  for (auto& [requestId, request] : requests) reachedConnection.push_back(!dropUnsent(requestId));
+  // What is still queued will never leave; goodbyes are best effort: sent only if the
+  // connection takes them now, never queued.
+  outbox_.clear();
+  parked_.clear();
+  if (wantWritable_) {
+    wantWritable_ = false;
+    port_.wantWritable(false);
+  }
+  bool saidGoodbye = false;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const PendingRequest& request = requests[i].second;
+    if (!reachedConnection[i] || !request.link) continue;
+    if (request.kind == RequestKind::Call || request.kind == RequestKind::Place) {
+      send(msg::Cancel{requests[i].first}, false);
+      saidGoodbye = true;
+    }
+  }
+  for (auto& [childId, onExit] : children) {
+    send(msg::StopChild{childId}, false);
+    saidGoodbye = true;
+  }
+  Failure failure{ErrorCode::ShuttingDown, "the client is shutting down"};
+  for (auto& [requestId, request] : requests) complete(request, failure);
+  for (auto& [childId, onExit] : children) exitChild(childId, onExit, failure);
+  return saidGoodbye;
+}
+
+}  // namespace flame

@@ -1,0 +1,192 @@
+// ClientCore: flame::Client's protocol state machine (docs/PROTOCOL.md, client side) with no
+// sockets and no threads, like BrokerCore. It keeps the pending-request table and its local
+// deadlines, heartbeats while work is outstanding, decides when the broker is gone (Liveness)
+// or restarted, admits payloads against the broker's limit, tracks linked children, and says
+// goodbye on shutdown. It takes requests, the broker's messages, "writable" and the time from a
+// Clock, and emits through a ClientPort: messages for the broker and the answers to deliver.
+//
+// The rules it implements are those of client/client.h ("Deadlines and liveness"). flame::Client
+// is the socket shell around it; tests drive it with a ManualClock and a recording port.
+//
+// Not thread-safe: one thread calls everything. Handlers (AnswerHandler, ExitCallback) run
+// inside the call that resolved them, through ClientPort::deliver/exited, and may call submit()
+// (a completion that starts the next request); every other method must not be re-entered.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "client/client.h"
+#include "client/pending.h"
+#include "common/clock.h"
+#include "common/liveness.h"
+#include "common/log.h"
+#include "common/messages.h"
+#include "common/transport.h"
+
+namespace flame {
+
+// Where ClientCore's output goes. flame::Client sends to its DEALER and runs the handlers;
+// tests record. Interface only.
+class ClientPort {
+ public:
+  virtual ~ClientPort() = default;
+  // Offers one message for the broker: `frames` = [empty delimiter][header][payload?]. Ok: taken
+  // (the frames are moved from). Anything else: not taken now, frames untouched; the core keeps
+  // the message (in order, ahead of anything later) and offers it again on onWritable().
+  virtual SendStatus send(Frames& frames) = 0;
+  // True while the core holds messages the connection did not take: the shell should call
+  // onWritable() when it can take output again.
+  virtual void wantWritable(bool want) = 0;
+  // Runs a request's handler with its answer (exactly once per request).
+  virtual void deliver(AnswerHandler& done, Answer answer) = 0;
+  // Runs a linked child's exit callback (exactly once per child): nullopt = returned normally.
+  virtual void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) = 0;
+};
+
+struct ClientCoreOptions {
+  std::string broker;  // the broker's endpoint, for log lines only
+  // Our heartbeat interval while work is outstanding (the broker's, when its heartbeat answer
+  // says a smaller one), and how many intervals of silence mean "broker gone". Raised to at
+  // least 1 ms and 1.
+  Duration heartbeatInterval{1000};
+  uint32_t liveness = 3;
+};
+
+// A request made through the API, encoded (on the caller's thread) and not yet seen by the core.
+struct ClientRequest {
+  uint64_t requestId = 0;  // unique per client; carried in the header
+  // kind, link, childId (stop), done, onExit (place). deadline/timeout are set by submit().
+  PendingRequest pending;
+  // Local deadline budget from submit(): kInfinite = none. Calls and places get
+  // timeout + 2 x heartbeatInterval (see clientDeadlineBudget); stop, status, setPool their own.
+  Duration budget = kInfinite;
+  Duration timeout{0};  // the caller's timeout, for the expiry message
+  zmq::message_t header;                 // the encoded envelope
+  std::optional<zmq::message_t> payload;  // submits only (always sent, possibly empty)
+};
+
+// The local safety deadline of a call or place with `timeout` (CallOptions::timeout): timeout +
+// 2 x heartbeatInterval when the timeout is finite and non-zero, kInfinite otherwise (0 = the
+// pool's default, unknown here: liveness bounds it). Casts get none (accepted at once).
+Duration clientDeadlineBudget(Mode mode, Duration timeout, Duration heartbeatInterval);
+
+// Requests as the API builds them (thread-safe: they only encode). `heartbeatInterval` is
+// ClientOptions::heartbeatInterval (the deadline slack of calls and places).
+ClientRequest submitRequest(uint64_t requestId, Mode mode, std::string_view pool, std::string_view function,
+                            std::string_view payload, const CallOptions& options, Duration heartbeatInterval,
+                            AnswerHandler done, ExitCallback onExit = {});
+// stop, status and setPool fail past `timeout` (kInfinite: never).
+ClientRequest stopRequest(uint64_t requestId, uint64_t childId, Duration timeout, AnswerHandler done);
+ClientRequest statusRequest(uint64_t requestId, Duration timeout, AnswerHandler done);
+ClientRequest setPoolRequest(uint64_t requestId, std::string_view pool, const PoolLimitsUpdate& update,
+                             Duration timeout, AnswerHandler done);
+
+class ClientCore {
+ public:
+  // `clock` and `port` are not owned and must outlive the core.
+  ClientCore(ClientCoreOptions options, const Clock& clock, ClientPort& port);
+  ~ClientCore();
+  ClientCore(const ClientCore&) = delete;
+  ClientCore& operator=(const ClientCore&) = delete;
+
+  // Starts a request: it is answered exactly once (by the broker, its local deadline, a liveness
+  // failure, a broker restart or shutdown). After shutdown() it is answered shutting_down at
+  // once. Payloads over the broker's known limit fail payload_too_large without being sent;
+  // payloads over 1 MiB wait for that limit (the first heartbeat answer).
+  void submit(ClientRequest request);
+
+  // One message from the broker as received: [empty delimiter][header][payload?]; `truncated`:
+  // it had more frames than were kept. Anything heard is a sign of life, even bytes that do not
+  // decode (those are dropped with a warning).
+  void onBrokerFrames(Frames& frames, bool truncated);
+  // A decoded broker message and its payload frame (nullptr if none).
+  void onMessage(Message& message, zmq::message_t* payload);
+
+  // The connection may take output again: offers the queued messages.
+  void onWritable();
+  // Expires local deadlines, detects a silent broker, sends heartbeats. Call when the clock has
+  // reached nextWakeup() (calling it early is harmless).
+  void tick();
+  // When tick() next has work to do; TimePoint::max() when idle.
+  TimePoint nextWakeup() const;
+
+  // ~Client: cancels outstanding linked calls and places that reached the connection and stops
+  // linked children (only what the connection takes now: best effort, never queued), then fails
+  // every request with shutting_down and reports every linked child exited with shutting_down.
+  // Refuses later submits. Returns true if goodbyes were sent (the shell lingers for them).
+  bool shutdown();
+
+  // Introspection (tests, logs).
+  bool outstanding() const { return !pending_.empty() || !linkedChildren_.empty(); }
+  size_t pendingCount() const { return pending_.size(); }
+  size_t linkedChildCount() const { return linkedChildren_.size(); }
+  size_t queuedCount() const { return outbox_.size(); }   // waiting for the connection
+  size_t parkedCount() const { return parked_.size(); }   // waiting for the payload limit
+  Duration heartbeatInterval() const { return interval_; }
+  uint64_t maxPayload() const { return maxPayload_; }
+  const Liveness& liveness() const { return liveness_; }
+  bool isShutDown() const { return shutDown_; }
+
+ private:
+  struct Outgoing {
+    uint64_t requestId = 0;  // 0 for messages that belong to no request
+    Frames frames;
+  };
+
+  void on(msg::Result& m, zmq::message_t* payload);
+  void on(msg::Error& m, zmq::message_t* payload);
+  void on(msg::Accepted& m, zmq::message_t* payload);
+  void on(msg::Placed& m, zmq::message_t* payload);
+  void on(msg::ChildExited& m, zmq::message_t* payload);
+  void on(msg::Stopped& m, zmq::message_t* payload);
+  void on(msg::StatusReply& m, zmq::message_t* payload);
+  void on(msg::Heartbeat& m, zmq::message_t* payload);
+  template <class T>
+  void on(T& m, zmq::message_t* payload);
+
+  // Offers `frames` now if nothing is queued ahead; else (or if refused) queues it when
+  // `queueIfBlocked`, drops it otherwise.
+  void send(uint64_t requestId, Frames frames, bool queueIfBlocked);
+  void send(const Message& message, bool queueIfBlocked);
+  // Removes a request's message from the outbox or the parked list. True if it was there
+  // (it never reached the connection).
+  bool dropUnsent(uint64_t requestId);
+  // False if a submit's payload may not be offered now: refused (answered payload_too_large) or
+  // parked until the limit is known.
+  bool admitPayload(uint64_t requestId, Frames& frames);
+  // Work is about to become outstanding: silence counts from now (see the .cpp).
+  void beginWork(TimePoint now);
+  void heartbeatIfDue(TimePoint now);
+  void complete(PendingRequest& request, Answer answer);
+  void exitChild(uint64_t childId, ExitCallback& onExit, std::optional<Failure> why);
+  void failEverything(const Failure& failure);
+  Failure expiryOf(const PendingRequest& request) const;
+
+  const ClientCoreOptions options_;
+  const Clock& clock_;
+  ClientPort& port_;
+  std::shared_ptr<spdlog::logger> log_;
+
+  PendingTable pending_;
+  std::deque<Outgoing> outbox_;  // not yet taken by the connection, in order
+  std::deque<Outgoing> parked_;  // large submits waiting for the broker's payload limit
+  uint64_t maxPayload_ = 0;      // the broker's payload limit, from its heartbeats; 0 = unknown
+  std::unordered_map<uint64_t, ExitCallback> linkedChildren_;  // childId -> onExit
+  Duration interval_;  // heartbeat interval: ours, or the broker's if smaller
+  Liveness liveness_;
+  bool busy_ = false;  // work was outstanding at the last check (heartbeats and liveness run)
+  bool wantWritable_ = false;
+  bool shutDown_ = false;
+  std::optional<TimePoint> lastHeartbeat_;  // last heartbeat sent (none yet: the first is due at once)
+  uint64_t brokerInstance_ = 0;  // from the broker's heartbeats; a change means it restarted
+};
+
+}  // namespace flame

@@ -1,0 +1,539 @@
+// ClientCore on a manual clock with a recording port: deadlines, heartbeats, liveness, broker
+// restarts, payload admission, linked children and shutdown, at exact times. No sockets, no
+// threads, no sleeps.
+#include "client/client_core.h"
+
+#include <catch2/catch.hpp>
+
+#include "common/codec.h"
+
+using namespace flame;
+
+namespace {
+
+constexpr Duration kInterval{100};
+constexpr uint32_t kLiveness = 3;
+
+// Records what the core sends (decoded) and delivers; `blocked` plays a connection that is not
+// up (every send would block).
+class RecordingPort final : public ClientPort {
+ public:
+  struct Sent {
+    Message message;
+    std::optional<std::string> payload;
+  };
+  bool blocked = false;
+  bool writableWanted = false;
+  std::vector<Sent> sent;
+
+  SendStatus send(Frames& frames) override {
+    if (blocked) return SendStatus::WouldBlock;
+    REQUIRE(frames.size() >= 2);
+    REQUIRE(frames[0].size() == 0);
+    auto decoded = decode(frames[1]);
+    REQUIRE(decoded.ok());
+    Sent s{std::move(*decoded.message), std::nullopt};
+    if (frames.size() > 2) s.payload = frames[2].to_string();
+    sent.push_back(std::move(s));
+    return SendStatus::Ok;
+  }
+  void wantWritable(bool want) override { writableWanted = want; }
+  void deliver(AnswerHandler& done, Answer answer) override { done(std::move(answer)); }
+  void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) override {
+    onExit(childId, std::move(why));
+  }
+
+  template <class T>
+  std::vector<T> all() const {
+    std::vector<T> out;
+    for (auto& s : sent)
+      if (auto* m = std::get_if<T>(&s.message)) out.push_back(*m);
+    return out;
+  }
+  size_t heartbeats() const { return all<msg::Heartbeat>().size(); }
+  // Everything but heartbeats, in order.
+  std::vector<Sent> requests() const {
+    std::vector<Sent> out;
+    for (auto& s : sent)
+      if (!std::holds_alternative<msg::Heartbeat>(s.message)) out.push_back(s);
+    return out;
+  }
+};
+
+// The answers one request got (exactly one is expected).
+struct Answers {
+  std::vector<Answer> got;
+  AnswerHandler handler() {
+    return [this](Answer a) { got.push_back(std::move(a)); };
+  }
+  bool answered() const { return !got.empty(); }
+  const Failure& failure() const {
+    REQUIRE(got.size() == 1);
+    REQUIRE(std::holds_alternative<Failure>(got[0]));
+    return std::get<Failure>(got[0]);
+  }
+};
+
+struct Exits {
+  std::vector<std::pair<uint64_t, std::optional<Failure>>> got;
+  ExitCallback callback() {
+    return [this](uint64_t id, std::optional<Failure> why) { got.emplace_back(id, std::move(why)); };
+  }
+};
+
+struct Fixture {
+  ManualClock clock;
+  RecordingPort port;
+  ClientCore core{ClientCoreOptions{"tcp://test", kInterval, kLiveness}, clock, port};
+  uint64_t nextId = 1;
+  const TimePoint t0 = clock.now();
+
+  uint64_t call(Answers& answers, CallOptions options = {}, std::string payload = "x") {
+    uint64_t id = nextId++;
+    core.submit(submitRequest(id, Mode::Call, "p", "f", payload, options, kInterval, answers.handler()));
+    return id;
+  }
+  uint64_t place(Answers& answers, Exits* exits, CallOptions options = {}) {
+    uint64_t id = nextId++;
+    core.submit(submitRequest(id, Mode::Place, "p", "serve", "", options, kInterval, answers.handler(),
+                              exits ? exits->callback() : ExitCallback{}));
+    return id;
+  }
+  void receive(Message message, std::optional<std::string> payload = std::nullopt) {
+    zmq::message_t frame;
+    if (payload) frame = zmq::message_t(payload->data(), payload->size());
+    core.onMessage(message, payload ? &frame : nullptr);
+  }
+  // A heartbeat answer from broker run `instance`.
+  void heartbeatAnswer(uint32_t intervalMs = 100, uint64_t instance = 7, uint64_t maxPayload = 0) {
+    receive(msg::Heartbeat{0, intervalMs, instance, maxPayload});
+  }
+  // Moves time to t0 + `at`, running the core whenever it asked to be woken on the way.
+  void runUntil(Duration at) {
+    TimePoint target = t0 + at;
+    for (int guard = 0; guard < 100'000; ++guard) {  // a bound, far above any test's need
+      TimePoint next = core.nextWakeup();
+      if (next > target) break;
+      if (next > clock.now()) clock.advance(next - clock.now());
+      core.tick();  // always moves nextWakeup() past now
+    }
+    if (clock.now() < target) clock.advance(target - clock.now());
+    core.tick();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("core: a submit is sent at once with its header and payload, and its answer delivered", "[client][core]") {
+  Fixture f;
+  Answers a;
+  uint64_t id = f.call(a, CallOptions{.timeout = Duration(2500), .idempotent = true, .retries = 2}, "in\0put");
+  auto requests = f.port.requests();
+  REQUIRE(requests.size() == 1);
+  auto& submit = std::get<msg::Submit>(requests[0].message);
+  CHECK(submit.requestId == id);
+  CHECK(submit.timeoutMs == 2500);
+  CHECK(submit.idempotent);
+  CHECK(submit.retries == 2);
+  CHECK(requests[0].payload == std::string("in\0put"));
+  f.receive(msg::Result{id, 9}, std::string("out\0", 4));
+  REQUIRE(a.got.size() == 1);
+  auto& reply = std::get<CallReply>(a.got[0]);
+  CHECK(reply.payload == std::string("out\0", 4));
+  CHECK(reply.jobId == 9);
+  CHECK_FALSE(f.core.outstanding());
+  // A second answer for the same request is dropped: each request is answered once.
+  f.receive(msg::Result{id, 9}, "again");
+  CHECK(a.got.size() == 1);
+}
+
+TEST_CASE("core: a call's local deadline is timeout + 2 x interval; then it fails and is cancelled", "[client][core]") {
+  Fixture f;
+  Answers a;
+  uint64_t id = f.call(a, CallOptions{.timeout = Duration(200)});
+  CHECK(f.core.nextWakeup() <= f.t0 + Duration(100));  // heartbeats come first
+  // The broker is alive (answers heartbeats), so only the local deadline can end the call.
+  for (int ms = 100; ms < 400; ms += 100) {
+    f.runUntil(Duration(ms));
+    f.heartbeatAnswer();
+  }
+  f.runUntil(Duration(399));
+  CHECK_FALSE(a.answered());
+  f.runUntil(Duration(400));
+  REQUIRE(a.answered());
+  CHECK(a.failure().code == ErrorCode::Timeout);
+  CHECK(a.failure().message == "no answer within the 200ms timeout (checked by the client)");
+  auto cancels = f.port.all<msg::Cancel>();
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].requestId == id);
+  // A late result finds nobody.
+  f.receive(msg::Result{id, 1}, "late");
+  CHECK(a.got.size() == 1);
+}
+
+TEST_CASE("core: a request still queued at its deadline is dropped, never sent nor cancelled", "[client][core]") {
+  Fixture f;
+  f.port.blocked = true;
+  Answers a;
+  f.call(a, CallOptions{.timeout = Duration(50)});
+  CHECK(f.port.writableWanted);
+  CHECK(f.core.queuedCount() == 2);  // the heartbeat and the submit
+  f.runUntil(Duration(249));
+  CHECK_FALSE(a.answered());
+  f.runUntil(Duration(250));  // 50 + 2 x 100; liveness (300) comes later
+  CHECK(a.failure().code == ErrorCode::Timeout);
+  f.port.blocked = false;
+  f.core.onWritable();
+  CHECK(f.port.requests().empty());  // neither the submit nor a cancel ever left
+  CHECK_FALSE(f.port.writableWanted);
+}
+
+TEST_CASE("core: queued messages leave in order once the connection is writable", "[client][core]") {
+  Fixture f;
+  f.port.blocked = true;
+  Answers a, b;
+  uint64_t first = f.call(a);
+  uint64_t second = f.call(b);
+  CHECK(f.port.sent.empty());
+  CHECK(f.port.writableWanted);
+  f.port.blocked = false;
+  f.core.onWritable();
+  CHECK_FALSE(f.port.writableWanted);
+  auto requests = f.port.requests();
+  REQUIRE(requests.size() == 2);
+  CHECK(std::get<msg::Submit>(requests[0].message).requestId == first);
+  CHECK(std::get<msg::Submit>(requests[1].message).requestId == second);
+  CHECK(f.core.queuedCount() == 0);
+}
+
+TEST_CASE("core: heartbeats go at once when work begins, every interval while it lasts, never when idle",
+          "[client][core]") {
+  Fixture f;
+  CHECK(f.core.nextWakeup() == TimePoint::max());  // idle: nothing to do, ever
+  f.runUntil(Duration(10'000));
+  CHECK(f.port.heartbeats() == 0);
+
+  Answers a;
+  uint64_t id = f.call(a);
+  CHECK(f.port.heartbeats() == 1);
+  f.clock.advance(Duration(99));
+  f.core.tick();
+  CHECK(f.port.heartbeats() == 1);
+  f.heartbeatAnswer();
+  f.clock.advance(Duration(1));
+  CHECK(f.core.nextWakeup() == f.clock.now());
+  f.core.tick();
+  CHECK(f.port.heartbeats() == 2);
+  f.heartbeatAnswer();
+  f.receive(msg::Result{id, 1});
+  REQUIRE(a.answered());
+  CHECK(f.core.nextWakeup() == TimePoint::max());
+  f.clock.advance(Duration(5'000));
+  f.core.tick();
+  CHECK(f.port.heartbeats() == 2);
+}
+
+TEST_CASE("core: silence is counted from when work began; the broker is dead at interval x liveness",
+          "[client][core]") {
+  Fixture f;
+  f.heartbeatAnswer();        // last heard at t0...
+  f.clock.advance(Duration(3'600'000));  // ...an hour of idleness does not count
+  Answers call, placed;
+  Exits exits;
+  uint64_t placeId = f.place(placed, &exits);
+  f.receive(msg::Placed{placeId, 5, "r"});
+  REQUIRE(placed.answered());
+  TimePoint began = f.clock.now();
+  f.call(call);
+  CHECK(f.core.liveness().deadline() == began + Duration(300));
+  f.clock.advance(Duration(299));
+  f.core.tick();
+  CHECK_FALSE(call.answered());
+  CHECK(exits.got.empty());
+  f.clock.advance(Duration(1));
+  CHECK(f.core.nextWakeup() <= f.clock.now());
+  f.core.tick();
+  CHECK(call.failure().code == ErrorCode::BrokerUnreachable);
+  CHECK(call.failure().message == "broker unreachable: no answer for 300ms");
+  REQUIRE(exits.got.size() == 1);
+  CHECK(exits.got[0].first == 5);
+  CHECK(exits.got[0].second->code == ErrorCode::BrokerUnreachable);
+  CHECK_FALSE(f.core.outstanding());
+}
+
+TEST_CASE("core: anything heard from the broker, even undecodable bytes, postpones the verdict", "[client][core]") {
+  Fixture f;
+  Answers a;
+  f.call(a);
+  f.clock.advance(Duration(200));
+  Frames garbage;
+  garbage.emplace_back();
+  garbage.emplace_back("garbage!", 8);
+  f.core.onBrokerFrames(garbage, false);
+  CHECK(f.core.liveness().deadline() == f.t0 + Duration(500));
+  f.clock.advance(Duration(299));
+  f.core.tick();
+  CHECK_FALSE(a.answered());
+  f.clock.advance(Duration(1));
+  f.core.tick();
+  CHECK(a.failure().code == ErrorCode::BrokerUnreachable);
+}
+
+TEST_CASE("core: with no connection at all, a request fails at the liveness deadline", "[client][core]") {
+  Fixture f;
+  f.port.blocked = true;
+  Answers a;
+  f.call(a);  // timeout 0: only liveness bounds it
+  f.runUntil(Duration(299));
+  CHECK_FALSE(a.answered());
+  f.runUntil(Duration(300));
+  CHECK(a.failure().code == ErrorCode::BrokerUnreachable);
+  CHECK(f.core.queuedCount() == 0);  // the outbox was cleared with it
+  CHECK_FALSE(f.port.writableWanted);
+}
+
+TEST_CASE("core: the broker's smaller heartbeat interval is adopted for heartbeats and liveness", "[client][core]") {
+  Fixture f;
+  Answers a;
+  f.call(a);
+  f.heartbeatAnswer(50);
+  CHECK(f.core.heartbeatInterval() == Duration(50));
+  CHECK(f.core.liveness().window() == Duration(150));
+  f.runUntil(Duration(50));
+  CHECK(f.port.heartbeats() == 2);
+  f.runUntil(Duration(149));
+  CHECK_FALSE(a.answered());
+  f.runUntil(Duration(150));
+  CHECK(a.failure().code == ErrorCode::BrokerUnreachable);
+  // A larger interval is not adopted.
+  Fixture g;
+  Answers b;
+  g.call(b);
+  g.heartbeatAnswer(5000);
+  CHECK(g.core.heartbeatInterval() == kInterval);
+}
+
+TEST_CASE("core: a broker restart (new instance) fails every request and child at once", "[client][core]") {
+  Fixture f;
+  Answers a, b, placed;
+  Exits exits;
+  f.call(a, CallOptions{.timeout = kInfinite});
+  uint64_t placeId = f.place(placed, &exits);
+  f.receive(msg::Placed{placeId, 3, "r"});
+  f.heartbeatAnswer(100, 7);
+  f.heartbeatAnswer(100, 7);
+  CHECK_FALSE(a.answered());
+  f.heartbeatAnswer(100, 8);  // same endpoint, new broker run
+  CHECK(a.failure().code == ErrorCode::BrokerUnreachable);
+  CHECK_THAT(a.failure().message, Catch::StartsWith("broker restarted"));
+  REQUIRE(exits.got.size() == 1);
+  CHECK(exits.got[0].second->code == ErrorCode::BrokerUnreachable);
+  // Work after the restart is tied to the new run.
+  f.call(b);
+  f.heartbeatAnswer(100, 8);
+  CHECK_FALSE(b.answered());
+}
+
+TEST_CASE("core: a payload over 1 MiB waits for the broker's limit, then is sent or refused", "[client][core]") {
+  Fixture f;
+  const std::string big(3 * 1024 * 1024, 'x');
+  const std::string fits(2 * 1024 * 1024, 'y');
+  const std::string small(1024 * 1024, 'z');
+  Answers tooBig, okBig, okSmall, later;
+  f.call(tooBig, {}, big);
+  f.call(okBig, {}, fits);
+  f.call(okSmall, {}, small);  // 1 MiB exactly goes at once
+  CHECK(f.core.parkedCount() == 2);
+  REQUIRE(f.port.requests().size() == 1);
+  CHECK(f.port.requests()[0].payload->size() == small.size());
+  CHECK(f.port.heartbeats() == 1);  // its answer brings the limit
+
+  f.heartbeatAnswer(100, 7, 2 * 1024 * 1024);
+  CHECK(f.core.parkedCount() == 0);
+  CHECK(tooBig.failure().code == ErrorCode::PayloadTooLarge);
+  CHECK(tooBig.failure().message == "payload of 3145728 bytes exceeds the broker's limit of 2097152 bytes");
+  REQUIRE(f.port.requests().size() == 2);
+  CHECK(f.port.requests()[1].payload->size() == fits.size());
+  CHECK_FALSE(okBig.answered());
+  // Once known, the limit applies on the spot.
+  f.call(later, {}, big);
+  CHECK(later.failure().code == ErrorCode::PayloadTooLarge);
+  CHECK(f.port.requests().size() == 2);
+}
+
+TEST_CASE("core: a parked payload that outlives its deadline is never sent", "[client][core]") {
+  Fixture f;
+  Answers a;
+  f.call(a, CallOptions{.timeout = Duration(10)}, std::string(2 * 1024 * 1024, 'x'));
+  f.heartbeatAnswer();  // no limit told
+  f.runUntil(Duration(210));
+  CHECK(a.failure().code == ErrorCode::Timeout);
+  CHECK(f.core.parkedCount() == 0);
+  f.heartbeatAnswer(100, 7, 64 * 1024 * 1024);
+  CHECK(f.port.requests().empty());  // no submit, and no cancel for what never left
+}
+
+TEST_CASE("core: linked children report their exit once; unlinked ones never", "[client][core]") {
+  Fixture f;
+  Answers linked, unlinked;
+  Exits exits, unlinkedExits;
+  uint64_t a = f.place(linked, &exits);
+  uint64_t b = f.place(unlinked, &unlinkedExits, CallOptions{.link = false});
+  CHECK(std::get<msg::Submit>(f.port.requests()[0].message).timeoutMs == 0);  // place: infinite by default
+  f.receive(msg::Placed{a, 17, "r1"});
+  f.receive(msg::Placed{b, 18, "r1"});
+  CHECK(std::get<msg::Placed>(linked.got.at(0)).childId == 17);
+  CHECK(f.core.linkedChildCount() == 1);
+  CHECK(f.core.outstanding());  // a linked child keeps the heartbeats going
+  f.runUntil(Duration(100));
+  f.heartbeatAnswer();
+  CHECK(f.port.heartbeats() == 2);
+
+  f.receive(msg::ChildExited{18, ErrorCode::None, ""});
+  CHECK(unlinkedExits.got.empty());
+  f.receive(msg::ChildExited{17, ErrorCode::HandlerError, "boom"});
+  REQUIRE(exits.got.size() == 1);
+  CHECK(exits.got[0].first == 17);
+  CHECK(exits.got[0].second == Failure{ErrorCode::HandlerError, "boom"});
+  f.receive(msg::ChildExited{17, ErrorCode::None, ""});
+  CHECK(exits.got.size() == 1);
+  CHECK_FALSE(f.core.outstanding());
+  CHECK(f.core.nextWakeup() == TimePoint::max());
+}
+
+TEST_CASE("core: stop is answered by stopped (which also ends a linked child) or by an error without an id",
+          "[client][core]") {
+  Fixture f;
+  Answers placed, stop, stopMissing;
+  Exits exits;
+  uint64_t placeId = f.place(placed, &exits);
+  f.receive(msg::Placed{placeId, 5, "r"});
+  f.core.submit(stopRequest(f.nextId++, 5, kInfinite, stop.handler()));
+  CHECK(f.port.all<msg::StopChild>().at(0).childId == 5);
+  f.receive(msg::Stopped{5});
+  REQUIRE(stop.answered());
+  CHECK(std::holds_alternative<msg::Stopped>(stop.got[0]));
+  REQUIRE(exits.got.size() == 1);
+  CHECK(exits.got[0].second->code == ErrorCode::Cancelled);
+
+  f.core.submit(stopRequest(f.nextId++, 12, kInfinite, stopMissing.handler()));
+  f.receive(msg::Error{0, ErrorCode::NotFound, "no child 12", 0});
+  CHECK(stopMissing.failure().code == ErrorCode::NotFound);
+}
+
+TEST_CASE("core: a child placed after its place was abandoned is stopped", "[client][core]") {
+  Fixture f;
+  Answers placed;
+  uint64_t id = f.place(placed, nullptr, CallOptions{.timeout = Duration(50)});
+  f.runUntil(Duration(100));
+  f.heartbeatAnswer();
+  f.runUntil(Duration(250));
+  CHECK(placed.failure().code == ErrorCode::Timeout);
+  CHECK(f.port.all<msg::Cancel>().at(0).requestId == id);
+  f.receive(msg::Placed{id, 77, "r"});
+  CHECK(f.port.all<msg::StopChild>().at(0).childId == 77);
+  CHECK(f.core.linkedChildCount() == 0);
+}
+
+TEST_CASE("core: status and setPool fail broker_unreachable at their own deadline", "[client][core]") {
+  Fixture f;
+  Answers status, setPool;
+  f.core.submit(statusRequest(f.nextId++, Duration(100), status.handler()));
+  f.core.submit(setPoolRequest(f.nextId++, "thumbs", PoolLimitsUpdate{.max = 6}, Duration(150), setPool.handler()));
+  auto sp = f.port.all<msg::SetPool>();
+  REQUIRE(sp.size() == 1);
+  CHECK(sp[0].min == -1);
+  CHECK(sp[0].max == 6);
+  f.runUntil(Duration(99));
+  CHECK_FALSE(status.answered());
+  f.runUntil(Duration(100));
+  CHECK(status.failure() == Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no status reply within 100ms"});
+  f.runUntil(Duration(150));
+  CHECK(setPool.failure().code == ErrorCode::BrokerUnreachable);
+  CHECK(f.port.all<msg::Cancel>().empty());  // only calls and places are cancelled
+}
+
+TEST_CASE("core: a completion may start the next request, which leaves at once", "[client][core]") {
+  Fixture f;
+  Answers second;
+  std::vector<Answer> first;
+  uint64_t id = f.nextId++;
+  f.core.submit(submitRequest(id, Mode::Call, "p", "f", "1", {}, kInterval, [&](Answer a) {
+    first.push_back(std::move(a));
+    f.call(second, {}, "2");
+  }));
+  f.receive(msg::Result{id, 1}, "r1");
+  REQUIRE(first.size() == 1);
+  auto requests = f.port.requests();
+  REQUIRE(requests.size() == 2);
+  CHECK(requests[1].payload == "2");
+  CHECK(f.core.outstanding());
+  // The same from a failure: the new work's silence counts from the failure.
+  f.runUntil(Duration(300));
+  CHECK(second.failure().code == ErrorCode::BrokerUnreachable);
+}
+
+TEST_CASE("core: messages a client must not receive are dropped", "[client][core]") {
+  Fixture f;
+  Answers a;
+  uint64_t id = f.call(a);
+  f.receive(msg::Ready{"r", "p", 1, {}, "", 0, 0, "", {}});
+  f.receive(msg::Result{999999, 1}, "nobody's");
+  Frames badLayout;
+  badLayout.emplace_back("not-empty", 9);
+  badLayout.emplace_back("x", 1);
+  f.core.onBrokerFrames(badLayout, false);
+  Frames truncated;
+  truncated.emplace_back();
+  truncated.push_back(encode(msg::Result{id, 1}));
+  f.core.onBrokerFrames(truncated, true);
+  CHECK_FALSE(a.answered());
+  f.receive(msg::Result{id, 1}, "fine");
+  CHECK(std::get<CallReply>(a.got.at(0)).payload == "fine");
+}
+
+TEST_CASE("core: shutdown says goodbye for linked work that left, fails everything, refuses more",
+          "[client][core]") {
+  Fixture f;
+  Answers placed, linkedCall, unlinkedCall, queued, after;
+  Exits exits;
+  uint64_t placeId = f.place(placed, &exits);
+  f.receive(msg::Placed{placeId, 31, "r"});
+  uint64_t linkedId = f.call(linkedCall);
+  f.call(unlinkedCall, CallOptions{.link = false});
+  f.port.blocked = true;
+  f.call(queued);  // never reached the connection: no goodbye for it
+  size_t before = f.port.sent.size();
+  f.port.blocked = false;
+
+  CHECK(f.core.shutdown());
+  std::vector<RecordingPort::Sent> goodbyes(f.port.sent.begin() + static_cast<std::ptrdiff_t>(before), f.port.sent.end());
+  REQUIRE(goodbyes.size() == 2);
+  CHECK(std::get<msg::Cancel>(goodbyes[0].message).requestId == linkedId);
+  CHECK(std::get<msg::StopChild>(goodbyes[1].message).childId == 31);
+  for (Answers* a : {&linkedCall, &unlinkedCall, &queued}) CHECK(a->failure().code == ErrorCode::ShuttingDown);
+  REQUIRE(exits.got.size() == 1);
+  CHECK(exits.got[0].second->code == ErrorCode::ShuttingDown);
+  CHECK(f.core.nextWakeup() == TimePoint::max());
+
+  f.call(after);
+  CHECK(after.failure() == Failure{ErrorCode::ShuttingDown, "the client is shutting down"});
+  CHECK(f.port.sent.size() == before + 2);
+  CHECK_FALSE(f.core.shutdown());  // once
+}
+
+TEST_CASE("core: shutdown with nothing linked outstanding says no goodbye", "[client][core]") {
+  Fixture f;
+  Answers a;
+  f.call(a, CallOptions{.link = false});
+  CHECK_FALSE(f.core.shutdown());
+  CHECK(a.failure().code == ErrorCode::ShuttingDown);
+}
+
+TEST_CASE("core: deadline budgets", "[client][core]") {
+  CHECK(clientDeadlineBudget(Mode::Call, Duration(200), Duration(100)) == Duration(400));
+  CHECK(clientDeadlineBudget(Mode::Place, Duration(1), Duration(1000)) == Duration(2001));
+  CHECK(clientDeadlineBudget(Mode::Call, Duration(0), Duration(100)) == kInfinite);   // the pool's default
+  CHECK(clientDeadlineBudget(Mode::Call, kInfinite, Duration(100)) == kInfinite);
+  CHECK(clientDeadlineBudget(Mode::Cast, Duration(200), Duration(100)) == kInfinite);  // accepted at once
+}
