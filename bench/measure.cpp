@@ -22,12 +22,6 @@ constexpr const char* kRelayParts =
     "the same lean clients; in-process threads, separate ZeroMQ contexts";
 constexpr Duration kSetupBound{20'000};
 
-uint32_t slotsPerRunner(const Shape& s) {
-  if (s.slotsPerRunner > 0) return s.slotsPerRunner;
-  uint64_t total = static_cast<uint64_t>(s.clients) * s.window;
-  return static_cast<uint32_t>(std::max<uint64_t>(1, (total + s.runners - 1) / s.runners));
-}
-
 std::string summary(const Row& r) {
   std::string s = humanRate(r.jobsPerS.value_or(0)) + " jobs/s";
   if (r.p50Us) s += ", p50 " + std::to_string(static_cast<int64_t>(*r.p50Us)) + " us";
@@ -57,6 +51,12 @@ LoadPlan withProgress(LoadPlan plan, Progress& progress, const std::string& what
   return plan;
 }
 }  // namespace
+
+uint32_t leanSlotsPerRunner(const Shape& s) {
+  if (s.slotsPerRunner > 0) return s.slotsPerRunner;
+  uint64_t total = static_cast<uint64_t>(s.clients) * s.window;
+  return static_cast<uint32_t>(std::max<uint64_t>(1, (total + s.runners - 1) / s.runners));
+}
 
 std::string label(const std::string& scenario, const Shape& s) {
   std::string p = s.payload >= 1024 && s.payload % 1024 == 0 ? std::to_string(s.payload / 1024) + "KiB"
@@ -103,7 +103,7 @@ Row measureRelay(const Shape& shape, const Settings& settings, Progress& progres
   row.parts = kRelayParts;
   std::string what = label("relay", shape);
   RelayServer relay(shape.transport);
-  EchoRunners runners(relay.runnersEndpoint(), shape.runners, slotsPerRunner(shape));
+  EchoRunners runners(relay.runnersEndpoint(), shape.runners, leanSlotsPerRunner(shape));
   if (!runners.waitRegistered(kSetupBound))
     throw std::runtime_error(what + ": echo runners did not register within " + std::to_string(kSetupBound.count()) + " ms");
   runEchoLoad(row, what, relay.clientsEndpoint(), shape, settings, progress);
@@ -119,7 +119,7 @@ Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape
   FarmOptions f;
   f.endpoint = broker.runnersEndpoint();
   f.runners = shape.runners;
-  f.slotsPerRunner = slotsPerRunner(shape);
+  f.slotsPerRunner = leanSlotsPerRunner(shape);
   RunnerFarm farm(f);
   if (!farm.waitWelcomed(kSetupBound))
     throw std::runtime_error(what + ": runners were not welcomed within " + std::to_string(kSetupBound.count()) +

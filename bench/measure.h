@@ -34,9 +34,22 @@ Row measureRelay(const Shape& shape, const Settings& settings, Progress& progres
 Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape, const Settings& settings,
                   Progress& progress);
 
-// In-process broker + flame::Runner threads + flame::Client objects (the library path),
-// pipelined through Client::callAsync callbacks.
-Row measureLibrary(const Shape& shape, const Settings& settings, Progress& progress);
+// Which halves of a library measurement are flame's library (the rest are the lean protocol
+// peers of measureBroker): both = "library", client only = "library-client" (flame::Client +
+// lean runners), runner only = "library-runner" (lean clients + flame::Runner).
+struct LibraryMix {
+  bool client = true;
+  bool runner = true;
+};
+
+// In-process broker + flame::Runner threads + flame::Client objects (the library path):
+// pipelined through Client::callAsync callbacks, sync through blocking Client::call on one
+// thread per client. See library_measure.cpp.
+Row measureLibrary(const Shape& shape, const Settings& settings, Progress& progress, LibraryMix mix = {});
+
+// Lean runners' slots for a shape (the total window spread over the runners, unless
+// shape.slotsPerRunner says otherwise).
+uint32_t leanSlotsPerRunner(const Shape& shape);
 
 // "call pipelined c4 r4 64B tcp w1000"
 std::string label(const std::string& scenario, const Shape& shape);

@@ -24,8 +24,11 @@ Rows runCore(const Settings& settings, Progress& progress);
 Rows runCast(const Settings& settings, Progress& progress);
 // Routing cost as the pool grows; the same number of jobs in flight whatever the pool size.
 Rows runFanout(const Settings& settings, Progress& progress);
-// flame::Client + flame::Runner, pipelined, next to the lean protocol row of the same shape.
+// flame::Client + flame::Runner (and the two mixed variants), sync and pipelined, next to the
+// lean protocol row of the same shape.
 Rows runLibrary(const Settings& settings, Progress& progress);
+// Adds jobs_over_call and p50_over_call_p50 (the library path over the lean protocol path).
+void setLibraryRatios(Row& library, const Row& call);
 // A burst on a `process` pool with min 0, through a real flame-broker process.
 Rows runElastic(const Settings& settings, Progress& progress);
 // flame-broker's RSS with queued jobs.

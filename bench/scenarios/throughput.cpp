@@ -77,19 +77,33 @@ Rows runCast(const Settings& settings, Progress& progress) {
   return rows;
 }
 
+// For each mode: the ceiling, the lean call row, the library row and the two mixed rows (which
+// half costs what), each library row with its ratios to the lean call row of the same run.
 Rows runLibrary(const Settings& settings, Progress& progress) {
   Rows rows;
   uint32_t clients = settings.clients.back(), runners = settings.runners.back();
-  Shape shape{"pipelined", clients, runners, settings.window, 64, Transport::Tcp};
-  Row ceiling = measureCeiling(shape, settings, progress);
-  rows.push_back(ceiling);
-  Row lean = measureBroker("call", LoadKind::Call, shape, settings, progress);
-  setRatio(lean, ceiling);
-  rows.push_back(lean);
-  Row lib = measureLibrary(shape, settings, progress);
-  setRatio(lib, ceiling);
-  rows.push_back(lib);
+  for (auto m : modes(settings)) {
+    Shape shape{m.name, clients, runners, m.window, 64, Transport::Tcp};
+    Row ceiling = measureCeiling(shape, settings, progress);
+    rows.push_back(ceiling);
+    Row lean = measureBroker("call", LoadKind::Call, shape, settings, progress);
+    setRatio(lean, ceiling);
+    rows.push_back(lean);
+    for (LibraryMix mix : {LibraryMix{true, true}, LibraryMix{true, false}, LibraryMix{false, true}}) {
+      Row lib = measureLibrary(shape, settings, progress, mix);
+      setRatio(lib, ceiling);
+      setLibraryRatios(lib, lean);
+      rows.push_back(lib);
+    }
+  }
   return rows;
+}
+
+void setLibraryRatios(Row& lib, const Row& call) {
+  if (lib.jobsPerS && call.jobsPerS && *call.jobsPerS > 0)
+    lib.extra["jobs_over_call"] = std::round(*lib.jobsPerS / *call.jobsPerS * 1000) / 1000;
+  if (lib.p50Us && call.p50Us && *call.p50Us > 0)
+    lib.extra["p50_over_call_p50"] = std::round(*lib.p50Us / *call.p50Us * 100) / 100;
 }
 
 size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
@@ -99,10 +113,10 @@ size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   if (scenario == "cast") return s.transports.size() * 2;
   if (scenario == "core") return 1;
   if (scenario == "fanout") return 3 * s.fanoutRunners.size() - 1;
-  if (scenario == "library") return 3;
+  if (scenario == "library") return 5 * s.modes.size();
   if (scenario == "elastic") return 1;
   if (scenario == "memory") return s.memoryQueued.size();
-  if (scenario == "headline") return 10 * s.repeat + 1 + 2;
+  if (scenario == "headline") return 14 * s.repeat + 1 + 2;
   if (scenario == "all") {
     size_t n = 0;
     for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);
