@@ -216,7 +216,24 @@ PoolConfig parsePool(const std::string& name, const toml::table& table, const Br
 
 }  // namespace
 
-BrokerConfig parseConfig(std::string_view text, const std::string& source) {
+namespace {
+void applyOverrides(BrokerConfig& config, const BrokerOverrides& f) {
+  auto& o = config.broker;
+  if (f.clients) o.clientsEndpoint = *f.clients;
+  if (f.runners) o.runnersEndpoint = *f.runners;
+  if (f.heartbeatInterval) o.heartbeatInterval = *f.heartbeatInterval;
+  if (f.liveness) o.liveness = *f.liveness;
+  if (f.maxPayloadBytes) o.maxPayloadBytes = *f.maxPayloadBytes;
+  if (f.defaultTimeout) o.defaultTimeout = *f.defaultTimeout;
+  if (f.placement) o.placement = *f.placement;
+  if (f.maxQueue) o.maxQueue = *f.maxQueue;
+  if (f.shutdownGrace) o.shutdownGrace = *f.shutdownGrace;
+  if (f.keepRunnersOnShutdown) o.keepRunnersOnShutdown = *f.keepRunnersOnShutdown;
+  if (f.logLevel) config.logLevel = *f.logLevel;
+}
+}  // namespace
+
+BrokerConfig parseConfig(std::string_view text, const std::string& source, const BrokerOverrides& overrides) {
   toml::table root;
   try {
     root = toml::parse(text, source);
@@ -254,6 +271,7 @@ BrokerConfig parseConfig(std::string_view text, const std::string& source) {
     config.logLevel = t.str("log_level", config.logLevel);
     t.rejectUnknown();
   }
+  applyOverrides(config, overrides);  // before the pools copy the broker's defaults
   if (const toml::table* pools = top.subtable("pools")) {
     for (auto& [k, v] : *pools) {
       std::string name(k.str());
@@ -266,12 +284,12 @@ BrokerConfig parseConfig(std::string_view text, const std::string& source) {
   return config;
 }
 
-BrokerConfig loadConfig(const std::string& path) {
+BrokerConfig loadConfig(const std::string& path, const BrokerOverrides& overrides) {
   std::ifstream in(path);
   if (!in) throw ConfigError(path + ": cannot read the config file");
   std::stringstream buf;
   buf << in.rdbuf();
-  return parseConfig(buf.str(), path);
+  return parseConfig(buf.str(), path, overrides);
 }
 
 std::unique_ptr<Backend> makeBackend(const PoolConfig& pool) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -64,9 +65,27 @@ struct BrokerConfig {
   std::vector<PoolConfig> pools;
 };
 
-// Parses and validates a config. `source` names it in error messages. Throws ConfigError.
-BrokerConfig parseConfig(std::string_view text, const std::string& source = "config");
-BrokerConfig loadConfig(const std::string& path);
+// Command-line values that replace [broker] keys of the config file. They are applied when the
+// [broker] section has been read and before the pools are, so a pool that does not set its own
+// `timeout`, `max_queue` or `placement` gets the flag's value; a pool's own key still wins.
+struct BrokerOverrides {
+  std::optional<std::string> clients, runners;
+  std::optional<Duration> heartbeatInterval;
+  std::optional<uint32_t> liveness;
+  std::optional<size_t> maxPayloadBytes;
+  std::optional<Duration> defaultTimeout;
+  std::optional<Placement> placement;
+  std::optional<uint32_t> maxQueue;
+  std::optional<Duration> shutdownGrace;
+  std::optional<bool> keepRunnersOnShutdown;
+  std::optional<std::string> logLevel;
+};
+
+// Parses and validates a config (empty text: the defaults). `source` names it in error
+// messages. Throws ConfigError.
+BrokerConfig parseConfig(std::string_view text, const std::string& source = "config",
+                         const BrokerOverrides& overrides = {});
+BrokerConfig loadConfig(const std::string& path, const BrokerOverrides& overrides = {});
 
 // Builds the backend of a pool. Throws ConfigError when its options cannot work
 // (for fly and kubernetes: the backend's own configStatus()).

@@ -1,5 +1,5 @@
-// flame-broker: reads the config file and flags, builds the real clock, sockets, backends and
-// scaler, wires them, runs. Everything else lives in the flame_broker library.
+// flame-broker: parses the flags, merges them into the config file once (BrokerOverrides), and
+// runs a flame::Broker (broker/broker.h) until SIGTERM/SIGINT.
 #include <CLI/CLI.hpp>
 
 #include <unistd.h>
@@ -8,10 +8,7 @@
 #include <cstdio>
 #include <thread>
 
-#include "broker/boot_token.h"
-#include "broker/config.h"
-#include "broker/scaler.h"
-#include "broker/server.h"
+#include "broker/broker.h"
 #include "common/duration.h"
 #include "common/log.h"
 
@@ -22,7 +19,7 @@ int usage(const std::string& message) {
   return 2;
 }
 
-void writeEndpoints(const std::string& file, flame::BrokerServer& server) {
+void writeEndpoints(const std::string& file, flame::Broker& server) {
   bool toStdout = file == "-";
   std::string tmp = file + ".tmp";
   FILE* f = toStdout ? stdout : std::fopen(tmp.c_str(), "w");
@@ -67,48 +64,41 @@ int main(int argc, char** argv) {
                  "once bound, write the actual endpoints as one JSON line to this file ('-' = stdout)");
   CLI11_PARSE(app, argc, argv);
 
-  flame::BrokerConfig config;
-  try {
-    if (!configFile.empty()) config = flame::loadConfig(configFile);
-    else config = flame::parseConfig("", "defaults");
-  } catch (const flame::ConfigError& e) {
-    return usage(e.what());
-  }
-  auto& o = config.broker;
-  if (*oClients) o.clientsEndpoint = clients;
-  if (*oRunners) o.runnersEndpoint = runners;
+  // Flags replace [broker] keys before the pools are read (config.h, BrokerOverrides).
+  flame::BrokerOverrides flags;
+  if (*oClients) flags.clients = clients;
+  if (*oRunners) flags.runners = runners;
   if (*oHeartbeat) {
     auto hb = flame::parseDuration(heartbeat);
     if (!hb || *hb == flame::kInfinite || hb->count() < 10)
       return usage("--heartbeat-interval: '" + heartbeat + "' is not a duration of at least 10ms");
-    o.heartbeatInterval = *hb;
+    flags.heartbeatInterval = *hb;
   }
-  if (*oLiveness) o.liveness = liveness;
-  if (*oMaxPayload) o.maxPayloadBytes = maxPayload;
+  if (*oLiveness) flags.liveness = liveness;
+  if (*oMaxPayload) flags.maxPayloadBytes = maxPayload;
   if (*oTimeout) {
     auto to = flame::parseDuration(timeout);
     if (!to || to->count() == 0) return usage("--default-timeout: '" + timeout + "' is not a positive duration or 'infinity'");
-    o.defaultTimeout = *to;
+    flags.defaultTimeout = *to;
   }
-  if (*oPlacement) o.placement = placement == "spread" ? flame::Placement::Spread : flame::Placement::Pack;
-  if (*oMaxQueue) o.maxQueue = maxQueue;
+  if (*oPlacement) flags.placement = placement == "spread" ? flame::Placement::Spread : flame::Placement::Pack;
+  if (*oMaxQueue) flags.maxQueue = maxQueue;
   if (*oShutdownGrace) {
     auto grace = flame::parseDuration(shutdownGrace);
     if (!grace || *grace == flame::kInfinite)
       return usage("--shutdown-grace: '" + shutdownGrace + "' is not a finite duration");
-    o.shutdownGrace = *grace;
+    flags.shutdownGrace = *grace;
   }
-  if (*oKeepRunners) o.keepRunnersOnShutdown = keepRunners;
-  if (*oLogLevel) config.logLevel = logLevel;
-  if (!flame::setLogLevel(config.logLevel)) return usage("log level: unknown level '" + config.logLevel + "'");
+  if (*oKeepRunners) flags.keepRunnersOnShutdown = keepRunners;
+  if (*oLogLevel) flags.logLevel = logLevel;
 
-  // Backends first: a pool whose backend cannot work is a start-up error, before binding.
-  std::vector<std::pair<const flame::PoolConfig*, std::unique_ptr<flame::Backend>>> backends;
+  flame::BrokerConfig config;
   try {
-    for (auto& pool : config.pools) backends.emplace_back(&pool, flame::makeBackend(pool));
+    config = configFile.empty() ? flame::parseConfig("", "defaults", flags) : flame::loadConfig(configFile, flags);
   } catch (const flame::ConfigError& e) {
     return usage(e.what());
   }
+  if (!flame::setLogLevel(config.logLevel)) return usage("log level: unknown level '" + config.logLevel + "'");
 
   sigset_t set;
   sigemptyset(&set);
@@ -116,65 +106,37 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-  flame::SteadyClock clock;
-  zmq::context_t ctx;
-  std::unique_ptr<flame::BrokerServer> server;
+  std::unique_ptr<flame::Broker> broker;
   try {
-    server = std::make_unique<flame::BrokerServer>(ctx, o, clock);
+    broker = std::make_unique<flame::Broker>(std::move(config));
+  } catch (const flame::ConfigError& e) {
+    return usage(e.what());
   } catch (const zmq::error_t& e) {
-    flame::logger("broker")->error("cannot bind: {} (clients {}, runners {})", e.what(), o.clientsEndpoint,
-                                   o.runnersEndpoint);
+    flame::logger("broker")->error("cannot bind: {} (clients {}, runners {})", e.what(),
+                                   flags.clients.value_or("default"), flags.runners.value_or("default"));
     return 1;
   }
-  std::string advertise = config.advertiseRunners.empty() ? server->runnersEndpoint() : config.advertiseRunners;
-  flame::Scaler scaler(server->core(), clock, config.brokerId, advertise);
-  auto firstSweep = clock.now();
-  if (!config.tokenSecretFile.empty()) {
-    try {
-      firstSweep = clock.now() + config.adoptWindow;
-      scaler.setTokenSecret(flame::loadOrCreateSecret(config.tokenSecretFile), firstSweep);
-    } catch (const std::exception& e) {
-      return usage(std::string("token_secret_file: ") + e.what());
-    }
-    flame::logger("broker")->info("runners booted by a previous run of broker_id={} may re-register for {}",
-                                  config.brokerId, flame::formatDuration(config.adoptWindow));
-  }
-  for (auto& [pool, backend] : backends)
-    scaler.addPool(*pool, std::move(backend), std::make_unique<flame::ThreadBackendWorker>());
-  server->core().setListener(&scaler);
-  scaler.setWake([&] { server->wake(); });
-  scaler.sweepOrphans();  // deferred while runners of a previous run may come back
-
   if (!endpointsFile.empty()) {
     try {
-      writeEndpoints(endpointsFile, *server);
+      writeEndpoints(endpointsFile, *broker);
     } catch (const std::exception& e) {
       flame::logger("broker")->error("{}", e.what());
       return 1;
     }
   }
   // First SIGTERM/SIGINT: clean shutdown (running work finishes within the grace); second: now.
-  std::thread signals([&] {
+  flame::Duration grace = broker->config().broker.shutdownGrace;
+  std::thread signals([&broker, set, grace]() mutable {
     int sig = 0;
     sigwait(&set, &sig);
     flame::logger("broker")->info("signal {}: shutting down (grace {}; signal again to stop at once)", sig,
-                                  flame::formatDuration(o.shutdownGrace));
-    server->stop();
+                                  flame::formatDuration(grace));
+    broker->stop();
     sigwait(&set, &sig);
     flame::logger("broker")->warn("signal {} again: stopping now", sig);
-    server->stopNow();
+    broker->stopNow();
   });
   signals.detach();
-
-  auto nextSweep = firstSweep > clock.now() ? firstSweep : clock.now() + config.orphanSweepInterval;
-  server->run([&] {
-    scaler.tick();
-    if (clock.now() >= nextSweep) {
-      nextSweep = clock.now() + config.orphanSweepInterval;
-      scaler.sweepOrphans();
-    }
-  });
-  scaler.shutdown(o.keepRunnersOnShutdown);
-  server->core().setListener(nullptr);
+  broker->run();
   return 0;
 }

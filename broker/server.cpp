@@ -73,8 +73,8 @@ void BrokerServer::wake() {
   (void)!write(wakeFd_, &one, sizeof one);  // only fails when the counter is full: still readable
 }
 
-void BrokerServer::run(const std::function<void()>& onIdle) {
-  Reactor reactor;
+void BrokerServer::run(const Hooks& hooks) {
+  Reactor reactor(loopClock_);
   reactor.add(clients_, [this] {
     readClients();
     flush();
@@ -87,6 +87,10 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
     uint64_t count = 0;
     (void)!read(wakeFd_, &count, sizeof count);
   });
+  // One timer, moved to the earliest deadline of the core and the hooks after every turn: the
+  // loop wakes exactly then (a boot backoff or boot_timeout is not rounded up to a heartbeat).
+  TimerId due = reactor.every(Duration(24L * 3600 * 1000), [] {});
+  if (hooks.setup) hooks.setup(reactor);
   logger("broker")->info("serving clients on {} and runners on {}", clientsEndpoint_, runnersEndpoint_);
   for (;;) {
     loopClock_.refresh();
@@ -101,13 +105,16 @@ void BrokerServer::run(const std::function<void()>& onIdle) {
       flush();
     }
     if (core_.shutdownComplete()) break;
-    auto wait = std::max(Duration(0), std::min(core_.nextWakeup() - loopClock_.now(), options_.heartbeatInterval));
-    reactor.pollOnce(wait);
+    TimePoint next = core_.nextWakeup();
+    if (hooks.nextWakeup) next = std::min(next, hooks.nextWakeup());
+    reactor.reschedule(due, std::max(next, loopClock_.now()));
+    reactor.pollOnce();
     loopClock_.refresh();
     core_.tick();
-    if (onIdle) onIdle();
+    if (hooks.onTick) hooks.onTick();
     flush();
   }
+  if (hooks.onStopped) hooks.onStopped();
   flush();
   // The last answers (results, shutting_down, drain) must reach their peers. Exiting at once
   // loses some: a peer's heartbeat that arrives unread when the process closes its TCP sockets

@@ -30,9 +30,17 @@ class BrokerServer final : private Outbox {
 
   BrokerCore& core() { return core_; }
 
-  // Serves until stopped (see stop()). `onIdle` (optional) runs on the loop thread after every
-  // iteration: the scaler hooks in there. Everything the core emitted is sent before it returns.
-  void run(const std::function<void()>& onIdle = {});
+  // What runs on the loop beside the core (the scaler, the orphan sweep). All optional.
+  struct Hooks {
+    std::function<void(Reactor&)> setup;   // before serving: add timers of your own
+    std::function<void()> onTick;          // after every turn of the loop
+    std::function<TimePoint()> nextWakeup; // when onTick next has work (the loop sleeps until then)
+    std::function<void()> onStopped;       // the work has ended: queue last messages (drains)
+  };
+  // Serves until stopped (see stop()). The loop sleeps until a message arrives or the earliest
+  // of the core's and the hooks' deadlines, exactly (a Reactor timer). Everything the core
+  // emitted, including what onStopped queued, is sent before it returns.
+  void run(const Hooks& hooks = {});
   // Thread-safe and cheap (an atomic and one write(2)). The first call begins a clean shutdown
   // (BrokerCore::beginShutdown: new work refused, queued work answered, running work finishes
   // within the grace); run() returns once no job is left. A second call ends what is left at

@@ -1,0 +1,65 @@
+#include "broker/broker.h"
+
+#include "broker/boot_token.h"
+#include "common/duration.h"
+#include "common/log.h"
+
+namespace flame {
+
+const Clock& Broker::defaultClock() {
+  static const SteadyClock clock;
+  return clock;
+}
+
+Broker::Broker(BrokerConfig config, const Clock& clock, const BackendFactory& factory)
+    : config_(std::move(config)), clock_(clock) {
+  // Backends first: a pool whose backend cannot work is a start-up error, before binding.
+  std::vector<std::unique_ptr<Backend>> backends;
+  for (auto& pool : config_.pools) backends.push_back(factory ? factory(pool) : makeBackend(pool));
+  std::string secret;
+  if (!config_.tokenSecretFile.empty()) {
+    try {
+      secret = loadOrCreateSecret(config_.tokenSecretFile);
+    } catch (const std::exception& e) {
+      throw ConfigError(std::string("broker.token_secret_file: ") + e.what());
+    }
+  }
+
+  server_ = std::make_unique<BrokerServer>(ctx_, config_.broker, clock_);
+  advertise_ = config_.advertiseRunners.empty() ? server_->runnersEndpoint() : config_.advertiseRunners;
+  scaler_ = std::make_unique<Scaler>(server_->core(), clock_, config_.brokerId, advertise_);
+  firstSweep_ = clock_.now();
+  if (!secret.empty()) {
+    firstSweep_ = clock_.now() + config_.adoptWindow;
+    scaler_->setTokenSecret(std::move(secret), firstSweep_);
+    logger("broker")->info("runners booted by a previous run of broker_id={} may re-register for {}",
+                           config_.brokerId, formatDuration(config_.adoptWindow));
+  }
+  for (size_t i = 0; i < config_.pools.size(); ++i)
+    scaler_->addPool(config_.pools[i], std::move(backends[i]), std::make_unique<ThreadBackendWorker>());
+  server_->core().setListener(scaler_.get());
+  scaler_->setWake([server = server_.get()] { server->wake(); });
+  scaler_->sweepOrphans();  // deferred while runners of a previous run may come back
+}
+
+Broker::~Broker() {
+  if (server_) server_->core().setListener(nullptr);
+}
+
+void Broker::run() {
+  BrokerServer::Hooks hooks;
+  hooks.setup = [this](Reactor& reactor) {
+    // The orphan sweep: first when the adoption window closes (or at once), then periodically.
+    auto sweep = [this] { scaler_->sweepOrphans(); };
+    if (firstSweep_ > clock_.now()) reactor.at(firstSweep_, sweep);
+    reactor.every(config_.orphanSweepInterval, sweep);
+  };
+  hooks.onTick = [this] { scaler_->tick(); };
+  hooks.nextWakeup = [this] { return scaler_->nextWakeup(); };
+  // Drains go out with the server's last flush and closing time (they used to be dropped).
+  hooks.onStopped = [this] { scaler_->shutdown(config_.broker.keepRunnersOnShutdown); };
+  server_->run(hooks);
+  server_->core().setListener(nullptr);
+}
+
+}  // namespace flame
