@@ -22,6 +22,13 @@ namespace flame {
 // interval x liveness, saturating at kInfinite.
 Duration livenessWindow(Duration interval, uint32_t liveness);
 
+// The one rule: silent since `lastHeard` for the whole `window` (or more) means dead.
+inline bool silentTooLong(TimePoint lastHeard, Duration window, TimePoint now) {
+  return now >= addSaturating(lastHeard, window);
+}
+
+// One peer's liveness (the runner's and the client's view of the broker). The broker, with
+// thousands of peers and one window, keeps only each peer's lastHeard and calls silentTooLong.
 class Liveness {
  public:
   Liveness(Duration interval, uint32_t liveness) : window_(livenessWindow(interval, liveness)) {}
@@ -37,7 +44,7 @@ class Liveness {
   Duration window() const { return window_; }
   // The instant the peer becomes dead if nothing is heard before.
   TimePoint deadline() const { return addSaturating(lastHeard_, window_); }
-  bool dead(TimePoint now) const { return now >= deadline(); }
+  bool dead(TimePoint now) const { return silentTooLong(lastHeard_, window_, now); }
   Duration silence(TimePoint now) const { return now > lastHeard_ ? now - lastHeard_ : Duration(0); }
 
  private:
