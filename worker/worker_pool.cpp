@@ -42,7 +42,19 @@ struct WorkerPool::Shared {
   // Guarded by mutex:
   std::deque<Task> queue;
   std::vector<char> busy;  // per thread index: inside a handler
+  size_t sleeping = 0;     // threads blocked waiting for work
+  size_t waking = 0;       // notified, not yet back (never more than really are)
   bool closed = false;
+
+  // Under the lock: wakes one sleeping thread unless one is already on its way. The woken
+  // thread wakes the next if work is still queued when it takes its job (a chain), so a burst
+  // of short jobs is run by the threads already awake instead of waking one thread per job,
+  // and a burst of long ones still gets a thread each. Returns whether to notify.
+  bool claimWake() {
+    if (sleeping == 0 || waking > 0) return false;
+    ++waking;
+    return true;
+  }
 };
 
 WorkerPool::WorkerPool(std::shared_ptr<CompletionQueue> completions)
@@ -62,11 +74,13 @@ void WorkerPool::ensureThreads(size_t count) {
 }
 
 void WorkerPool::submit(std::shared_ptr<RunningJob> job, std::shared_ptr<const Handler> handler) {
+  bool wake;
   {
     std::lock_guard lock(shared_->mutex);
     shared_->queue.push_back(Task{std::move(job), std::move(handler)});
+    wake = shared_->claimWake();
   }
-  shared_->cv.notify_one();
+  if (wake) shared_->cv.notify_one();
 }
 
 size_t WorkerPool::shutdown() {
@@ -97,12 +111,22 @@ size_t WorkerPool::shutdown() {
 void WorkerPool::workerLoop(std::shared_ptr<Shared> shared, size_t index) {
   std::unique_lock lock(shared->mutex);
   for (;;) {
-    shared->cv.wait(lock, [&] { return shared->closed || !shared->queue.empty(); });
+    // A thread that finished a job takes the next one without sleeping.
+    while (!shared->closed && shared->queue.empty()) {
+      ++shared->sleeping;
+      shared->cv.wait(lock);
+      --shared->sleeping;
+      // Every return counts as the wake it may have been: `waking` may undercount (an extra
+      // notify later), never overcount (a queued job left with every thread asleep).
+      if (shared->waking > 0) --shared->waking;
+    }
     if (shared->closed) return;
     Task task = std::move(shared->queue.front());
     shared->queue.pop_front();
     shared->busy[index] = 1;
+    bool wake = !shared->queue.empty() && shared->claimWake();
     lock.unlock();
+    if (wake) shared->cv.notify_one();
 
     HandlerResult result = runHandler(*task.job, *task.handler);
     uint64_t jobId = task.job->jobId;
