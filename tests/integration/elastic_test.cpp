@@ -202,3 +202,29 @@ TEST_CASE("a bad config is refused at start-up naming the key", "[integration][e
   CHECK(p->output().find("pools.x.max") != std::string::npos);
   unlink(config.c_str());
 }
+
+TEST_CASE("--default-timeout given as a flag applies to a pool declared in the config file",
+          "[integration][elastic]") {
+  // The pool's runner never connects (its command only sleeps), so a call waits in the queue
+  // until its deadline: the flag's 1 s, not the built-in 30 s.
+  auto config = writeConfig(R"(
+[pools.slow]
+backend = "process"
+max = 1
+boot_timeout = "60s"
+[pools.slow.process]
+command = ["/bin/sleep", "30"]
+)");
+  auto broker = BrokerProcess::start({"--config", config, "--default-timeout", "1s"});
+  ClientOptions co;
+  co.broker = broker.clients;
+  Client client(co);
+  auto start = std::chrono::steady_clock::now();
+  auto r = client.call("slow", "echo", "x");  // timeout 0: the pool's default
+  auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::Timeout);
+  CHECK(took >= std::chrono::milliseconds(900));
+  CHECK(took < std::chrono::seconds(10));
+  unlink(config.c_str());
+}
