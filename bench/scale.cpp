@@ -21,9 +21,12 @@
 #include <deque>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "bench/broker_process.h"
 #include "bench/harness.h"
+#include "bench/lean_runners.h"
 #include "broker/broker_core.h"
 #include "broker/inbound.h"
 #include "common/codec.h"
@@ -344,14 +347,95 @@ Row baseRow(const std::string& mode, uint32_t clients, uint32_t runners) {
   return row;
 }
 
+// ---------------------------------------------------------------- real sockets
+
+// The cross-check with real connections: a flame-broker process, `count` lean runners (one
+// DEALER each, RunnerFarm) registered over tcp loopback, then `count` client DEALERs that each
+// make one call and stay connected. RSS of the broker process (from /proc) before and after
+// each step, per connection: the core's state plus what libzmq keeps per connection.
+Row measureRealSockets(const Settings& settings, Progress& progress, uint32_t count) {
+  ScratchDir scratch;
+  BrokerProcess broker = startBrokerProcess(
+      settings.binDir, scratch.path(),
+      {"--clients", "tcp://127.0.0.1:*", "--runners", "tcp://127.0.0.1:*", "--log-level", "warn"});
+  const pid_t pid = broker.process->pid();
+  auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
+  settle();
+  const uint64_t rss0 = residentBytes(pid).value_or(0);
+
+  FarmOptions f;
+  f.endpoint = broker.runners;
+  f.pool = kPool;
+  f.functions = functions();
+  f.runners = count;
+  f.slotsPerRunner = 1;
+  RunnerFarm farm(f);
+  if (!farm.waitWelcomed(Duration(60'000)))
+    throw std::runtime_error("scale: " + std::to_string(count) + " socket runners were not all welcomed " + farm.failure());
+  settle();
+  const uint64_t rss1 = residentBytes(pid).value_or(0);
+
+  zmq::context_t ctx;
+  std::vector<zmq::socket_t> clients;
+  clients.reserve(count);
+  const auto submit = encode(msg::Submit{1, Mode::Call, kPool, kFunction, 0, false, 0, false});
+  const std::string payload(kPayload, 'x');
+  for (uint32_t c = 0; c < count; ++c) {
+    clients.push_back(connectDealer(ctx, broker.clients));
+    clients.back().set(zmq::sockopt::rcvtimeo, 30'000);
+  }
+  // Each sends once its connection is up (the sockets queue nothing before: ZMQ_IMMEDIATE).
+  for (auto& socket : clients) {
+    zmq::pollitem_t item{static_cast<void*>(socket), 0, ZMQ_POLLOUT, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(10'000)) <= 0)
+      throw std::runtime_error("scale: a socket client could not connect within 10 s");
+    zmq::message_t frames[3] = {zmq::message_t(), copyOf(submit), zmq::message_t(payload.data(), payload.size())};
+    if (sendFrames(socket, frames, 3) != SendStatus::Ok) throw std::runtime_error("scale: a socket client could not send");
+  }
+  uint32_t results = 0;
+  for (auto& socket : clients) {
+    zmq::message_t frame;
+    std::vector<zmq::message_t> got;
+    do {
+      if (!socket.recv(frame)) throw std::runtime_error("scale: a socket client got no answer within 30 s");
+      got.push_back(std::move(frame));
+      frame = zmq::message_t();
+    } while (got.back().more());
+    if (got.size() >= 2) {
+      auto d = decode(got[1]);
+      if (d.ok() && std::holds_alternative<msg::Result>(*d.message)) ++results;
+    }
+  }
+  if (results != count)
+    throw std::runtime_error("scale: " + std::to_string(count - results) + " socket calls did not succeed");
+  settle();
+  const uint64_t rss2 = residentBytes(pid).value_or(0);
+
+  Row row = baseRow("sockets", count, count);
+  row.transport = "tcp";
+  row.payload = kPayload;
+  row.window = 1;
+  row.completed = results;
+  double perRunner = (static_cast<double>(rss1) - static_cast<double>(rss0)) / count;
+  double perClient = (static_cast<double>(rss2) - static_cast<double>(rss1)) / count;
+  row.extra["rss_bytes_per_runner_connection"] = std::round(perRunner);
+  row.extra["rss_bytes_per_client_connection"] = std::round(perClient);
+  row.extra["broker_rss_mib"] = round1(static_cast<double>(rss2) / (1 << 20));
+  row.parts = "a real flame-broker process over tcp loopback (RSS from /proc/<pid>/status): lean runners "
+              "(RunnerFarm, one DEALER each) and one DEALER per client session, each making one call";
+  progress.finished("scale sockets runners=" + std::to_string(count),
+                    "RSS " + kib(perRunner) + " per runner connection, " + kib(perClient) + " per client connection");
+  return row;
+}
+
 }  // namespace
 
-size_t scaleMeasurements(const Settings&) { return 7; }
+size_t scaleMeasurements(const Settings&) { return 8; }
 
 std::vector<Row> runScale(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets) {
   const uint32_t R = settings.scaleRunners, S = std::max(settings.scaleSessions, kActiveClients);
   const uint64_t jobs = settings.scaleJobs;
-  const int pairs = settings.smoke ? 1 : 3;
+  const int pairs = settings.smoke ? 1 : 5;
   const int measuredSeconds = settings.smoke ? 1 : 3;
   if (R < kSmallRunners) throw std::runtime_error("scale: --scale-runners must be at least 10");
   std::vector<Row> rows;
@@ -506,6 +590,9 @@ std::vector<Row> runScale(const Settings& settings, Progress& progress, std::vec
       targets.push_back({"issue 9: dispatch at " + std::to_string(R) + " runners >= 0.8 x at 10", m, ratio >= 0.8});
     }
   }
+
+  // ---- the same with real connections, at a count the descriptor limit allows.
+  rows.push_back(measureRealSockets(settings, progress, settings.smoke ? 100 : 1000));
   return rows;
 }
 

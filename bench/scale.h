@@ -9,7 +9,9 @@
 //   - dispatch throughput (submit -> job -> jobDone -> result) at 10 runners and at the full
 //     count, same jobs, same slots per runner, same jobs in flight, back to back;
 //   - the CPU of one simulated second of heartbeats from every runner and session, with the
-//     tick() that sweeps them.
+//     tick() that sweeps them;
+//   - and, as a cross-check with real connections (1,000 over tcp loopback, within the
+//     descriptor limit), a flame-broker process's RSS per connected runner and client.
 // The targets of issue 9 are checked and returned in `targets`.
 #pragma once
 

@@ -36,7 +36,7 @@ struct Settings {
   // scale (bench/scale.h): simulated peers on one in-process BrokerCore
   uint32_t scaleRunners = 10'000;
   uint32_t scaleSessions = 100'000;
-  uint64_t scaleJobs = 1'000'000;  // calls per dispatch measurement
+  uint64_t scaleJobs = 500'000;  // calls per dispatch measurement (5 pairs of them)
   // Diagnosis: measure an in-process broker (this process's RSS) instead of flame-broker, with
   // or without libzmq's zero-copy receive.
   bool memoryInProcess = false;
