@@ -15,17 +15,17 @@ CompletionQueue::CompletionQueue() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC
 CompletionQueue::~CompletionQueue() { ::close(fd_); }
 
 void CompletionQueue::post(JobOutcome outcome) {
-  bool wasEmpty;
+  bool signal;
   {
     std::lock_guard lock(mutex_);
-    wasEmpty = queue_.empty();
     queue_.push_back(std::move(outcome));
+    // Only a reader that found the queue empty may be asleep: one write(2) wakes it, and the
+    // posts after this one find it disarmed (it takes them all when it wakes). Under load the
+    // reader is mostly busy, and most posts make no system call.
+    signal = armed_;
+    armed_ = false;
   }
-  // Only the first completion of a run needs to wake the I/O thread: takeAll() takes the whole
-  // queue, and a post that finds it non-empty is behind one whose write(2) is still to come or
-  // not yet consumed (takeAll clears the eventfd before it swaps the queue). Under load this
-  // saves a system call per job.
-  if (wasEmpty) wake();
+  if (signal) wake();
 }
 
 void CompletionQueue::wake() noexcept {
@@ -34,14 +34,18 @@ void CompletionQueue::wake() noexcept {
   [[maybe_unused]] ssize_t n = ::write(fd_, &one, sizeof(one));
 }
 
-std::deque<JobOutcome> CompletionQueue::takeAll() {
-  // Clear the wake-up first: a post() after this point writes again, so none is lost.
+void CompletionQueue::takeAll(std::vector<JobOutcome>& out) {
+  std::lock_guard lock(mutex_);
+  if (queue_.empty()) {
+    armed_ = true;
+    return;
+  }
+  out.swap(queue_);
+}
+
+void CompletionQueue::clearWake() noexcept {
   uint64_t count = 0;
   [[maybe_unused]] ssize_t n = ::read(fd_, &count, sizeof(count));
-  std::deque<JobOutcome> out;
-  std::lock_guard lock(mutex_);
-  out.swap(queue_);
-  return out;
 }
 
 }  // namespace flame

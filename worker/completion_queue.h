@@ -1,12 +1,17 @@
-// How worker threads hand results back to the runner's I/O thread (internal to worker/).
+// How worker threads hand outcomes back to the runner's I/O thread (internal to worker/).
 // A mutex-guarded queue plus an eventfd the I/O thread polls next to its DEALER: no ZeroMQ
 // socket is shared between threads, and wake() is async-signal-safe (one write(2)), so
 // Runner::requestDrain() can be called from a signal handler.
+//
+// The descriptor is written only when the I/O thread is about to sleep: it drains the queue
+// with takeAll() until that finds nothing, which arms the queue, and only the first post()
+// after that writes the eventfd. Outcomes posted while the I/O thread is busy cost no system
+// call and no wake-up; it picks them up before it sleeps again.
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <mutex>
+#include <vector>
 
 #include "worker/handler.h"
 
@@ -28,19 +33,24 @@ class CompletionQueue {
   CompletionQueue(const CompletionQueue&) = delete;
   CompletionQueue& operator=(const CompletionQueue&) = delete;
 
-  // Thread-safe: queues a completion and wakes the I/O thread (if the queue was empty).
+  // Thread-safe: queues an outcome; makes fd() readable if the reader is armed (see takeAll).
   void post(JobOutcome outcome);
   // Thread-safe and async-signal-safe: makes fd() readable.
   void wake() noexcept;
-  // I/O thread: clears the wake-up and returns everything queued so far, oldest first.
-  std::deque<JobOutcome> takeAll();
-  // Readable (POLLIN) after post()/wake() until takeAll().
+  // I/O thread: swaps everything queued, oldest first, into `out` (which must be empty; its
+  // capacity is reused for the next batch). When nothing was queued it arms the queue instead:
+  // the next post() makes fd() readable. So a reader may sleep on fd() only after a takeAll()
+  // that found nothing.
+  void takeAll(std::vector<JobOutcome>& out);
+  // I/O thread: consumes the readability of fd() (after poll said so).
+  void clearWake() noexcept;
   int fd() const { return fd_; }
 
  private:
   int fd_;
   std::mutex mutex_;
-  std::deque<JobOutcome> queue_;
+  std::vector<JobOutcome> queue_;  // guarded by mutex_
+  bool armed_ = false;             // guarded by mutex_: the reader sleeps or is about to
 };
 
 }  // namespace flame

@@ -97,6 +97,8 @@ class Runner::Impl final : public RunnerEffects {
   void onReadable();
   void onWritable();
   void onWake();
+  // Hands every queued outcome to the core until the queue is empty (which arms its wake-up).
+  void drainCompletions();
   // After every event: lets the core fire what is due, then re-arms the one timer at its next
   // deadline and watches writability while a ready waits.
   void afterEvent();
@@ -114,6 +116,7 @@ class Runner::Impl final : public RunnerEffects {
   bool watchingWritable_ = false;
   Reactor reactor_;
   TimerId wakeTimer_ = 0;
+  std::vector<JobOutcome> outcomes_;  // reused batch buffer
   WorkerPool pool_{completions_};
   RunnerCore core_;
 };
@@ -157,7 +160,14 @@ RunExit Runner::Impl::run() {
   reactor_.addFd(completions_->fd(), [this] { onWake(); });
   core_.start();
   afterEvent();
-  while (!done_) reactor_.pollOnce();
+  for (;;) {
+    // Outcomes are taken here, before every sleep: worker threads write the eventfd only when
+    // this found the queue empty, so a busy loop gets no wake-ups (completion_queue.h).
+    drainCompletions();
+    if (done_) break;
+    reactor_.pollOnce();
+    if (done_) break;
+  }
   return core_.exitReason();
 }
 
@@ -243,11 +253,23 @@ void Runner::Impl::onWritable() {
 }
 
 void Runner::Impl::onWake() {
-  // takeAll() clears the wake-up first: a request stored after this point writes it again.
-  for (JobOutcome& outcome : completions_->takeAll()) core_.onJobDone(std::move(outcome));
+  // Cleared first: a request stored after this point writes it again. Outcomes are taken by
+  // the loop before it sleeps again.
+  completions_->clearWake();
   if (stopRequested_.exchange(false)) core_.requestStop();
   if (drainRequested_.exchange(false)) core_.requestDrain();
   afterEvent();
+}
+
+void Runner::Impl::drainCompletions() {
+  for (;;) {
+    completions_->takeAll(outcomes_);
+    if (outcomes_.empty()) return;  // armed: the next outcome wakes the poll
+    for (JobOutcome& outcome : outcomes_) core_.onJobDone(std::move(outcome));
+    outcomes_.clear();
+    afterEvent();
+    if (done_) return;
+  }
 }
 
 void Runner::Impl::afterEvent() {
