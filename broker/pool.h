@@ -85,7 +85,7 @@ class JobQueue {
 };
 
 // A pool's waiting jobs: one FIFO per function, so that a job no free runner can serve does
-// not hold back the jobs behind it that one can (docs/SCALER.md, "Dispatch order"). Each entry
+// not hold back the jobs behind it that one can (docs/PROTOCOL.md, "Dispatch order"). Each entry
 // carries its arrival order, and a requeued job goes back before everything, so the live head
 // with the lowest order is the oldest job waiting. Dispatch looks at the heads only:
 // O(functions waiting) per dispatched job, and one FIFO in the common case.

@@ -10,8 +10,6 @@
 namespace flame {
 
 namespace {
-constexpr Duration kBackoffBase{500};
-constexpr Duration kBackoffCap{30'000};
 constexpr uint32_t kFailuresBeforeBootFailed = 3;
 // How often backends are asked for machines that ended by themselves.
 constexpr Duration kReapInterval{100};
@@ -31,11 +29,6 @@ std::string randomHex(size_t bytes) {
   return out;
 }
 
-Duration backoffFor(uint32_t failures) {
-  Duration d = kBackoffBase;
-  for (uint32_t i = 1; i < failures && d < kBackoffCap; ++i) d *= 2;
-  return std::min(d, kBackoffCap);
-}
 }  // namespace
 
 Scaler::Scaler(ScalerPort& broker, const Clock& clock, std::string brokerId, std::string runnerEndpoint)
@@ -331,7 +324,7 @@ void Scaler::bootFailed(Managed& pool, const std::string& runnerId, const std::s
   pool.lastFailurePermanent = permanent;
   pool.failWaiting = true;
   pool.lastBootError = why;
-  Duration backoff = backoffFor(pool.consecutiveFailures);
+  Duration backoff = pool.bootBackoff.next();
   pool.nextBootAt = now + backoff;
   pool.demand = true;  // look again now (and at nextBootAt)
   ++pool.bootFailures;
@@ -457,6 +450,7 @@ ErrorCode Scaler::admitRunner(const msg::Ready& ready) {
   }
   setPhase(*pool, it->second, Phase::Running, now);
   pool->consecutiveFailures = 0;
+  pool->bootBackoff.reset();
   pool->lastFailurePermanent = false;
   pool->nextBootAt = TimePoint{};
   return ErrorCode::None;

@@ -22,6 +22,7 @@
 #include "broker/backend_worker.h"
 #include "broker/broker_core.h"
 #include "broker/config.h"
+#include "common/liveness.h"
 
 namespace flame {
 
@@ -87,6 +88,9 @@ class Scaler final : public BrokerListener {
     std::unique_ptr<BackendWorker> worker;
     std::map<std::string, Machine> machines;  // by runner id
     uint32_t consecutiveFailures = 0;
+    // Between boots while they fail: 500 ms doubling to 30 s, exact (no jitter: one scaler per
+    // pool, nothing to de-synchronize), reset by a runner that registers.
+    Backoff bootBackoff{Duration(500), Duration(30'000), 0.0};
     TimePoint nextBootAt{};
     std::string lastBootError;
     bool failWaiting = false;  // a boot just failed: fail waiting jobs if nothing else can run them
