@@ -36,7 +36,7 @@ Broker::Broker(BrokerConfig config, const Clock& clock, const BackendFactory& fa
                            config_.brokerId, formatDuration(config_.adoptWindow));
   }
   for (size_t i = 0; i < config_.pools.size(); ++i)
-    scaler_->addPool(config_.pools[i], std::move(backends[i]), std::make_unique<ThreadBackendWorker>());
+    scaler_->addPool(config_.pools[i], std::move(backends[i]), std::make_unique<ThreadBackendExecutor>());
   server_->core().setListener(scaler_.get());
   scaler_->setWake([server = server_.get()] { server->wake(); });
   scaler_->sweepOrphans();  // deferred while runners of a previous run may come back

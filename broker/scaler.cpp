@@ -49,11 +49,11 @@ std::string Scaler::bootToken(const std::string& pool, const std::string& runner
 
 Scaler::~Scaler() = default;
 
-void Scaler::addPool(const PoolConfig& config, std::unique_ptr<Backend> backend, std::unique_ptr<BackendWorker> worker) {
+void Scaler::addPool(const PoolConfig& config, std::unique_ptr<Backend> backend, std::unique_ptr<BackendExecutor> executor) {
   auto managed = std::make_unique<Managed>();
   managed->config = config;
   managed->backend = std::move(backend);
-  managed->worker = std::move(worker);
+  managed->executor = std::move(executor);
   PoolSettings settings = config.settings;
   settings.singleUse = config.limits.singleUse;
   broker_.declarePool(config.name, settings);
@@ -89,7 +89,7 @@ void Scaler::forget(Managed& pool, const std::string& runnerId) {
   pool.demand = true;
 }
 
-void Scaler::post(Managed& pool, std::function<void()> backendWork) { pool.worker->post(std::move(backendWork)); }
+void Scaler::post(Managed& pool, std::function<void()> backendWork) { pool.executor->post(std::move(backendWork)); }
 
 void Scaler::complete(std::function<void()> onLoop) {
   {
@@ -412,7 +412,7 @@ void Scaler::shutdown(bool keepMachines) {
         post(*pool, [backend, handle = m.handle] { backend->stop(handle); });
       }
     }
-    pool->worker.reset();  // finishes the stops, joins
+    pool->executor.reset();  // finishes the stops, joins
     pool->machines.clear();
     pool->booting = 0;
   }

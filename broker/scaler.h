@@ -7,7 +7,7 @@
 // runners on every turn: demand changes mark a pool for a growth check (O(1) from the core's
 // counts), and the walks over machines and idle runners run at the deadlines they computed
 // (boot and drain timeouts, idle timers) or at most every second. Backend calls run on each
-// pool's BackendWorker; their results are queued and applied by the next tick() (the `wake`
+// pool's BackendExecutor; their results are queued and applied by the next tick() (the `wake`
 // callback makes the loop come round).
 #pragma once
 
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "backends/backend.h"
-#include "broker/backend_worker.h"
+#include "broker/backend_executor.h"
 #include "broker/broker_core.h"
 #include "broker/config.h"
 #include "common/liveness.h"
@@ -33,7 +33,7 @@ class Scaler final : public BrokerListener {
   ~Scaler() override;
 
   // Manages `pool` (declares it in the core). Call before the loop runs.
-  void addPool(const PoolConfig& config, std::unique_ptr<Backend> backend, std::unique_ptr<BackendWorker> worker);
+  void addPool(const PoolConfig& config, std::unique_ptr<Backend> backend, std::unique_ptr<BackendExecutor> executor);
 
   // Boot tokens are derived from `secret` (broker/boot_token.h), so a successor broker with the
   // same broker id and secret can verify the runners this one boots. Until `adoptUntil`, a
@@ -85,7 +85,7 @@ class Scaler final : public BrokerListener {
   struct Managed {
     PoolConfig config;
     std::unique_ptr<Backend> backend;
-    std::unique_ptr<BackendWorker> worker;
+    std::unique_ptr<BackendExecutor> executor;
     std::map<std::string, Machine> machines;  // by runner id
     uint32_t consecutiveFailures = 0;
     // Between boots while they fail: 500 ms doubling to 30 s, exact (no jitter: one scaler per

@@ -33,7 +33,7 @@ struct FlyScaler : Harness {
     pc.fly.createRatePerSecond = 0;
     pc.fly.maxRetries = 0;
     pc.fly.requestTimeout = Duration(5000);
-    scaler.addPool(pc, makeBackend(pc), std::make_unique<InlineBackendWorker>());
+    scaler.addPool(pc, makeBackend(pc), std::make_unique<InlineBackendExecutor>());
   }
   ~FlyScaler() { core.setListener(nullptr); }
   void tick() {

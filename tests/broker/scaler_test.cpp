@@ -23,7 +23,7 @@ struct ScalerHarness : Harness {
     pc.settings = settings;
     auto b = std::make_unique<FakeBackend>();
     backend = b.get();
-    scaler.addPool(pc, std::move(b), std::make_unique<InlineBackendWorker>());
+    scaler.addPool(pc, std::move(b), std::make_unique<InlineBackendExecutor>());
   }
   ~ScalerHarness() { core.setListener(nullptr); }
   // Two ticks: one decides and posts backend work, the next applies its results.

@@ -11,26 +11,26 @@
 
 namespace flame {
 
-class BackendWorker {
+class BackendExecutor {
  public:
-  virtual ~BackendWorker() = default;
-  // Runs `work` (on the worker's thread, or inline). Thread-safe.
+  virtual ~BackendExecutor() = default;
+  // Runs `work` (on the executor's thread, or inline). Thread-safe.
   virtual void post(std::function<void()> work) = 0;
 };
 
 // Runs the work inside post(). For tests with fake backends.
-class InlineBackendWorker final : public BackendWorker {
+class InlineBackendExecutor final : public BackendExecutor {
  public:
   void post(std::function<void()> work) override { work(); }
 };
 
 // One thread, FIFO. The destructor finishes the queued work, then joins. The thread lives as
-// long as the worker, which matters for the process backend (PR_SET_PDEATHSIG is tied to the
+// long as the executor, which matters for the process backend (PR_SET_PDEATHSIG is tied to the
 // thread that forked).
-class ThreadBackendWorker final : public BackendWorker {
+class ThreadBackendExecutor final : public BackendExecutor {
  public:
-  ThreadBackendWorker() : thread_([this] { loop(); }) {}
-  ~ThreadBackendWorker() override {
+  ThreadBackendExecutor() : thread_([this] { loop(); }) {}
+  ~ThreadBackendExecutor() override {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
