@@ -483,10 +483,23 @@ std::vector<Row> runScale(const Settings& settings, Progress& progress, std::vec
     throw std::runtime_error("scale: expected " + std::to_string(S) + " idle sessions, the broker has " +
                              std::to_string(big.core.clientSessionCount()));
   Growth perSession = perItem(heap2, heap3, rss2, rss3, sessionSeconds, S);
+  // A session that never made a request (one heartbeat), on a broker of its own that is then
+  // dropped: the floor of what a session costs.
+  double freshPerSession = 0;
+  {
+    Sim fresh(brokerOptions());
+    const auto beat = encode(msg::Heartbeat{0, 1000});
+    uint64_t before = heapInUse();
+    for (uint32_t c = 0; c < S; ++c) fresh.fromClient(routingId(c), copyOf(beat));
+    freshPerSession = (static_cast<double>(heapInUse()) - static_cast<double>(before)) / S;
+    if (fresh.core.clientSessionCount() != S) throw std::runtime_error("scale: heartbeat-only sessions were not kept");
+  }
+
   {
     Row row = baseRow("sessions", S, R);
     row.seconds = sessionSeconds;
     row.extra["heap_bytes_per_session"] = std::round(perSession.heapPer);
+    row.extra["heap_bytes_per_session_without_request"] = std::round(freshPerSession);
     row.extra["rss_bytes_per_session"] = std::round(perSession.rssPer);
     row.extra["us_per_first_call"] = round1(perSession.usPer);
     progress.finished("scale sessions=" + std::to_string(S),
