@@ -6,7 +6,7 @@ namespace flame {
 
 void TimerQueue::push(TimerId id, const Timer& t) { heap_.push(Entry{t.when, nextOrder_++, id, t.generation}); }
 
-TimerId TimerQueue::at(TimePoint when, Handler fn) {
+TimerId TimerQueue::at(TimePoint when, Callback fn) {
   TimerId id = nextId_++;
   Timer& t = timers_[id];
   t.when = when;
@@ -15,7 +15,7 @@ TimerId TimerQueue::at(TimePoint when, Handler fn) {
   return id;
 }
 
-TimerId TimerQueue::every(Duration period, TimePoint first, Handler fn) {
+TimerId TimerQueue::every(Duration period, TimePoint first, Callback fn) {
   if (period <= Duration(0)) throw std::invalid_argument("a periodic timer needs a positive period");
   TimerId id = at(first, std::move(fn));
   timers_[id].period = period;
@@ -59,7 +59,7 @@ size_t TimerQueue::runDue(TimePoint now) {
     if (top.when > now || top.order >= horizon) break;
     heap_.pop();
     auto it = timers_.find(top.id);
-    Handler fn;
+    Callback fn;
     if (it->second.period > Duration(0)) {
       it->second.when = addSaturating(now, it->second.period);
       ++it->second.generation;

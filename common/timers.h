@@ -21,13 +21,13 @@ using TimerId = uint64_t;  // 0 is never a timer
 
 class TimerQueue {
  public:
-  using Handler = std::function<void()>;
+  using Callback = std::function<void()>;
 
   // Runs `fn` once at `when` (at once, on the next runDue(), if `when` has passed).
-  TimerId at(TimePoint when, Handler fn);
+  TimerId at(TimePoint when, Callback fn);
   // Runs `fn` every `period` (> 0), the first time at `first`. Missed periods are not replayed:
   // the next run is one period after the run that happened.
-  TimerId every(Duration period, TimePoint first, Handler fn);
+  TimerId every(Duration period, TimePoint first, Callback fn);
   // Moves a pending timer to `when` (a periodic one keeps its period). False if it is gone.
   bool reschedule(TimerId id, TimePoint when);
   // False if the timer already ran (one-shot) or was cancelled.
@@ -44,7 +44,7 @@ class TimerQueue {
     TimePoint when;
     Duration period{0};
     uint64_t generation = 0;  // bumped on reschedule: older heap entries are stale
-    Handler fn;
+    Callback fn;
   };
   struct Entry {
     TimePoint when;

@@ -74,12 +74,12 @@ const Clock& Reactor::steadyClock() {
   return clock;
 }
 
-void Reactor::add(zmq::socket_t& socket, Handler onReadable, Handler onWritable) {
+void Reactor::add(zmq::socket_t& socket, Callback onReadable, Callback onWritable) {
   items_.push_back(zmq::pollitem_t{socket.handle(), 0, ZMQ_POLLIN, 0});
   entries_.push_back(Entry{std::move(onReadable), std::move(onWritable)});
 }
 
-void Reactor::addFd(int fd, Handler onReadable) {
+void Reactor::addFd(int fd, Callback onReadable) {
   items_.push_back(zmq::pollitem_t{nullptr, fd, ZMQ_POLLIN, 0});
   entries_.push_back(Entry{std::move(onReadable), {}});
 }

@@ -55,24 +55,24 @@ SendStatus sendFrames(zmq::socket_t& socket, zmq::message_t* frames, size_t coun
 // its sockets and its timers (wake it from another thread with an eventfd added by addFd).
 class Reactor {
  public:
-  using Handler = std::function<void()>;
+  using Callback = std::function<void()>;
   // `clock` (not owned) times the timers; the default is the real steady clock.
   explicit Reactor(const Clock& clock = steadyClock());
 
   // Calls `onReadable` whenever `socket` has input (and `onWritable`, if given, whenever it can
   // take output and wantWritable(socket, true) was said). The socket must outlive its entry.
-  void add(zmq::socket_t& socket, Handler onReadable, Handler onWritable = {});
+  void add(zmq::socket_t& socket, Callback onReadable, Callback onWritable = {});
   // Calls `onReadable` whenever the plain descriptor `fd` (an eventfd, say) is readable. A raw
   // descriptor costs the poll nothing beyond its slot (a ZeroMQ socket is asked for its events).
-  void addFd(int fd, Handler onReadable);
+  void addFd(int fd, Callback onReadable);
   // Stops watching `socket` (before it is closed). Safe inside a handler.
   void remove(zmq::socket_t& socket);
   void wantWritable(zmq::socket_t& socket, bool want);
 
   // Timers (see common/timers.h). Handlers run on the loop thread inside pollOnce().
-  TimerId at(TimePoint when, Handler fn) { return timers_.at(when, std::move(fn)); }
-  TimerId after(Duration delay, Handler fn) { return timers_.at(addSaturating(clock_.now(), delay), std::move(fn)); }
-  TimerId every(Duration period, Handler fn) {
+  TimerId at(TimePoint when, Callback fn) { return timers_.at(when, std::move(fn)); }
+  TimerId after(Duration delay, Callback fn) { return timers_.at(addSaturating(clock_.now(), delay), std::move(fn)); }
+  TimerId every(Duration period, Callback fn) {
     return timers_.every(period, addSaturating(clock_.now(), period), std::move(fn));
   }
   bool reschedule(TimerId id, TimePoint when) { return timers_.reschedule(id, when); }
@@ -89,8 +89,8 @@ class Reactor {
 
  private:
   struct Entry {
-    Handler onReadable;
-    Handler onWritable;
+    Callback onReadable;
+    Callback onWritable;
     bool removed = false;
   };
   void compact();

@@ -40,13 +40,13 @@ std::string readFile(const std::string& path) {
   return s.str();
 }
 
-struct PoolView {
+struct PoolSnapshot {
   uint32_t ready = 0, booting = 0, draining = 0, slotsUsed = 0, slotsTotal = 0, queued = 0;
   uint64_t boots = 0;
 };
 
-PoolView view(flame::Client& client, const std::string& pool) {
-  PoolView v;
+PoolSnapshot view(flame::Client& client, const std::string& pool) {
+  PoolSnapshot v;
   auto st = client.status(flame::Duration(2000));
   if (!st) return v;
   for (auto& p : st.value().pools) {
@@ -64,7 +64,7 @@ PoolView view(flame::Client& client, const std::string& pool) {
   return v;
 }
 
-void printLine(double t, const PoolView& v, int done, int total) {
+void printLine(double t, const PoolSnapshot& v, int done, int total) {
   std::string bar(v.ready + v.draining, '#');
   bar += std::string(v.booting, '+');
   std::printf("  t=%5.1fs  runners %-6s ready %u  booting %u  draining %u  slots %2u/%-2u  queued %2u  done %2d/%d\n", t,
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
   double burst = seconds();
   std::printf("all %d calls answered in %.1f s (%d failed); peak %u runners\n", jobs, burst, failed, peak);
   std::printf("waiting for idle runners to shut down...\n");
-  PoolView v;
+  PoolSnapshot v;
   while (seconds() < burst + 60) {
     v = view(client, "demo");
     printLine(seconds(), v, done, jobs);
