@@ -553,7 +553,7 @@ std::vector<Row> runScale(const Settings& settings, Progress& progress, std::vec
     const bool pack = placement == Placement::Pack;
     for (Sim* sim : {&small, &big}) {
       sim->core.declarePool(kPool, PoolSettings{placement, Duration(30000), 0});
-      measureDispatch(*sim, submits, std::max<uint64_t>(jobs / 10, 1000));  // warm-up, not counted
+      measureDispatch(*sim, submits, std::max<uint64_t>(jobs / 2, 1000));  // warm-up, not counted
     }
     std::vector<double> smallRates, bigRates, ratios;
     for (int p = 0; p < pairs; ++p) {
