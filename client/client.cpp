@@ -116,13 +116,16 @@ class Client::Impl final : private ClientPort {
   void fail(ClientRequest& request, const Failure& failure);
 
   // ClientPort
-  SendStatus send(Frames& frames) override { return sendFrames(dealer_, frames); }
+  SendStatus send(zmq::message_t* frames, size_t count) override { return sendFrames(dealer_, frames, count); }
   void wantWritable(bool want) override { reactor_.wantWritable(dealer_, want); }
   void deliver(AnswerHandler& done, Answer answer) override;
   void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) override;
 
   const ClientOptions options_;
-  const Clock& clock_;
+  const Clock& realClock_;  // options_.clock or the steady clock: the Reactor's timers
+  // What the core reads: realClock_, read once per handler (a batch of a thousand results reads
+  // the time once, not twice per message; the core's times are exact to within one batch).
+  CachedClock clock_;
   std::shared_ptr<spdlog::logger> log_;
   zmq::context_t context_;  // before the socket: destroyed after it
   zmq::socket_t dealer_;
@@ -142,6 +145,7 @@ class Client::Impl final : private ClientPort {
   TimerId timer_ = 0;
   TimePoint armedFor_ = TimePoint::min();  // where timer_ is set; min() = not set
   std::vector<ClientRequest> batch_;  // the I/O thread's side of the hand-over (kept for its capacity)
+  Frames frames_;                     // receive buffer (kept for its capacity)
   bool quitting_ = false;
 
   std::thread::id ioThread_;
@@ -150,9 +154,10 @@ class Client::Impl final : private ClientPort {
 
 Client::Impl::Impl(ClientOptions options)
     : options_(std::move(options)),
-      clock_(clockOf(options_)),
+      realClock_(clockOf(options_)),
+      clock_(realClock_),
       log_(logger("client")),
-      reactor_(clock_),
+      reactor_(realClock_),
       core_(ClientCoreOptions{options_.broker, options_.heartbeatInterval, options_.liveness}, clock_, *this) {
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
@@ -231,6 +236,7 @@ void Client::Impl::run() {
   try {
     reactor_.addFd(wakeFd_, [this] { onWake(); });
     reactor_.add(dealer_, [this] { onBroker(); }, [this] {
+      clock_.refresh();
       core_.onWritable();
       arm();
     });
@@ -266,21 +272,27 @@ void Client::Impl::onWake() {
     quitting_ = quit_;
   }
   if (quitting_) return;  // run() fails the batch with shutting_down
+  clock_.refresh();
+  core_.beginBurst();
   for (auto& request : batch_) core_.submit(std::move(request));
+  core_.endBurst();
   batch_.clear();
   arm();
 }
 
 void Client::Impl::onBroker() {
-  Frames frames;
+  clock_.refresh();
+  core_.beginBurst();  // the next calls issued by the completions leave together, at the end
   bool truncated = false;
-  for (int i = 0; i < kBatch && recvFrames(dealer_, frames, kMaxBrokerFrames, truncated); ++i)
-    core_.onBrokerFrames(frames, truncated);
+  for (int i = 0; i < kBatch && recvFrames(dealer_, frames_, kMaxBrokerFrames, truncated); ++i)
+    core_.onBrokerFrames(frames_, truncated);
+  core_.endBurst();
   arm();
 }
 
 void Client::Impl::onTimer() {
   armedFor_ = TimePoint::min();  // a one-shot timer: it is gone now
+  clock_.refresh();
   core_.tick();
   arm();
 }

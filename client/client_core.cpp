@@ -131,14 +131,14 @@ void ClientCore::submit(ClientRequest request) {
     complete(pending, Failure{ErrorCode::ShuttingDown, "the client is shutting down"});
     return;
   }
-  Frames frames;
-  frames.reserve(3);
-  frames.emplace_back();  // the DEALER's empty delimiter
-  frames.push_back(std::move(request.header));
-  if (request.payload) frames.push_back(std::move(*request.payload));
+  Outgoing message;
+  message.requestId = requestId;
+  message.frames[1] = std::move(request.header);  // frames[0]: the DEALER's empty delimiter
+  message.count = 2;
+  if (request.payload) message.frames[message.count++] = std::move(*request.payload);
   // Heartbeat first when work begins: the answer tells the payload limit a parked payload waits for.
   heartbeatIfDue(now);
-  if (admitPayload(requestId, frames)) send(requestId, std::move(frames), true);
+  if (admitPayload(message)) send(std::move(message), true);
 }
 
 void ClientCore::beginWork(TimePoint now) {
@@ -163,11 +163,15 @@ void ClientCore::onBrokerFrames(Frames& frames, bool truncated) {
     log_->warn("dropping a message from the broker that does not decode: {}", decoded.error);
     return;
   }
-  onMessage(*decoded.message, frames.size() > 2 ? &frames[2] : nullptr);
+  handle(*decoded.message, frames.size() > 2 ? &frames[2] : nullptr);
 }
 
 void ClientCore::onMessage(Message& message, zmq::message_t* payload) {
   liveness_.heard(clock_.now());
+  handle(message, payload);
+}
+
+void ClientCore::handle(Message& message, zmq::message_t* payload) {
   std::visit([&](auto& m) { on(m, payload); }, message);
 }
 
@@ -274,7 +278,7 @@ void ClientCore::on(msg::Heartbeat& m, zmq::message_t*) {
       auto parked = std::move(parked_);
       parked_.clear();
       for (auto& p : parked)
-        if (admitPayload(p.requestId, p.frames)) send(p.requestId, std::move(p.frames), true);
+        if (admitPayload(p)) send(std::move(p), true);
     }
   }
   if (m.intervalMs > 0 && Duration(m.intervalMs) < interval_) {
@@ -331,7 +335,7 @@ void ClientCore::heartbeatIfDue(TimePoint now) {
        true);
 }
 
-TimePoint ClientCore::nextWakeup() const {
+TimePoint ClientCore::nextWakeup() {
   if (shutDown_ || !outstanding()) return pending_.nextDeadline();  // idle: no heartbeats, no liveness
   TimePoint next = std::min(pending_.nextDeadline(), liveness_.deadline());
   return std::min(next, lastHeartbeat_ ? addSaturating(*lastHeartbeat_, interval_) : TimePoint::min());
@@ -339,34 +343,42 @@ TimePoint ClientCore::nextWakeup() const {
 
 // ---------------------------------------------------------------- output
 
-void ClientCore::send(uint64_t requestId, Frames frames, bool queueIfBlocked) {
-  if (outbox_.empty() && port_.send(frames) == SendStatus::Ok) return;
+void ClientCore::send(Outgoing&& message, bool queueIfBlocked) {
+  if (outbox_.empty() && !holding_ && port_.send(message.frames.data(), message.count) == SendStatus::Ok) return;
   if (!queueIfBlocked) return;
-  // Queued behind earlier messages to keep the order; onWritable() offers them again.
-  outbox_.push_back(Outgoing{requestId, std::move(frames)});
-  if (!wantWritable_) {
+  // Queued behind earlier messages to keep the order; onWritable() or endBurst() offers them.
+  outbox_.push_back(std::move(message));
+  if (!holding_ && !wantWritable_) {
     wantWritable_ = true;
     port_.wantWritable(true);
   }
 }
 
 void ClientCore::send(const Message& message, bool queueIfBlocked) {
-  Frames frames;
-  frames.reserve(2);
-  frames.emplace_back();
-  frames.push_back(encodeMessage(message));
-  send(0, std::move(frames), queueIfBlocked);
+  Outgoing out;
+  out.frames[1] = encodeMessage(message);
+  out.count = 2;
+  send(std::move(out), queueIfBlocked);
 }
 
-void ClientCore::onWritable() {
+void ClientCore::flush() {
   while (!outbox_.empty()) {
-    if (port_.send(outbox_.front().frames) != SendStatus::Ok) return;
+    Outgoing& front = outbox_.front();
+    if (port_.send(front.frames.data(), front.count) != SendStatus::Ok) break;
     outbox_.pop_front();
   }
-  if (wantWritable_) {
-    wantWritable_ = false;
-    port_.wantWritable(false);
+  bool want = !outbox_.empty();
+  if (want != wantWritable_) {
+    wantWritable_ = want;
+    port_.wantWritable(want);
   }
+}
+
+void ClientCore::onWritable() { flush(); }
+
+void ClientCore::endBurst() {
+  holding_ = false;
+  flush();
 }
 
 bool ClientCore::dropUnsent(uint64_t requestId) {
@@ -383,17 +395,16 @@ bool ClientCore::dropUnsent(uint64_t requestId) {
   return false;
 }
 
-bool ClientCore::admitPayload(uint64_t requestId, Frames& frames) {
-  // frames: [delimiter][header][payload?]; only submits carry a payload frame.
-  if (frames.size() < 3) return true;
-  size_t size = frames[2].size();
+bool ClientCore::admitPayload(Outgoing& message) {
+  // Only submits carry a payload frame.
+  size_t size = message.payloadSize();
   if (maxPayload_ == 0) {
     if (size <= kSendBeforeLimitKnown) return true;
-    parked_.push_back(Outgoing{requestId, std::move(frames)});
+    parked_.push_back(std::move(message));
     return false;
   }
   if (size <= maxPayload_) return true;
-  if (auto request = pending_.take(requestId))
+  if (auto request = pending_.take(message.requestId))
     complete(*request, Failure{ErrorCode::PayloadTooLarge, "payload of " + std::to_string(size) +
                                                                " bytes exceeds the broker's limit of " +
                                                                std::to_string(maxPayload_) + " bytes"});
@@ -443,6 +454,7 @@ bool ClientCore::shutdown() {
   if (shutDown_) return false;
   shutDown_ = true;
   busy_ = false;
+  holding_ = false;
   auto requests = pending_.close();
   auto children = std::move(linkedChildren_);
   linkedChildren_.clear();

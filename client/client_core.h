@@ -15,6 +15,7 @@
 
 #include <zmq.hpp>
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -38,10 +39,10 @@ namespace flame {
 class ClientPort {
  public:
   virtual ~ClientPort() = default;
-  // Offers one message for the broker: `frames` = [empty delimiter][header][payload?]. Ok: taken
-  // (the frames are moved from). Anything else: not taken now, frames untouched; the core keeps
-  // the message (in order, ahead of anything later) and offers it again on onWritable().
-  virtual SendStatus send(Frames& frames) = 0;
+  // Offers one message for the broker: `count` frames = [empty delimiter][header][payload?]. Ok:
+  // taken (the frames are moved from). Anything else: not taken now, frames untouched; the core
+  // keeps the message (in order, ahead of anything later) and offers it again on onWritable().
+  virtual SendStatus send(zmq::message_t* frames, size_t count) = 0;
   // True while the core holds messages the connection did not take: the shell should call
   // onWritable() when it can take output again.
   virtual void wantWritable(bool want) = 0;
@@ -115,8 +116,16 @@ class ClientCore {
   // Expires local deadlines, detects a silent broker, sends heartbeats. Call when the clock has
   // reached nextWakeup() (calling it early is harmless).
   void tick();
-  // When tick() next has work to do; TimePoint::max() when idle.
-  TimePoint nextWakeup() const;
+  // When tick() next has work to do; TimePoint::max() when idle. (Not const: it drops answered
+  // requests' stale deadlines on the way.)
+  TimePoint nextWakeup();
+
+  // Between beginBurst() and endBurst() messages are queued instead of offered, and endBurst()
+  // offers them all at once: the shell brackets a batch of input (a burst of results whose
+  // completions issue the next calls) so the connection is woken once per batch, not once per
+  // message. Nothing else changes: a queued message is still "never sent" for its deadline.
+  void beginBurst() { holding_ = true; }
+  void endBurst();
 
   // ~Client: cancels outstanding linked calls and places that reached the connection and stops
   // linked children (only what the connection takes now: best effort, never queued), then fails
@@ -138,7 +147,9 @@ class ClientCore {
  private:
   struct Outgoing {
     uint64_t requestId = 0;  // 0 for messages that belong to no request
-    Frames frames;
+    std::array<zmq::message_t, 3> frames;  // [delimiter][header][payload?]
+    uint8_t count = 0;
+    size_t payloadSize() const { return count > 2 ? frames[2].size() : 0; }
   };
 
   void on(msg::Result& m, zmq::message_t* payload);
@@ -154,17 +165,19 @@ class ClientCore {
 
   // Offers `frames` now if nothing is queued ahead; else (or if refused) queues it when
   // `queueIfBlocked`, drops it otherwise.
-  void send(uint64_t requestId, Frames frames, bool queueIfBlocked);
+  void send(Outgoing&& message, bool queueIfBlocked);
   void send(const Message& message, bool queueIfBlocked);
+  void flush();
   // Removes a request's message from the outbox or the parked list. True if it was there
   // (it never reached the connection).
   bool dropUnsent(uint64_t requestId);
   // False if a submit's payload may not be offered now: refused (answered payload_too_large) or
   // parked until the limit is known.
-  bool admitPayload(uint64_t requestId, Frames& frames);
+  bool admitPayload(Outgoing& message);
   // Work is about to become outstanding: silence counts from now (see the .cpp).
   void beginWork(TimePoint now);
   void heartbeatIfDue(TimePoint now);
+  void handle(Message& message, zmq::message_t* payload);
   void complete(PendingRequest& request, Answer answer);
   void exitChild(uint64_t childId, ExitCallback& onExit, std::optional<Failure> why);
   void failEverything(const Failure& failure);
@@ -184,6 +197,7 @@ class ClientCore {
   Liveness liveness_;
   bool busy_ = false;  // work was outstanding at the last check (heartbeats and liveness run)
   bool wantWritable_ = false;
+  bool holding_ = false;  // inside beginBurst()/endBurst()
   bool shutDown_ = false;
   std::optional<TimePoint> lastHeartbeat_;  // last heartbeat sent (none yet: the first is due at once)
   uint64_t brokerInstance_ = 0;  // from the broker's heartbeats; a change means it restarted

@@ -1,12 +1,29 @@
 #include "client/pending.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace flame {
 
+namespace {
+// std::*_heap build a max-heap: "greater" puts the earliest deadline on top.
+constexpr auto kLater = std::greater<>();
+}  // namespace
+
 bool PendingTable::add(uint64_t requestId, PendingRequest& request) {
   if (closed_) return false;
-  if (request.deadline != TimePoint::max()) deadlines_.emplace(request.deadline, requestId);
+  if (request.deadline != TimePoint::max()) {
+    if (deadlines_.size() >= 64 && deadlines_.size() > 2 * (timed_ + 1)) {
+      // Mostly stale: rebuild from the live entries (amortised O(1) per request).
+      deadlines_.clear();
+      for (auto& [id, r] : entries_)
+        if (r.deadline != TimePoint::max()) deadlines_.emplace_back(r.deadline, id);
+      std::make_heap(deadlines_.begin(), deadlines_.end(), kLater);
+    }
+    deadlines_.emplace_back(request.deadline, requestId);
+    std::push_heap(deadlines_.begin(), deadlines_.end(), kLater);
+    ++timed_;
+  }
   if (request.kind == RequestKind::Stop) stopsByChild_.emplace(request.childId, requestId);
   entries_.emplace(requestId, std::move(request));
   return true;
@@ -17,7 +34,7 @@ std::optional<PendingRequest> PendingTable::take(uint64_t requestId) {
   if (it == entries_.end()) return std::nullopt;
   PendingRequest request = std::move(it->second);
   entries_.erase(it);
-  if (request.deadline != TimePoint::max()) deadlines_.erase({request.deadline, requestId});
+  if (request.deadline != TimePoint::max()) --timed_;  // its heap entry is now stale
   if (request.kind == RequestKind::Stop) {
     auto [first, last] = stopsByChild_.equal_range(request.childId);
     for (auto s = first; s != last; ++s) {
@@ -57,18 +74,32 @@ std::optional<PendingTable::Entry> PendingTable::takeUnaddressedStop(uint64_t ch
   return Entry{id, std::move(*request)};
 }
 
+void PendingTable::dropStaleDeadlines() {
+  while (!deadlines_.empty()) {
+    auto [when, id] = deadlines_.front();
+    auto it = entries_.find(id);
+    if (it != entries_.end() && it->second.deadline == when) return;
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), kLater);
+    deadlines_.pop_back();
+  }
+}
+
 std::vector<PendingTable::Entry> PendingTable::takeExpired(TimePoint now) {
   std::vector<Entry> out;
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    uint64_t id = deadlines_.begin()->second;
-    auto request = take(id);  // also erases the deadline
-    if (request) out.emplace_back(id, std::move(*request));
+  for (;;) {
+    dropStaleDeadlines();
+    if (deadlines_.empty() || deadlines_.front().first > now) break;
+    uint64_t id = deadlines_.front().second;
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), kLater);
+    deadlines_.pop_back();
+    if (auto request = take(id)) out.emplace_back(id, std::move(*request));
   }
   return out;
 }
 
-TimePoint PendingTable::nextDeadline() const {
-  return deadlines_.empty() ? TimePoint::max() : deadlines_.begin()->first;
+TimePoint PendingTable::nextDeadline() {
+  dropStaleDeadlines();
+  return deadlines_.empty() ? TimePoint::max() : deadlines_.front().first;
 }
 
 std::vector<PendingTable::Entry> PendingTable::close() {
@@ -84,6 +115,7 @@ std::vector<PendingTable::Entry> PendingTable::takeAll() {
             [](const Entry& a, const Entry& b) { return a.first < b.first; });
   entries_.clear();
   deadlines_.clear();
+  timed_ = 0;
   stopsByChild_.clear();
   return out;
 }

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -73,8 +72,9 @@ class PendingTable {
   // Removes and returns the entries whose deadline is at or before `now`, earliest first.
   std::vector<Entry> takeExpired(TimePoint now);
 
-  // The earliest deadline, or TimePoint::max().
-  TimePoint nextDeadline() const;
+  // The earliest deadline, or TimePoint::max(). (Drops stale heap entries on the way, hence not
+  // const.)
+  TimePoint nextDeadline();
 
   // Refuses further add()s and returns every remaining entry.
   std::vector<Entry> close();
@@ -87,9 +87,16 @@ class PendingTable {
   size_t size() const;
 
  private:
+  using Deadline = std::pair<TimePoint, uint64_t>;  // (deadline, requestId)
+  // Pops heap entries whose request is gone or has another deadline.
+  void dropStaleDeadlines();
+
   bool closed_ = false;
   std::unordered_map<uint64_t, PendingRequest> entries_;
-  std::set<std::pair<TimePoint, uint64_t>> deadlines_;        // entries with a deadline
+  // A min-heap of the deadlines, lazily cleaned: answering a request leaves its entry behind
+  // (no search, no allocation per request); add() rebuilds the heap when most of it is stale.
+  std::vector<Deadline> deadlines_;
+  size_t timed_ = 0;  // live entries with a deadline
   std::unordered_multimap<uint64_t, uint64_t> stopsByChild_;  // childId -> requestId
 };
 

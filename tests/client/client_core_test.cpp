@@ -26,14 +26,14 @@ class RecordingPort final : public ClientPort {
   bool writableWanted = false;
   std::vector<Sent> sent;
 
-  SendStatus send(Frames& frames) override {
+  SendStatus send(zmq::message_t* frames, size_t count) override {
     if (blocked) return SendStatus::WouldBlock;
-    REQUIRE(frames.size() >= 2);
+    REQUIRE(count >= 2);
     REQUIRE(frames[0].size() == 0);
     auto decoded = decode(frames[1]);
     REQUIRE(decoded.ok());
     Sent s{std::move(*decoded.message), std::nullopt};
-    if (frames.size() > 2) s.payload = frames[2].to_string();
+    if (count > 2) s.payload = frames[2].to_string();
     sent.push_back(std::move(s));
     return SendStatus::Ok;
   }
@@ -536,4 +536,33 @@ TEST_CASE("core: deadline budgets", "[client][core]") {
   CHECK(clientDeadlineBudget(Mode::Call, Duration(0), Duration(100)) == kInfinite);   // the pool's default
   CHECK(clientDeadlineBudget(Mode::Call, kInfinite, Duration(100)) == kInfinite);
   CHECK(clientDeadlineBudget(Mode::Cast, Duration(200), Duration(100)) == kInfinite);  // accepted at once
+}
+
+TEST_CASE("core: a burst holds what it sends and offers it all, in order, at its end", "[client][core]") {
+  Fixture f;
+  Answers a, b;
+  uint64_t first = f.call(a);  // outside a burst: at once
+  REQUIRE(f.port.requests().size() == 1);
+  f.core.beginBurst();
+  f.receive(msg::Result{first, 1}, "r");
+  uint64_t second = f.call(b);
+  CHECK(f.port.requests().size() == 1);  // held
+  CHECK(f.core.queuedCount() == 1);
+  CHECK_FALSE(f.port.writableWanted);   // held is not blocked
+  f.core.endBurst();
+  auto requests = f.port.requests();
+  REQUIRE(requests.size() == 2);
+  CHECK(std::get<msg::Submit>(requests[1].message).requestId == second);
+  CHECK(f.core.queuedCount() == 0);
+  // A connection that refuses at the end of the burst keeps the rest queued for onWritable().
+  Answers c;
+  f.core.beginBurst();
+  f.call(c);
+  f.port.blocked = true;
+  f.core.endBurst();
+  CHECK(f.port.writableWanted);
+  f.port.blocked = false;
+  f.core.onWritable();
+  CHECK(f.port.requests().size() == 3);
+  CHECK_FALSE(f.port.writableWanted);
 }

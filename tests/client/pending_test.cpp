@@ -86,3 +86,20 @@ TEST_CASE("a closed table refuses new requests and hands back the rest", "[clien
   CHECK_FALSE(table.add(2, late));
   CHECK(late.done);  // not moved from: the caller completes it
 }
+
+TEST_CASE("answered requests leave no deadline behind, however many", "[client]") {
+  PendingTable table;
+  // Thousands of requests answered before their deadlines (the pipelined case), then one left.
+  for (uint64_t id = 1; id <= 5000; ++id) {
+    auto r = request(RequestKind::Call, kT0 + Duration(1000 + static_cast<int64_t>(id)));
+    REQUIRE(table.add(id, r));
+    if (id != 4000) CHECK(table.take(id));
+  }
+  CHECK(table.size() == 1);
+  CHECK(table.nextDeadline() == kT0 + Duration(5000));
+  CHECK(table.takeExpired(kT0 + Duration(4999)).empty());
+  auto due = table.takeExpired(kT0 + Duration(10'000));
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].first == 4000);
+  CHECK(table.nextDeadline() == TimePoint::max());
+}
