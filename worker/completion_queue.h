@@ -1,4 +1,4 @@
-// How worker threads hand outcomes back to the runner's I/O thread (internal to worker/).
+// How handler threads hand outcomes back to the runner's I/O thread (internal to worker/).
 // A mutex-guarded queue plus an eventfd the I/O thread polls next to its DEALER: no ZeroMQ
 // socket is shared between threads, and wake() is async-signal-safe (one write(2)), so
 // Runner::requestDrain() can be called from a signal handler.
@@ -17,14 +17,14 @@
 
 namespace flame {
 
-// What a worker thread hands back for one job: the handler's result.
+// What a handler thread hands back for one job: the handler's result.
 struct JobOutcome {
   uint64_t jobId = 0;
   HandlerResult result;
   uint64_t instance = 0;  // the broker run that gave the job (RunningJob::instance)
 };
 
-// Shared (std::shared_ptr) by the runner and its worker threads, so that a worker thread that
+// Shared (std::shared_ptr) by the runner and its handler threads, so that a handler thread that
 // was detached (its handler ignored cancellation) can still post safely after the runner is gone.
 class CompletionQueue {
  public:

@@ -82,7 +82,7 @@ class JobContext {
   TimePoint deadline_;
 };
 
-// A runner function. Called on a worker thread, one call per job; it may block, and should
+// A runner function. Called on a handler thread, one call per job; it may block, and should
 // poll the stop token if it runs long. Exceptions it throws become handlerError results.
 using Handler = std::function<HandlerResult(JobContext&)>;
 

@@ -1,8 +1,8 @@
 // The runner's socket shell. RunnerCore (worker/runner_core.h) decides everything; this file
-// gives it a DEALER, worker threads and time: one thread (the caller of run()) runs a Reactor
+// gives it a DEALER, handler threads and time: one thread (the caller of run()) runs a Reactor
 // (common/transport.h) that watches the DEALER and the completion queue's eventfd and holds one
-// timer, armed at the core's next deadline after every event. A fixed pool of worker threads
-// (WorkerPool, at most `concurrency`, started on demand and reused) only runs handlers and posts
+// timer, armed at the core's next deadline after every event. A fixed pool of handler threads
+// (HandlerThreads, at most `concurrency`, started on demand and reused) only runs handlers and posts
 // outcomes to a CompletionQueue.
 //
 // Untrusted bytes from the broker are decoded here, at the codec boundary (common/codec.h), and
@@ -25,7 +25,7 @@
 #include "common/utf8.h"
 #include "worker/completion_queue.h"
 #include "worker/runner_core.h"
-#include "worker/worker_pool.h"
+#include "worker/handler_threads.h"
 
 namespace flame {
 
@@ -117,7 +117,7 @@ class Runner::Impl final : public RunnerEffects {
   Reactor reactor_;
   TimerId wakeTimer_ = 0;
   std::vector<JobOutcome> outcomes_;  // reused batch buffer
-  WorkerPool pool_{completions_};
+  HandlerThreads threads_{completions_};
   RunnerCore core_;
 };
 
@@ -137,7 +137,7 @@ Runner::Impl::Impl(RunnerOptions options)
 Runner::Impl::~Impl() {
   // Only reached with jobs if run() was never completed (it threw): never join a handler here.
   core_.abandon();
-  stranded_.fetch_add(pool_.shutdown());
+  stranded_.fetch_add(threads_.shutdown());
   if (dealer_) {
     reactor_.remove(*dealer_);
     dealer_.reset();
@@ -161,7 +161,7 @@ RunExit Runner::Impl::run() {
   core_.start();
   afterEvent();
   for (;;) {
-    // Outcomes are taken here, before every sleep: worker threads write the eventfd only when
+    // Outcomes are taken here, before every sleep: handler threads write the eventfd only when
     // this found the queue empty, so a busy loop gets no wake-ups (completion_queue.h).
     drainCompletions();
     if (done_) break;
@@ -203,17 +203,17 @@ std::string Runner::Impl::startJob(std::shared_ptr<RunningJob> job, const std::s
   if (handler == handlers_.end()) return "no handler for function '" + function + "'";  // a bug: the core checks
   try {
     // Threads start on demand, one per running job at most, and are then reused.
-    pool_.ensureThreads(core_.runningJobs() + 1);
+    threads_.ensureThreads(core_.runningJobs() + 1);
   } catch (const std::system_error& e) {
-    return std::string("cannot start a worker thread: ") + e.what();
+    return std::string("cannot start a handler thread: ") + e.what();
   }
-  pool_.submit(std::move(job), handler->second);
+  threads_.submit(std::move(job), handler->second);
   return {};
 }
 
 size_t Runner::Impl::finish(RunExit) {
-  // Idle worker threads are joined; those still inside a handler are detached and counted.
-  size_t abandoned = pool_.shutdown();
+  // Idle handler threads are joined; those still inside a handler are detached and counted.
+  size_t abandoned = threads_.shutdown();
   stranded_.fetch_add(abandoned);
   if (dealer_) {
     // Give the last results and `leaving` a moment to reach the broker: closing the context

@@ -1,5 +1,5 @@
 // The runner runtime: connects to the broker's runner endpoint, registers (`ready`), runs jobs
-// on worker threads, heartbeats, reconnects, and exits by itself when it must (drain, retire,
+// on handler threads, heartbeats, reconnects, and exits by itself when it must (drain, retire,
 // failsafe, unauthorized). docs/PROTOCOL.md is the contract it implements.
 //
 //   flame::Runner runner(flame::RunnerOptions::fromEnvironment());
@@ -7,7 +7,7 @@
 //   return runner.run() == flame::RunExit::Drained ? 0 : 1;
 //
 // Threading: run() is the I/O thread; it alone owns the ZeroMQ socket. Jobs run on a fixed pool
-// of long-lived worker threads, one per slot at most (started on demand, then reused; no thread
+// of long-lived handler threads, one per slot at most (started on demand, then reused; no thread
 // is created per job); results come back through a queue and an eventfd wake-up.
 #pragma once
 
@@ -49,7 +49,7 @@ class Runner {
   const std::string& runnerId() const;
 
   // After run() returned: how many handlers were still running (they ignored cancellation) and
-  // were left on detached worker threads (idle worker threads are joined). Non-zero means the
+  // were left on detached handler threads (idle handler threads are joined). Non-zero means the
   // process should end soon with std::_Exit(): those handlers may still use whatever they
   // captured. Thread-safe.
   size_t strandedHandlers() const;

@@ -38,12 +38,12 @@
 #include "common/transport.h"
 #include "worker/completion_queue.h"
 #include "worker/runner_options.h"
-#include "worker/worker_pool.h"
+#include "worker/handler_threads.h"
 
 namespace flame {
 
 // What RunnerCore asks of its shell. An interface: the runner's socket shell implements it
-// with a DEALER and a WorkerPool, tests with a recorder.
+// with a DEALER and a HandlerThreads, tests with a recorder.
 class RunnerEffects {
  public:
   virtual ~RunnerEffects() = default;
@@ -56,7 +56,7 @@ class RunnerEffects {
   // Envelope, `payload` (may be null) the payload frame; both are consumed on Ok. WouldBlock:
   // not queued (the connection is not up yet, or its queue is full).
   virtual SendStatus send(zmq::message_t& header, zmq::message_t* payload) = 0;
-  // Runs `job` with the handler registered for `function` on a worker thread; its outcome
+  // Runs `job` with the handler registered for `function` on a handler thread; its outcome
   // comes back through RunnerCore::onJobDone(). Returns an empty string, or why the job cannot
   // start (no thread could be started): the core answers the job `internal`.
   virtual std::string startJob(std::shared_ptr<RunningJob> job, const std::string& function) = 0;
@@ -107,7 +107,7 @@ class RunnerCore {
   void onMessage(Message&& message, zmq::message_t payload);
   // A message from the broker that could not be decoded: ignored, but a sign of life.
   void onUndecodable(const std::string& why);
-  // A worker thread's outcome of a started job.
+  // A handler thread's outcome of a started job.
   void onJobDone(JobOutcome&& outcome);
 
   // Drain as on SIGTERM: take nothing new, let running jobs finish within drainGrace, cancel

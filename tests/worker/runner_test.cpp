@@ -397,7 +397,7 @@ TEST_CASE("N slots run N jobs at the same time; a job beyond them is refused", "
   for (int i = 0; i < 3; ++i) CHECK(broker.expect<msg::JobDone>().first.code == ErrorCode::None);
 }
 
-TEST_CASE("jobs run on long-lived worker threads, not a thread per job", "[runner]") {
+TEST_CASE("jobs run on long-lived handler threads, not a thread per job", "[runner]") {
   FakeBroker broker;
   auto options = testOptions(broker);
   options.concurrency = 2;
@@ -449,7 +449,7 @@ TEST_CASE("jobs run on long-lived worker threads, not a thread per job", "[runne
   }
   runner.requestStop();
   CHECK(thread.waitExit() == RunExit::Stopped);
-  CHECK(runner.strandedHandlers() == 0);  // idle worker threads are joined, not abandoned
+  CHECK(runner.strandedHandlers() == 0);  // idle handler threads are joined, not abandoned
 }
 
 TEST_CASE("cancelJob fires the handler's stop token and the job ends cancelled", "[runner]") {
@@ -568,7 +568,7 @@ TEST_CASE("a handler that ignores cancellation retires its runner", "[runner]") 
   release->release();
 }
 
-TEST_CASE("a retired runner abandons only the worker thread stuck in its handler", "[runner]") {
+TEST_CASE("a retired runner abandons only the handler thread stuck in its handler", "[runner]") {
   FakeBroker broker;
   ManualClock clock;
   auto options = testOptions(broker);
@@ -592,7 +592,7 @@ TEST_CASE("a retired runner abandons only the worker thread stuck in its handler
   RunnerThread thread(runner);
   broker.registerRunner();
 
-  // Start both worker threads, then let them go idle.
+  // Start both handler threads, then let them go idle.
   broker.sendJob(1, "hold");
   broker.sendJob(2, "hold");
   REQUIRE(gate.waitArrived(2));

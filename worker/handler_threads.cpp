@@ -1,4 +1,4 @@
-#include "worker/worker_pool.h"
+#include "worker/handler_threads.h"
 
 #include <condition_variable>
 #include <deque>
@@ -31,9 +31,9 @@ HandlerResult runHandler(const RunningJob& job, const Handler& handler) {
 
 }  // namespace
 
-// Everything a worker thread touches, owned jointly by the pool and every thread, so that a
+// Everything a handler thread touches, owned jointly by the pool and every thread, so that a
 // thread detached at shutdown outlives the pool (and the runner) safely.
-struct WorkerPool::Shared {
+struct HandlerThreads::Shared {
   explicit Shared(std::shared_ptr<CompletionQueue> c) : completions(std::move(c)) {}
 
   const std::shared_ptr<CompletionQueue> completions;
@@ -57,12 +57,12 @@ struct WorkerPool::Shared {
   }
 };
 
-WorkerPool::WorkerPool(std::shared_ptr<CompletionQueue> completions)
+HandlerThreads::HandlerThreads(std::shared_ptr<CompletionQueue> completions)
     : shared_(std::make_shared<Shared>(std::move(completions))) {}
 
-WorkerPool::~WorkerPool() { shutdown(); }
+HandlerThreads::~HandlerThreads() { shutdown(); }
 
-void WorkerPool::ensureThreads(size_t count) {
+void HandlerThreads::ensureThreads(size_t count) {
   while (threads_.size() < count) {
     size_t index = threads_.size();
     {
@@ -73,7 +73,7 @@ void WorkerPool::ensureThreads(size_t count) {
   }
 }
 
-void WorkerPool::submit(std::shared_ptr<RunningJob> job, std::shared_ptr<const Handler> handler) {
+void HandlerThreads::submit(std::shared_ptr<RunningJob> job, std::shared_ptr<const Handler> handler) {
   bool wake;
   {
     std::lock_guard lock(shared_->mutex);
@@ -83,7 +83,7 @@ void WorkerPool::submit(std::shared_ptr<RunningJob> job, std::shared_ptr<const H
   if (wake) shared_->cv.notify_one();
 }
 
-size_t WorkerPool::shutdown() {
+size_t HandlerThreads::shutdown() {
   std::deque<Task> dropped;  // destroyed outside the lock
   std::vector<char> busy;
   {
@@ -108,7 +108,7 @@ size_t WorkerPool::shutdown() {
   return detached;
 }
 
-void WorkerPool::workerLoop(std::shared_ptr<Shared> shared, size_t index) {
+void HandlerThreads::workerLoop(std::shared_ptr<Shared> shared, size_t index) {
   std::unique_lock lock(shared->mutex);
   for (;;) {
     // A thread that finished a job takes the next one without sleeping.

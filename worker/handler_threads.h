@@ -1,4 +1,4 @@
-// The runner's worker threads (internal to worker/): a fixed set of long-lived threads that take
+// HandlerThreads (internal to worker/): the runner's fixed set of long-lived threads that take
 // jobs from a queue, run their handlers and post results to the CompletionQueue. No thread is
 // created per job.
 //
@@ -25,8 +25,8 @@
 
 namespace flame {
 
-// One job as a worker thread runs it. Shared (shared_ptr) by the I/O thread, which requests
-// stop, and the worker thread running it; only `stop` changes once it is submitted.
+// One job as a handler thread runs it. Shared (shared_ptr) by the I/O thread, which requests
+// stop, and the handler thread running it; only `stop` changes once it is submitted.
 struct RunningJob {
   uint64_t jobId = 0;
   uint64_t instance = 0;  // the broker run that dispatched it: a restarted broker reuses job ids
@@ -36,12 +36,12 @@ struct RunningJob {
   std::stop_source stop;
 };
 
-class WorkerPool {
+class HandlerThreads {
  public:
-  explicit WorkerPool(std::shared_ptr<CompletionQueue> completions);
-  ~WorkerPool();  // shutdown()
-  WorkerPool(const WorkerPool&) = delete;
-  WorkerPool& operator=(const WorkerPool&) = delete;
+  explicit HandlerThreads(std::shared_ptr<CompletionQueue> completions);
+  ~HandlerThreads();  // shutdown()
+  HandlerThreads(const HandlerThreads&) = delete;
+  HandlerThreads& operator=(const HandlerThreads&) = delete;
 
   // Starts threads until there are `count`. Throws std::system_error if one cannot be started
   // (those started so far stay). Owner thread only.
