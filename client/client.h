@@ -19,8 +19,10 @@
 //   after which the request fails with `timeout` and a best-effort `cancel` is sent.
 // - While anything is outstanding (a request, or a linked child), the client sends `heartbeat`
 //   every interval and adopts the broker's interval when the broker's is smaller. If nothing at
-//   all is heard from the broker for interval x liveness, every outstanding request fails with
-//   `broker_unreachable` and every linked child is reported exited with `broker_unreachable`.
+//   all is heard from the broker for interval x liveness (the rule of common/liveness.h, counted
+//   from the last message or from when work began, whichever is later: an idle client hears
+//   nothing and owes nothing), every outstanding request fails with `broker_unreachable` and
+//   every linked child is reported exited with `broker_unreachable`.
 //   This also bounds requests that cannot even be sent (no broker listening).
 // - A broker that restarts forgets requests in flight: its heartbeat answers carry a new run id,
 //   and every outstanding request fails with `broker_unreachable` at once.
