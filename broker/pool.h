@@ -99,7 +99,6 @@ class PoolQueue {
     if (it == byFunction_.end()) return;
     it->second.forget();
     --size_;
-    if (it->second.empty()) byFunction_.erase(it);
   }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
@@ -118,7 +117,9 @@ class PoolQueue {
         JobQueue& q = it->second;
         while (!q.empty() && !isLive(q.peekRaw())) q.popStale();
         if (q.empty()) {
-          it = byFunction_.erase(it);
+          // Kept for the next job of that function (a FIFO that empties and refills with every
+          // job would cost a map node and a deque block each time), unless there are many.
+          it = byFunction_.size() > kKeptEmpty ? byFunction_.erase(it) : std::next(it);
           continue;
         }
         bool skip = std::find(blocked.begin(), blocked.end(), &it->first) != blocked.end();
@@ -134,12 +135,12 @@ class PoolQueue {
       JobId id = best->second.peekRaw();
       best->second.popFront();
       --size_;
-      if (best->second.empty()) byFunction_.erase(best);
       if (!send(*runner, id)) return;
     }
   }
 
  private:
+  static constexpr size_t kKeptEmpty = 16;  // empty FIFOs kept for reuse (see drain())
   JobQueue& fifo(const std::string& function) { return byFunction_[function]; }
 
   std::unordered_map<std::string, JobQueue> byFunction_;  // only functions with waiting jobs
