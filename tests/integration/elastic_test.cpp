@@ -203,7 +203,7 @@ TEST_CASE("a bad config is refused at start-up naming the key", "[integration][e
   unlink(config.c_str());
 }
 
-TEST_CASE("--default-timeout given as a flag applies to a pool declared in the config file",
+TEST_CASE("the --default-timeout flag applies to a pool declared in the config file",
           "[integration][elastic]") {
   // The pool's runner never connects (its command only sleeps), so a call waits in the queue
   // until its deadline: the flag's 1 s, not the built-in 30 s.
