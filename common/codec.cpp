@@ -246,7 +246,7 @@ zmq::message_t encodeVersioned(const T& m, uint16_t version) {
 }
 
 // ---- fast encoding of the hot headers ----
-// `result`, `accepted` and `job` go out once per job. Their encodings differ only in a few
+// `result`, `accepted`, `job` and a successful `jobDone` go out once per job. Their encodings differ only in a few
 // fixed-width integers (and, for `job`, the function name, which a runner set repeats), so each
 // is encoded once by Cap'n Proto with sentinel values, the sentinels are located, and later
 // headers are a copy of those bytes with the integers patched in. A template is used only if
@@ -321,6 +321,17 @@ zmq::message_t encodeAccepted(const msg::Accepted& m) {
       },
       {8, 8});
   return t.usable ? t.make({m.requestId, m.jobId}) : encodeVersioned(m, kProtocolVersion);
+}
+
+zmq::message_t encodeJobDone(const msg::JobDone& m) {
+  // Only a success (no code, no message) has a fixed shape: failures are rare and built.
+  static const auto t = learn<2>(
+      [](const std::array<uint64_t, 2>& v) {
+        return encodeVersioned(msg::JobDone{v[0], ErrorCode::None, "", v[1]}, kProtocolVersion);
+      },
+      {8, 8});
+  if (t.usable && m.code == ErrorCode::None && m.message.empty()) return t.make({m.jobId, m.instance});
+  return encodeVersioned(m, kProtocolVersion);
 }
 
 zmq::message_t encodeJob(const msg::Job& m) {
@@ -523,6 +534,7 @@ zmq::message_t encode(const T& message) {
   if constexpr (std::is_same_v<T, msg::Result>) return encodeResult(message);
   else if constexpr (std::is_same_v<T, msg::Accepted>) return encodeAccepted(message);
   else if constexpr (std::is_same_v<T, msg::Job>) return encodeJob(message);
+  else if constexpr (std::is_same_v<T, msg::JobDone>) return encodeJobDone(message);
   else return encodeVersioned(message, kProtocolVersion);
 }
 zmq::message_t encodeMessage(const Message& message) { return encodeVersioned(message, kProtocolVersion); }

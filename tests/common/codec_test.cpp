@@ -137,7 +137,7 @@ bool sameBytes(const zmq::message_t& a, const zmq::message_t& b) {
 }
 }  // namespace
 
-TEST_CASE("the fast-path headers (result, accepted, job) are byte for byte Cap'n Proto's", "[codec]") {
+TEST_CASE("the fast-path headers (result, accepted, job, jobDone) are byte for byte Cap'n Proto's", "[codec]") {
   // encode<T> patches a learned template for these kinds; encodeWithVersion always builds with
   // Cap'n Proto. Any difference would be a wire bug.
   std::mt19937_64 rng(42);
@@ -146,6 +146,10 @@ TEST_CASE("the fast-path headers (result, accepted, job) are byte for byte Cap'n
     uint64_t a = i < 6 ? edges[i] : rng(), b = i < 6 ? edges[5 - i] : rng();
     CHECK(sameBytes(encode(msg::Result{a, b}), encodeWithVersion(msg::Result{a, b}, kProtocolVersion)));
     CHECK(sameBytes(encode(msg::Accepted{a, b}), encodeWithVersion(msg::Accepted{a, b}, kProtocolVersion)));
+    msg::JobDone ok{a, ErrorCode::None, "", b};
+    CHECK(sameBytes(encode(ok), encodeWithVersion(ok, kProtocolVersion)));
+    msg::JobDone failed{a, ErrorCode::HandlerError, "boom", b};  // not the fast shape: built
+    CHECK(sameBytes(encode(failed), encodeWithVersion(failed, kProtocolVersion)));
   }
   // Functions of every length up to the limit, each mode, budgets including none and infinite;
   // more distinct functions than the template cache holds; and names containing the sentinels.
