@@ -102,7 +102,7 @@ class LibraryClient {
 // flame::Runner threads serving "noop" (echo) in pool "bench".
 class LibraryRunners {
  public:
-  LibraryRunners(const std::string& endpoint, uint32_t count, uint32_t concurrency) {
+  LibraryRunners(const std::string& endpoint, uint32_t count, uint32_t concurrency, bool inlineHandlers) {
     for (uint32_t i = 0; i < count; ++i) {
       RunnerOptions o;
       o.broker = endpoint;
@@ -110,7 +110,9 @@ class LibraryRunners {
       o.runnerId = "lib-runner-" + std::to_string(i);
       o.concurrency = concurrency;
       auto runner = std::make_unique<Runner>(o);
-      runner->handle("noop", [](JobContext& job) { return HandlerResult(job.payload()); });
+      auto noop = [](JobContext& job) { return HandlerResult(job.payload()); };
+      if (inlineHandlers) runner->handleInline("noop", noop);
+      else runner->handle("noop", noop);
       Runner* raw = runner.get();
       entries_.push_back(Entry{std::move(runner), std::thread([raw] { raw->run(); })});
     }
@@ -195,7 +197,7 @@ LoadStats runLibraryClients(const std::string& endpoint, const Shape& shape, con
 }
 
 const char* scenarioName(LibraryMix mix) {
-  if (mix.client && mix.runner) return "library";
+  if (mix.client && mix.runner) return mix.inlineHandlers ? "library-inline" : "library";
   return mix.client ? "library-client" : "library-runner";
 }
 
@@ -203,7 +205,8 @@ std::string partsOf(LibraryMix mix, bool sync) {
   std::string clients = !mix.client ? "lean protocol clients (DEALERs in one thread, codec.h)"
                         : sync      ? "flame::Client (blocking call() on one application thread per client)"
                                     : "flame::Client (callAsync, the next call issued from the completion on its I/O thread)";
-  std::string runners = mix.runner ? "flame::Runner (its fixed pool of worker threads)"
+  std::string runners = mix.runner && mix.inlineHandlers ? "flame::Runner (handleInline: the handler on its I/O thread)"
+                        : mix.runner ? "flame::Runner (its handler threads)"
                                    : "lean protocol runners (one thread answering job with jobDone+payload)";
   return clients + " + " + runners +
          "; broker (flame::BrokerServer), runners and clients are in-process threads, each Client/Runner with its own "
@@ -228,7 +231,7 @@ Row measureLibrary(const Shape& shape, const Settings& settings, Progress& progr
   std::unique_ptr<RunnerFarm> farm;
   if (mix.runner) {
     libraryRunners = std::make_unique<LibraryRunners>(broker.runnersEndpoint(), shape.runners,
-                                                      settings.libraryConcurrency);
+                                                      settings.libraryConcurrency, mix.inlineHandlers);
     if (!waitForSlots(broker.clientsEndpoint(), shape.runners * settings.libraryConcurrency))
       throw std::runtime_error(what + ": flame::Runner threads did not register in time");
     row.extra["runner_concurrency"] = settings.libraryConcurrency;

@@ -36,10 +36,13 @@ Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape
 
 // Which halves of a library measurement are flame's library (the rest are the lean protocol
 // peers of measureBroker): both = "library", client only = "library-client" (flame::Client +
-// lean runners), runner only = "library-runner" (lean clients + flame::Runner).
+// lean runners), runner only = "library-runner" (lean clients + flame::Runner). With
+// `inlineHandlers`, the runners register their function with Runner::handleInline (it runs on
+// the runner's I/O thread, no hand-off to a handler thread): "library-inline".
 struct LibraryMix {
   bool client = true;
   bool runner = true;
+  bool inlineHandlers = false;
 };
 
 // In-process broker + flame::Runner threads + flame::Client objects (the library path):

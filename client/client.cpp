@@ -87,7 +87,7 @@ const Clock& clockOf(const ClientOptions& options) { return options.clock ? *opt
 
 }  // namespace
 
-class Client::Impl final : private ClientPort {
+class Client::Impl final : private ClientEffects {
  public:
   explicit Impl(ClientOptions options);
   ~Impl() override;
@@ -115,7 +115,7 @@ class Client::Impl final : private ClientPort {
   void arm();
   void fail(ClientRequest& request, const Failure& failure);
 
-  // ClientPort
+  // ClientEffects
   SendStatus send(zmq::message_t* frames, size_t count) override { return sendFrames(dealer_, frames, count); }
   void wantWritable(bool want) override { reactor_.wantWritable(dealer_, want); }
   void deliver(AnswerHandler& done, Answer answer) override;

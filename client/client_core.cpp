@@ -103,7 +103,7 @@ ClientRequest setPoolRequest(uint64_t requestId, std::string_view pool, const Po
   return request;
 }
 
-ClientCore::ClientCore(ClientCoreOptions options, const Clock& clock, ClientPort& port)
+ClientCore::ClientCore(ClientCoreOptions options, const Clock& clock, ClientEffects& port)
     : options_(sanitized(std::move(options))),
       clock_(clock),
       port_(port),

@@ -3,13 +3,13 @@
 // deadlines, heartbeats while work is outstanding, decides when the broker is gone (Liveness)
 // or restarted, admits payloads against the broker's limit, tracks linked children, and says
 // goodbye on shutdown. It takes requests, the broker's messages, "writable" and the time from a
-// Clock, and emits through a ClientPort: messages for the broker and the answers to deliver.
+// Clock, and emits through a ClientEffects: messages for the broker and the answers to deliver.
 //
 // The rules it implements are those of client/client.h ("Deadlines and liveness"). flame::Client
 // is the socket shell around it; tests drive it with a ManualClock and a recording port.
 //
 // Not thread-safe: one thread calls everything. Handlers (AnswerHandler, ExitCallback) run
-// inside the call that resolved them, through ClientPort::deliver/exited, and may call submit()
+// inside the call that resolved them, through ClientEffects::deliver/exited, and may call submit()
 // (a completion that starts the next request); every other method must not be re-entered.
 #pragma once
 
@@ -36,9 +36,9 @@ namespace flame {
 
 // Where ClientCore's output goes. flame::Client sends to its DEALER and runs the handlers;
 // tests record. Interface only.
-class ClientPort {
+class ClientEffects {
  public:
-  virtual ~ClientPort() = default;
+  virtual ~ClientEffects() = default;
   // Offers one message for the broker: `count` frames = [empty delimiter][header][payload?]. Ok:
   // taken (the frames are moved from). Anything else: not taken now, frames untouched; the core
   // keeps the message (in order, ahead of anything later) and offers it again on onWritable().
@@ -93,7 +93,7 @@ ClientRequest setPoolRequest(uint64_t requestId, std::string_view pool, const Po
 class ClientCore {
  public:
   // `clock` and `port` are not owned and must outlive the core.
-  ClientCore(ClientCoreOptions options, const Clock& clock, ClientPort& port);
+  ClientCore(ClientCoreOptions options, const Clock& clock, ClientEffects& port);
   ~ClientCore();
   ClientCore(const ClientCore&) = delete;
   ClientCore& operator=(const ClientCore&) = delete;
@@ -185,7 +185,7 @@ class ClientCore {
 
   const ClientCoreOptions options_;
   const Clock& clock_;
-  ClientPort& port_;
+  ClientEffects& port_;
   std::shared_ptr<spdlog::logger> log_;
 
   PendingTable pending_;

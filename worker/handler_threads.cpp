@@ -15,7 +15,8 @@ struct Task {
   std::shared_ptr<const Handler> handler;
 };
 
-// Runs one handler: the boundary with user code, so nothing escapes it.
+}  // namespace
+
 HandlerResult runHandler(const RunningJob& job, const Handler& handler) {
   JobContext context(job.jobId, job.mode,
                      std::string_view(static_cast<const char*>(job.payload.data()), job.payload.size()), job.stop.get_token(), job.deadline);
@@ -28,8 +29,6 @@ HandlerResult runHandler(const RunningJob& job, const Handler& handler) {
     return fail("handler threw a non-standard exception");
   }
 }
-
-}  // namespace
 
 // Everything a handler thread touches, owned jointly by the pool and every thread, so that a
 // thread detached at shutdown outlives the pool (and the runner) safely.

@@ -36,6 +36,10 @@ struct RunningJob {
   std::stop_source stop;
 };
 
+// Runs one handler for `job`: the boundary with user code, so no exception escapes it (one
+// becomes a handlerError result). Used by the handler threads and for inline handlers.
+HandlerResult runHandler(const RunningJob& job, const Handler& handler);
+
 class HandlerThreads {
  public:
   explicit HandlerThreads(std::shared_ptr<CompletionQueue> completions);

@@ -76,7 +76,7 @@ class Runner::Impl final : public RunnerEffects {
   explicit Impl(RunnerOptions options);
   ~Impl() override;
 
-  void handle(std::string function, Handler handler);
+  void handle(std::string function, Handler handler, bool runInline);
   RunExit run();
   const std::string& runnerId() const { return core_.runnerId(); }
 
@@ -106,7 +106,12 @@ class Runner::Impl final : public RunnerEffects {
   RunnerOptions options_;
   const Clock& clock_;
   std::shared_ptr<spdlog::logger> log_ = logger("runner");
-  std::map<std::string, std::shared_ptr<const Handler>> handlers_;
+  struct Registered {
+    std::shared_ptr<const Handler> handler;
+    bool runInline = false;  // on the I/O thread (handleInline)
+  };
+  std::map<std::string, Registered> handlers_;
+  std::vector<JobOutcome> inlineOutcomes_;  // inline jobs done, handed to the core by the loop
   std::atomic<bool> started_{false};
   bool done_ = false;
 
@@ -144,13 +149,13 @@ Runner::Impl::~Impl() {
   }
 }
 
-void Runner::Impl::handle(std::string function, Handler handler) {
+void Runner::Impl::handle(std::string function, Handler handler, bool runInline) {
   if (started_) throw std::logic_error("Runner::handle() called after run()");
   if (function.empty() || function.size() > kMaxNameBytes || !isValidUtf8(function))
     throw std::invalid_argument("function name must be 1-128 bytes of UTF-8, got '" + toValidUtf8(function) + "'");
   if (!handler) throw std::invalid_argument("empty handler for function '" + function + "'");
   core_.addFunction(function);
-  handlers_[std::move(function)] = std::make_shared<const Handler>(std::move(handler));
+  handlers_[std::move(function)] = Registered{std::make_shared<const Handler>(std::move(handler)), runInline};
 }
 
 RunExit Runner::Impl::run() {
@@ -201,13 +206,20 @@ SendStatus Runner::Impl::send(zmq::message_t& header, zmq::message_t* payload) {
 std::string Runner::Impl::startJob(std::shared_ptr<RunningJob> job, const std::string& function) {
   auto handler = handlers_.find(function);
   if (handler == handlers_.end()) return "no handler for function '" + function + "'";  // a bug: the core checks
+  if (handler->second.runInline) {
+    // Done now; the core hears of it from the loop, like any outcome (never from inside its
+    // own call).
+    HandlerResult result = runHandler(*job, *handler->second.handler);
+    inlineOutcomes_.push_back(JobOutcome{job->jobId, std::move(result), job->instance});
+    return {};
+  }
   try {
     // Threads start on demand, one per running job at most, and are then reused.
     threads_.ensureThreads(core_.runningJobs() + 1);
   } catch (const std::system_error& e) {
     return std::string("cannot start a handler thread: ") + e.what();
   }
-  threads_.submit(std::move(job), handler->second);
+  threads_.submit(std::move(job), handler->second.handler);
   return {};
 }
 
@@ -263,6 +275,14 @@ void Runner::Impl::onWake() {
 
 void Runner::Impl::drainCompletions() {
   for (;;) {
+    if (!inlineOutcomes_.empty()) {
+      outcomes_.swap(inlineOutcomes_);
+      for (JobOutcome& outcome : outcomes_) core_.onJobDone(std::move(outcome));
+      outcomes_.clear();
+      afterEvent();
+      if (done_) return;
+      continue;
+    }
     completions_->takeAll(outcomes_);
     if (outcomes_.empty()) return;  // armed: the next outcome wakes the poll
     for (JobOutcome& outcome : outcomes_) core_.onJobDone(std::move(outcome));
@@ -294,7 +314,13 @@ void Runner::Impl::afterEvent() {
 Runner::Runner(RunnerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Runner::~Runner() = default;
 
-void Runner::handle(std::string function, Handler handler) { impl_->handle(std::move(function), std::move(handler)); }
+void Runner::handle(std::string function, Handler handler) {
+  impl_->handle(std::move(function), std::move(handler), false);
+}
+
+void Runner::handleInline(std::string function, Handler handler) {
+  impl_->handle(std::move(function), std::move(handler), true);
+}
 
 RunExit Runner::run() { return impl_->run(); }
 

@@ -34,6 +34,12 @@ class Runner {
   // Registers `function` (1-128 bytes). Call before run(); registering a name twice replaces
   // the handler. Throws std::invalid_argument for a bad name, std::logic_error after run().
   void handle(std::string function, Handler handler);
+  // Registers `function` to run on the runner's I/O thread instead of a handler thread: no
+  // thread hand-off per job, the fastest path for cheap functions (flame-bench: "library
+  // inline"). Only for handlers that return quickly and never block: while one runs the runner
+  // reads and heartbeats nothing, and it cannot be interrupted (JobContext::stopRequested() sees
+  // a cancel or an expired budget only if it came before the call). Same rules as handle().
+  void handleInline(std::string function, Handler handler);
 
   // Blocks: connects, registers, serves jobs until the runner must stop, then says `leaving`
   // when it can and returns why. Call once. Throws only for programming errors (zmq misuse).

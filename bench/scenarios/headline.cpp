@@ -96,6 +96,19 @@ Rows runHeadline(const Settings& settings, Progress& progress, std::vector<Targe
                      libPipe.reference.jobsPerS.value_or(0)),
                  libPipe.ratio >= kLibraryRatio};
   mark(lib, t5);
+  // The same with handlers registered by Runner::handleInline (no hand-off to a handler thread
+  // in the runner): what a cheap, non-blocking function gets.
+  Pair libInline = pairedMedian(
+      settings, [&] { return measureBroker("call", LoadKind::Call, pipelined, settings, progress); },
+      [&] { return measureLibrary(pipelined, settings, progress, LibraryMix{true, true, true}); }, jobsRatio);
+  Row libI = libInline.measured;
+  setLibraryRatios(libI, libInline.reference);
+  libI.extra["jobs_over_call"] = std::round(libInline.ratio * 1000) / 1000;
+  TargetCheck t5i{"library (inline handlers) pipelined >= 0.8 x call",
+                  fmt("%.3f x (%.0f vs %.0f jobs/s)", libInline.ratio, libI.jobsPerS.value_or(0),
+                      libInline.reference.jobsPerS.value_or(0)),
+                  libInline.ratio >= kLibraryRatio};
+  mark(libI, t5i);
   double ratioP = pipe.ratio;
   callP.ratioToCeiling = ratioP;
   if (ceilP.jobsPerS.value_or(0) > 0) relayP.ratioToCeiling = relayP.jobsPerS.value_or(0) / *ceilP.jobsPerS;
@@ -177,9 +190,10 @@ Rows runHeadline(const Settings& settings, Progress& progress, std::vector<Targe
                  perJob <= kBytesPerJob};
   mark(memRow, t4);
 
-  rows = {ceilP, relayP, callP, lib, ceilS, callS, libS, ceilF, fan1, ceilFN, fanN, fanIdx};
+  if (ceilP.jobsPerS.value_or(0) > 0) libI.ratioToCeiling = libI.jobsPerS.value_or(0) / *ceilP.jobsPerS;
+  rows = {ceilP, relayP, callP, lib, libI, ceilS, callS, libS, ceilF, fan1, ceilFN, fanN, fanIdx};
   rows.insert(rows.end(), memRows.begin(), memRows.end());
-  targets = {t1, t2, t3, t4, t5, t6};
+  targets = {t1, t2, t3, t4, t5, t5i, t6};
   return rows;
 }
 

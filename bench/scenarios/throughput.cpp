@@ -89,7 +89,8 @@ Rows runLibrary(const Settings& settings, Progress& progress) {
     Row lean = measureBroker("call", LoadKind::Call, shape, settings, progress);
     setRatio(lean, ceiling);
     rows.push_back(lean);
-    for (LibraryMix mix : {LibraryMix{true, true}, LibraryMix{true, false}, LibraryMix{false, true}}) {
+    for (LibraryMix mix : {LibraryMix{true, true}, LibraryMix{true, true, true}, LibraryMix{true, false},
+                           LibraryMix{false, true}}) {
       Row lib = measureLibrary(shape, settings, progress, mix);
       setRatio(lib, ceiling);
       setLibraryRatios(lib, lean);
@@ -113,10 +114,10 @@ size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   if (scenario == "cast") return s.transports.size() * 2;
   if (scenario == "core") return 1;
   if (scenario == "fanout") return 3 * s.fanoutRunners.size() - 1;
-  if (scenario == "library") return 5 * s.modes.size();
+  if (scenario == "library") return 6 * s.modes.size();
   if (scenario == "elastic") return 1;
   if (scenario == "memory") return s.memoryQueued.size();
-  if (scenario == "headline") return 14 * s.repeat + 1 + 2;
+  if (scenario == "headline") return 16 * s.repeat + 1 + 2;
   if (scenario == "all") {
     size_t n = 0;
     for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);

@@ -16,7 +16,7 @@ constexpr uint32_t kLiveness = 3;
 
 // Records what the core sends (decoded) and delivers; `blocked` plays a connection that is not
 // up (every send would block).
-class RecordingPort final : public ClientPort {
+class RecordingPort final : public ClientEffects {
  public:
   struct Sent {
     Message message;

@@ -328,6 +328,47 @@ TEST_CASE("echo round trip carries the payload frame both ways", "[runner]") {
   CHECK(result == std::optional<std::string>("slept 20"));
 }
 
+TEST_CASE("an inline handler runs on the runner's own thread; others on handler threads", "[runner]") {
+  FakeBroker broker;
+  RunnerOptions o = testOptions(broker);
+  o.concurrency = 2;
+  Runner runner(o);
+  std::mutex mutex;
+  std::thread::id inlineThread, pooledThread;
+  runner.handleInline("here", [&](JobContext& job) {
+    std::lock_guard lock(mutex);
+    inlineThread = std::this_thread::get_id();
+    return HandlerResult(std::string("inline:") + std::string(job.payload()));
+  });
+  runner.handle("there", [&](JobContext&) {
+    std::lock_guard lock(mutex);
+    pooledThread = std::this_thread::get_id();
+    return HandlerResult("pooled");
+  });
+  CHECK_THROWS_AS(runner.handleInline("", [](JobContext&) { return HandlerResult(); }), std::invalid_argument);
+  std::promise<std::thread::id> runThread;
+  auto loop = std::async(std::launch::async, [&] {
+    runThread.set_value(std::this_thread::get_id());
+    return runner.run();
+  });
+  auto ready = broker.registerRunner();
+  CHECK(std::count(ready.functions.begin(), ready.functions.end(), "here") == 1);
+  broker.sendJob(1, "here", "x");
+  std::optional<std::string> result;
+  auto done = broker.expectDone(1, &result);
+  CHECK(done.code == ErrorCode::None);
+  CHECK(result == std::optional<std::string>("inline:x"));
+  broker.sendJob(2, "there", "y");
+  done = broker.expectDone(2, &result);
+  CHECK(result == std::optional<std::string>("pooled"));
+  runner.requestStop();
+  REQUIRE(loop.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  auto loopThread = runThread.get_future().get();
+  std::lock_guard lock(mutex);
+  CHECK(inlineThread == loopThread);
+  CHECK(pooledThread != loopThread);
+}
+
 TEST_CASE("handler errors, exceptions and unknown functions are reported", "[runner]") {
   FakeBroker broker;
   Runner runner(testOptions(broker));
