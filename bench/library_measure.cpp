@@ -30,10 +30,17 @@ constexpr Duration kCallTimeout{30'000};
 // One flame::Client's load. Pipelined: callbacks run on the client's I/O thread only, so the
 // histogram needs no lock; outstanding_ (acq/rel) publishes it to the driver at the end.
 // Sync: one thread of its own issues blocking call()s; join() publishes its figures.
+ClientOptions optionsFor(const std::string& endpoint, zmq::context_t& context) {
+  ClientOptions o;
+  o.broker = endpoint;
+  o.context = &context;  // one ZeroMQ context for the clients, as the lean clients have
+  return o;
+}
+
 class LibraryClient {
  public:
-  LibraryClient(const std::string& endpoint, std::string payload, bool sync)
-      : payload_(std::move(payload)), sync_(sync), client_(ClientOptions{endpoint}) {}
+  LibraryClient(const std::string& endpoint, std::string payload, bool sync, zmq::context_t& context)
+      : payload_(std::move(payload)), sync_(sync), client_(optionsFor(endpoint, context)) {}
   ~LibraryClient() { join(); }
 
   void start(uint32_t window, int64_t warmEnd, int64_t measureEnd) {
@@ -103,12 +110,14 @@ class LibraryClient {
 class LibraryRunners {
  public:
   LibraryRunners(const std::string& endpoint, uint32_t count, uint32_t concurrency, bool inlineHandlers) {
+    nameContext(context_, Role::Runners);
     for (uint32_t i = 0; i < count; ++i) {
       RunnerOptions o;
       o.broker = endpoint;
       o.pool = "bench";
       o.runnerId = "lib-runner-" + std::to_string(i);
       o.concurrency = concurrency;
+      o.context = &context_;  // one ZeroMQ context for the runners, as the lean runners have
       auto runner = std::make_unique<Runner>(o);
       auto noop = [](JobContext& job) { return HandlerResult(job.payload()); };
       if (inlineHandlers) runner->handleInline("noop", noop);
@@ -128,6 +137,7 @@ class LibraryRunners {
     std::unique_ptr<Runner> runner;
     std::thread thread;
   };
+  zmq::context_t context_;  // outlives the runners (declared before them)
   std::vector<Entry> entries_;
 };
 
@@ -152,9 +162,11 @@ LoadStats runLibraryClients(const std::string& endpoint, const Shape& shape, con
                             Progress& progress, const std::string& what) {
   bool sync = shape.mode == "sync";
   std::string payload(shape.payload, 'x');
+  zmq::context_t context;  // outlives the clients (declared before them)
+  nameContext(context, Role::Clients);
   std::vector<std::unique_ptr<LibraryClient>> clients;
   for (uint32_t i = 0; i < shape.clients; ++i)
-    clients.push_back(std::make_unique<LibraryClient>(endpoint, payload, sync));
+    clients.push_back(std::make_unique<LibraryClient>(endpoint, payload, sync, context));
   int64_t start = nowNs();
   int64_t warmEnd = start + static_cast<int64_t>(settings.warmup.count()) * 1'000'000;
   int64_t measureEnd = warmEnd + static_cast<int64_t>(settings.duration.count()) * 1'000'000;
@@ -230,11 +242,14 @@ Row measureLibrary(const Shape& shape, const Settings& settings, Progress& progr
   std::unique_ptr<LibraryRunners> libraryRunners;
   std::unique_ptr<RunnerFarm> farm;
   if (mix.runner) {
-    libraryRunners = std::make_unique<LibraryRunners>(broker.runnersEndpoint(), shape.runners,
-                                                      settings.libraryConcurrency, mix.inlineHandlers);
-    if (!waitForSlots(broker.clientsEndpoint(), shape.runners * settings.libraryConcurrency))
+    // Handler threads cost a thread per slot, so those runners have --library-concurrency slots;
+    // inline handlers cost nothing per slot, so they get the lean runners' credit (same window).
+    uint32_t slots = mix.inlineHandlers ? leanSlotsPerRunner(shape) : settings.libraryConcurrency;
+    libraryRunners = std::make_unique<LibraryRunners>(broker.runnersEndpoint(), shape.runners, slots,
+                                                      mix.inlineHandlers);
+    if (!waitForSlots(broker.clientsEndpoint(), shape.runners * slots))
       throw std::runtime_error(what + ": flame::Runner threads did not register in time");
-    row.extra["runner_concurrency"] = settings.libraryConcurrency;
+    row.extra["runner_concurrency"] = slots;
   } else {
     FarmOptions f;
     f.endpoint = broker.runnersEndpoint();

@@ -127,7 +127,8 @@ class Client::Impl final : private ClientEffects {
   // the time once, not twice per message; the core's times are exact to within one batch).
   CachedClock clock_;
   std::shared_ptr<spdlog::logger> log_;
-  zmq::context_t context_;  // before the socket: destroyed after it
+  std::optional<zmq::context_t> ownContext_;  // unless options_.context; before the socket
+  zmq::context_t& context_;
   zmq::socket_t dealer_;
   std::atomic<uint64_t> nextRequestId_{1};
 
@@ -157,6 +158,8 @@ Client::Impl::Impl(ClientOptions options)
       realClock_(clockOf(options_)),
       clock_(realClock_),
       log_(logger("client")),
+      ownContext_(options_.context ? std::nullopt : std::make_optional<zmq::context_t>()),
+      context_(options_.context ? *options_.context : *ownContext_),
       reactor_(realClock_),
       core_(ClientCoreOptions{options_.broker, options_.heartbeatInterval, options_.liveness}, clock_, *this) {
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -30,6 +30,8 @@
 //   `payload_too_large` without being sent; a payload over 1 MiB waits for that answer first.
 #pragma once
 
+#include <zmq.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -55,6 +57,10 @@ struct ClientOptions {
   // Times deadlines, heartbeats and liveness. nullptr: the real steady clock. Not owned; must
   // outlive the Client.
   const Clock* clock = nullptr;
+  // A ZeroMQ context to share (not owned; must outlive the Client): several Clients and Runners
+  // of one process on one context share its I/O thread instead of starting one each (measured:
+  // flame-bench library, "shared context"). nullptr: the Client's own context.
+  zmq::context_t* context = nullptr;
 };
 
 struct CallOptions {

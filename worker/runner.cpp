@@ -116,7 +116,8 @@ class Runner::Impl final : public RunnerEffects {
   bool done_ = false;
 
   // ctx_ is declared before dealer_ so that the socket is closed first.
-  zmq::context_t ctx_;
+  std::optional<zmq::context_t> ownCtx_;  // unless options_.context
+  zmq::context_t& ctx_;
   std::optional<zmq::socket_t> dealer_;
   bool watchingWritable_ = false;
   Reactor reactor_;
@@ -129,6 +130,8 @@ class Runner::Impl final : public RunnerEffects {
 Runner::Impl::Impl(RunnerOptions options)
     : options_(std::move(options)),
       clock_(options_.clock ? *options_.clock : Reactor::steadyClock()),
+      ownCtx_(options_.context ? std::nullopt : std::make_optional<zmq::context_t>()),
+      ctx_(options_.context ? *options_.context : *ownCtx_),
       reactor_(clock_),
       core_(options_, makeIdentity(options_), clock_, *this) {
   // Reject a malformed endpoint here, with a clear message, rather than deep inside run().
@@ -234,7 +237,7 @@ size_t Runner::Impl::finish(RunExit) {
     dealer_->set(zmq::sockopt::linger, static_cast<int>(kFinalLinger.count()));
     dealer_.reset();
   }
-  ctx_.close();
+  if (ownCtx_) ownCtx_->close();  // a shared context sends what the socket left (linger) itself
   done_ = true;
   return abandoned;
 }

@@ -2,6 +2,8 @@
 // flame::Runner (worker/runner.h) and its socket-free state machine (worker/runner_core.h).
 #pragma once
 
+#include <zmq.hpp>
+
 #include <cstdint>
 #include <string>
 
@@ -26,6 +28,9 @@ struct RunnerOptions {
   Duration reconnectMin{100}, reconnectMax{5000};
   uint64_t reconnectSeed = 0;    // seeds the backoff's jitter; 0: random (tests fix it)
   const Clock* clock = nullptr;  // nullptr: the real steady clock. Not owned.
+  // A ZeroMQ context to share with other Runners and Clients of the process (not owned; must
+  // outlive the Runner): one I/O thread for all of them. nullptr: the Runner's own context.
+  zmq::context_t* context = nullptr;
 
   // Defaults overridden by FLAME_BROKER, FLAME_POOL, FLAME_RUNNER_ID, FLAME_BOOT_TOKEN and
   // FLAME_MAX_CONCURRENCY (see backends/backend.h). Throws std::invalid_argument with a clear
