@@ -614,3 +614,29 @@ TEST_CASE("requests from many threads each arrive once and get their own answer"
     }
   }
 }
+
+TEST_CASE("clients sharing one ZeroMQ context each work, and one's end leaves the other working",
+          "[client]") {
+  FakeBroker broker;
+  zmq::context_t shared;
+  ClientOptions o = fastOptions(broker.endpoint());
+  o.context = &shared;
+  Client first(o);
+  auto answer = [&](Client& client, const std::string& payload) {
+    auto future = client.callAsync("p", "f", payload, CallOptions{.timeout = Duration(2500)});
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    auto& [received, submit] = *got;
+    broker.send(received.peer, msg::Result{submit.requestId, 1}, "re:" + payload);
+    REQUIRE(ready(future));
+    auto r = future.get();
+    REQUIRE(r.ok());
+    CHECK(r.value() == "re:" + payload);
+  };
+  {
+    Client second(o);
+    answer(second, "two");
+    answer(first, "one");
+  }  // the second is destroyed: the shared context stays open
+  answer(first, "again");
+}

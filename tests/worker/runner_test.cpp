@@ -1024,3 +1024,26 @@ TEST_CASE("a static runner refused because its id is still registered retries in
   CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
   CHECK(payload == std::optional<std::string>("back"));
 }
+
+TEST_CASE("a runner on a shared ZeroMQ context serves, and leaves the context open when it ends",
+          "[runner]") {
+  FakeBroker broker;
+  zmq::context_t shared;
+  RunnerOptions o = testOptions(broker);
+  o.context = &shared;
+  {
+    Runner runner(o);
+    registerBuiltinFunctions(runner, false);
+    RunnerThread thread(runner);
+    broker.registerRunner();
+    broker.sendJob(1, "echo", "shared");
+    std::optional<std::string> result;
+    CHECK(broker.expectDone(1, &result).code == ErrorCode::None);
+    CHECK(result == std::optional<std::string>("shared"));
+    runner.requestStop();
+    CHECK(thread.waitExit() == RunExit::Stopped);
+  }
+  // Still open: another socket can be made on it.
+  zmq::socket_t after(shared, zmq::socket_type::dealer);
+  CHECK(after.handle() != nullptr);
+}
