@@ -221,8 +221,8 @@ std::string partsOf(LibraryMix mix, bool sync) {
                         : mix.runner ? "flame::Runner (its handler threads)"
                                    : "lean protocol runners (one thread answering job with jobDone+payload)";
   return clients + " + " + runners +
-         "; broker (flame::BrokerServer), runners and clients are in-process threads, each Client/Runner with its own "
-         "ZeroMQ context";
+         "; broker (flame::BrokerServer), runners and clients are in-process threads; the Clients share one ZeroMQ "
+         "context and the Runners another (ClientOptions/RunnerOptions::context), as the lean peers do";
 }
 }  // namespace
 
