@@ -10,6 +10,7 @@
 #include "client/client.h"
 #include "client/status_format.h"
 #include "common/duration.h"
+#include "common/curve_keys.h"
 #include "common/log.h"
 
 namespace flame {
@@ -140,6 +141,11 @@ int runCli(int argc, const char* const* argv, CliStreams io, const std::string& 
                    "fail with broker_unreachable after this long (default: 5s)")
       ->check(kDurationCheck);
 
+  std::string keyName;
+  auto* keygen = app.add_subcommand(
+      "keygen", "write a CURVE key pair: NAME.key (the secret, mode 0600) and NAME.pub; prints the public key");
+  keygen->add_option("NAME", keyName, "path of the two files, without .key/.pub")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -151,6 +157,17 @@ int runCli(int argc, const char* const* argv, CliStreams io, const std::string& 
     return 2;
   }
   setLogLevel(logLevel);
+  if (keygen->parsed()) {  // needs no broker
+    try {
+      CurveKeyPair keys = generateCurveKeyPair();
+      writeKeyPair(keyName, keys);
+      io.out << keys.publicKey << "\n";
+      return 0;
+    } catch (const KeyFileError& e) {
+      io.err << "error: " << e.what() << "\n";
+      return 1;
+    }
+  }
 
   std::optional<Client> client;
   try {

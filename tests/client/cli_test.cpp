@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <sstream>
 
@@ -271,4 +272,28 @@ TEST_CASE("cli: the flame binary prints status JSON", "[client][cli]") {
   auto [code, out] = run.get();
   CHECK(code == 0);
   CHECK_THAT(out, Catch::StartsWith(R"({"pools":[{"name":"thumbs",)"));
+}
+
+TEST_CASE("flame keygen writes NAME.key and NAME.pub, prints the public key, never overwrites",
+          "[cli]") {
+  char dir[] = "/tmp/flame-keygen-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  std::string base = std::string(dir) + "/runner";
+  auto f = startCli({"keygen", base});
+  CliRun run = finish(f);
+  CHECK(run.code == 0);
+  CHECK(run.err.empty());
+  REQUIRE(run.out.size() == 41);  // 40 Z85 characters and a newline
+  CHECK(std::filesystem::exists(base + ".key"));
+  CHECK((std::filesystem::status(base + ".key").permissions() & std::filesystem::perms::group_all) ==
+        std::filesystem::perms::none);
+  std::ifstream pub(base + ".pub");
+  std::string line;
+  std::getline(pub, line);
+  CHECK(line + "\n" == run.out);
+  auto again = startCli({"keygen", base});
+  CliRun refused = finish(again);
+  CHECK(refused.code == 1);
+  CHECK(refused.err.find("refusing to overwrite") != std::string::npos);
+  std::filesystem::remove_all(dir);
 }
