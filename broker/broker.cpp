@@ -13,6 +13,8 @@ const Clock& Broker::defaultClock() {
 
 Broker::Broker(BrokerConfig config, const Clock& clock, const BackendFactory& factory)
     : config_(std::move(config)), clock_(clock) {
+  // Refused before anything is bound: plaintext endpoints other machines can reach.
+  for (const std::string& warning : checkPlaintextExposure(config_)) logger("broker")->warn("{}", warning);
   // Backends first: a pool whose backend cannot work is a start-up error, before binding.
   std::vector<std::unique_ptr<Backend>> backends;
   for (auto& pool : config_.pools) backends.push_back(factory ? factory(pool) : makeBackend(pool));

@@ -1,5 +1,7 @@
 #include "broker/config.h"
 
+#include <cstdio>
+
 #include <unistd.h>
 
 #include <fstream>
@@ -230,6 +232,7 @@ void applyOverrides(BrokerConfig& config, const BrokerOverrides& f) {
   if (f.shutdownGrace) o.shutdownGrace = *f.shutdownGrace;
   if (f.keepRunnersOnShutdown) o.keepRunnersOnShutdown = *f.keepRunnersOnShutdown;
   if (f.logLevel) config.logLevel = *f.logLevel;
+  if (f.allowPlaintext) config.allowPlaintext = *f.allowPlaintext;
 }
 }  // namespace
 
@@ -269,6 +272,7 @@ BrokerConfig parseConfig(std::string_view text, const std::string& source, const
     config.tokenSecretFile = t.str("token_secret_file", "");
     config.adoptWindow = t.duration("adopt_window", config.adoptWindow, false);
     config.logLevel = t.str("log_level", config.logLevel);
+    config.allowPlaintext = t.boolean("allow_plaintext", config.allowPlaintext);
     t.rejectUnknown();
   }
   applyOverrides(config, overrides);  // before the pools copy the broker's defaults
@@ -282,6 +286,44 @@ BrokerConfig parseConfig(std::string_view text, const std::string& source, const
   }
   top.rejectUnknown();
   return config;
+}
+
+bool isLoopbackEndpoint(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  std::string rest = endpoint.substr(6);
+  std::string host;
+  if (!rest.empty() && rest[0] == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string::npos) return false;
+    host = rest.substr(1, close - 1);
+  } else {
+    host = rest.substr(0, rest.rfind(':'));
+  }
+  if (host.find(';') != std::string::npos) return false;  // a source address: be strict
+  if (host == "localhost" || host == "::1") return true;
+  // 127.0.0.0/8: four dotted numbers, the first 127.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  char tail = 0;
+  if (std::sscanf(host.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4)
+    return a == 127 && b < 256 && c < 256 && d < 256;
+  return false;
+}
+
+std::vector<std::string> checkPlaintextExposure(const BrokerConfig& config) {
+  std::vector<std::string> warnings;
+  for (auto [key, endpoint] : {std::pair<const char*, const std::string*>{"clients", &config.broker.clientsEndpoint},
+                               {"runners", &config.broker.runnersEndpoint}}) {
+    if (isLoopbackEndpoint(*endpoint)) continue;
+    if (!config.allowPlaintext)
+      throw ConfigError(std::string("broker.") + key + ": '" + *endpoint +
+                        "' is reachable from other machines, and flame's endpoints are not encrypted or "
+                        "authenticated yet: bind a loopback address (127.0.0.1), or accept plaintext with "
+                        "--insecure (allow_plaintext = true in [broker])");
+    warnings.push_back(std::string("broker.") + key + " '" + *endpoint +
+                       "' is reachable from other machines without encryption or authentication (--insecure)");
+  }
+  return warnings;
 }
 
 BrokerConfig loadConfig(const std::string& path, const BrokerOverrides& overrides) {

@@ -62,8 +62,18 @@ struct BrokerConfig {
   // orphan sweep stops their machines.
   Duration adoptWindow{15'000};
   std::string logLevel = "info";
+  // Bind endpoints that are not loopback without encryption or authentication ([broker]
+  // allow_plaintext, --insecure). Off: such an endpoint is refused at start-up.
+  bool allowPlaintext = false;
   std::vector<PoolConfig> pools;
 };
+
+// True for endpoints only this machine can reach: ipc://, inproc://, and tcp:// on 127.0.0.0/8,
+// ::1 or localhost. tcp://*, 0.0.0.0, another address or an interface name is not.
+bool isLoopbackEndpoint(const std::string& endpoint);
+// Refuses (ConfigError naming the key and the fix) a broker endpoint that is not loopback unless
+// allowPlaintext; returns the warnings to log for the ones it allows.
+std::vector<std::string> checkPlaintextExposure(const BrokerConfig& config);
 
 // Command-line values that replace [broker] keys of the config file. They are applied when the
 // [broker] section has been read and before the pools are, so a pool that does not set its own
@@ -79,6 +89,7 @@ struct BrokerOverrides {
   std::optional<Duration> shutdownGrace;
   std::optional<bool> keepRunnersOnShutdown;
   std::optional<std::string> logLevel;
+  std::optional<bool> allowPlaintext;  // --insecure
 };
 
 // Parses and validates a config (empty text: the defaults). `source` names it in error

@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   auto* oKeepRunners = app.add_flag("--keep-runners", keepRunners,
                                     "SIGTERM: leave runners running for a successor broker to re-adopt");
   auto* oLogLevel = app.add_option("--log-level", logLevel, "trace, debug, info, warn, error [info]");
+  bool insecure = false;
+  auto* oInsecure = app.add_flag("--insecure", insecure,
+                                 "allow endpoints other machines can reach without encryption (allow_plaintext)");
   app.add_option("--endpoints-file", endpointsFile,
                  "once bound, write the actual endpoints as one JSON line to this file ('-' = stdout)");
   CLI11_PARSE(app, argc, argv);
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
   }
   if (*oKeepRunners) flags.keepRunnersOnShutdown = keepRunners;
   if (*oLogLevel) flags.logLevel = logLevel;
+  if (*oInsecure) flags.allowPlaintext = insecure;
 
   flame::BrokerConfig config;
   try {

@@ -142,3 +142,34 @@ watch_interval = "0s"
   CHECK_THROWS_WITH(parseConfig("[pools.g]\nbackend = \"fly\"\n[pools.g.fly]\napp = \"a\"\nimage = \"i\"\nwatch_interval = 3\n"),
                     Catch::Contains("watch_interval"));
 }
+
+TEST_CASE("only loopback, ipc and inproc endpoints count as local", "[config][security]") {
+  for (const char* local : {"tcp://127.0.0.1:5555", "tcp://127.0.0.1:*", "tcp://127.1.2.3:9", "tcp://localhost:1",
+                            "tcp://[::1]:5555", "ipc:///tmp/flame.sock", "inproc://x"})
+    CHECK(isLoopbackEndpoint(local));
+  for (const char* remote : {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.0.0.1:5555", "tcp://eth0:5555",
+                             "tcp://[::]:5555", "tcp://[fdaa::3]:5556", "tcp://128.0.0.1:1", "tcp://127.0.0.1x:1",
+                             "udp://127.0.0.1:1", "tcp://10.0.0.1;127.0.0.1:5555"})
+    CHECK_FALSE(isLoopbackEndpoint(remote));
+}
+
+TEST_CASE("a plaintext endpoint other machines can reach is refused unless allowed", "[config][security]") {
+  auto config = parseConfig("[broker]\nclients = \"tcp://0.0.0.0:5555\"\n");
+  try {
+    checkPlaintextExposure(config);
+    FAIL("not refused");
+  } catch (const ConfigError& e) {
+    std::string why = e.what();
+    CHECK(why.find("broker.clients") != std::string::npos);
+    CHECK(why.find("--insecure") != std::string::npos);
+    CHECK(why.find("allow_plaintext") != std::string::npos);
+  }
+  auto allowed = parseConfig("[broker]\nclients = \"tcp://0.0.0.0:5555\"\nallow_plaintext = true\n");
+  auto warnings = checkPlaintextExposure(allowed);
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("tcp://0.0.0.0:5555") != std::string::npos);
+  BrokerOverrides insecure;
+  insecure.allowPlaintext = true;
+  CHECK(checkPlaintextExposure(parseConfig("[broker]\nrunners = \"tcp://*:5556\"\n", "t", insecure)).size() == 1);
+  CHECK(checkPlaintextExposure(parseConfig("")).empty());  // the defaults are loopback
+}

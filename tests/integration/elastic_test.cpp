@@ -228,3 +228,13 @@ command = ["/bin/sleep", "30"]
   CHECK(took < std::chrono::seconds(10));
   unlink(config.c_str());
 }
+
+TEST_CASE("flame-broker refuses a non-loopback plaintext endpoint and names the fix",
+          "[integration][security]") {
+  // Refused before anything is bound: no socket on another address is ever opened.
+  auto p = Process::start({binary("flame-broker"), "--clients", "tcp://0.0.0.0:0", "--runners", "tcp://127.0.0.1:0"});
+  auto status = p->waitExit(Millis(5000));
+  REQUIRE(status);
+  CHECK(WEXITSTATUS(*status) == 2);
+  CHECK(p->output().find("--insecure") != std::string::npos);
+}
