@@ -23,13 +23,16 @@ using Steady = std::chrono::steady_clock;
 // A FakeBackend that notes when boot() and stop() were called.
 class TimedBackend final : public FakeBackend {
  public:
+  // Noted once the fake has recorded the call, so a waiter that wakes can read boots().
   BootResult boot(const BootSpec& spec) override {
+    BootResult result = FakeBackend::boot(spec);
     note(boots_);
-    return FakeBackend::boot(spec);
+    return result;
   }
   BackendStatus stop(const MachineHandle& machine) override {
+    BackendStatus status = FakeBackend::stop(machine);
     note(stops_);
-    return FakeBackend::stop(machine);
+    return status;
   }
   // When boot() / stop() were called, once there were `count` calls or `bound` passed.
   std::vector<Steady::time_point> bootTimes(size_t count, std::chrono::milliseconds bound) {
