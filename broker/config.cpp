@@ -1,5 +1,7 @@
 #include "broker/config.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 
 #include <unistd.h>
@@ -302,6 +304,12 @@ bool isLoopbackEndpoint(const std::string& endpoint) {
   }
   if (host.find(';') != std::string::npos) return false;  // a source address: be strict
   if (host == "localhost" || host == "::1") return true;
+  // An IPv4 address in IPv6 form: what a broker reports as its bound endpoint (ipv6 is on).
+  constexpr std::string_view kMapped = "::ffff:";
+  if (host.size() > kMapped.size() && std::equal(kMapped.begin(), kMapped.end(), host.begin(), [](char a, char b) {
+        return a == std::tolower(static_cast<unsigned char>(b));
+      }))
+    host = host.substr(kMapped.size());
   // 127.0.0.0/8: four dotted numbers, the first 127.
   unsigned a = 0, b = 0, c = 0, d = 0;
   char tail = 0;

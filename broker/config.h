@@ -68,8 +68,9 @@ struct BrokerConfig {
   std::vector<PoolConfig> pools;
 };
 
-// True for endpoints only this machine can reach: ipc://, inproc://, and tcp:// on 127.0.0.0/8,
-// ::1 or localhost. tcp://*, 0.0.0.0, another address or an interface name is not.
+// True for endpoints only this machine can reach: ipc://, inproc://, and tcp:// on 127.0.0.0/8
+// (also as ::ffff:127.x.y.z), ::1 or localhost. tcp://*, 0.0.0.0, another address or an
+// interface name is not.
 bool isLoopbackEndpoint(const std::string& endpoint);
 // Refuses (ConfigError naming the key and the fix) a broker endpoint that is not loopback unless
 // allowPlaintext; returns the warnings to log for the ones it allows.

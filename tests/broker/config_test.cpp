@@ -145,11 +145,13 @@ watch_interval = "0s"
 
 TEST_CASE("only loopback, ipc and inproc endpoints count as local", "[config][security]") {
   for (const char* local : {"tcp://127.0.0.1:5555", "tcp://127.0.0.1:*", "tcp://127.1.2.3:9", "tcp://localhost:1",
-                            "tcp://[::1]:5555", "ipc:///tmp/flame.sock", "inproc://x"})
+                            "tcp://[::1]:5555", "ipc:///tmp/flame.sock", "inproc://x",
+                            "tcp://[::ffff:127.0.0.1]:45637", "tcp://[::FFFF:127.0.0.1]:1"})
     CHECK(isLoopbackEndpoint(local));
   for (const char* remote : {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.0.0.1:5555", "tcp://eth0:5555",
                              "tcp://[::]:5555", "tcp://[fdaa::3]:5556", "tcp://128.0.0.1:1", "tcp://127.0.0.1x:1",
-                             "udp://127.0.0.1:1", "tcp://10.0.0.1;127.0.0.1:5555"})
+                             "udp://127.0.0.1:1", "tcp://10.0.0.1;127.0.0.1:5555", "tcp://[::ffff:10.0.0.1]:1",
+                             "tcp://[::ffff:]:1"})
     CHECK_FALSE(isLoopbackEndpoint(remote));
 }
 
