@@ -5,6 +5,8 @@
 namespace flame {
 
 namespace {
+constexpr int kZapEnforceDomain = 93;  // ZMQ_ZAP_ENFORCE_DOMAIN
+
 void applyCommon(zmq::socket_t& s, const SocketLimits& limits) {
   s.set(zmq::sockopt::linger, 0);
   s.set(zmq::sockopt::maxmsgsize, limits.maxFrameBytes);
@@ -14,20 +16,41 @@ void applyCommon(zmq::socket_t& s, const SocketLimits& limits) {
 }
 }  // namespace
 
-zmq::socket_t bindRouter(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits) {
+zmq::socket_t bindRouter(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits,
+                         const CurveServer* curve) {
   zmq::socket_t s(ctx, zmq::socket_type::router);
   applyCommon(s, limits);
   s.set(zmq::sockopt::router_mandatory, 1);
+  if (curve) {
+    s.set(zmq::sockopt::curve_server, 1);
+    s.set(zmq::sockopt::curve_secretkey, curve->secretKey);
+    s.set(zmq::sockopt::zap_domain, curve->zapDomain);
+    // Fail closed: without it libzmq accepts every CURVE client when no ZAP handler answers
+    // (ZEROMQ-NOTES.md). A DRAFT option in zmq.h, honoured by the stable library.
+    int enforce = 1;
+    if (zmq_setsockopt(s.handle(), kZapEnforceDomain, &enforce, sizeof enforce) != 0) throw zmq::error_t();
+  }
   s.bind(endpoint);
   return s;
 }
 
-zmq::socket_t connectDealer(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits) {
+zmq::socket_t connectDealer(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits,
+                            const CurveClient* curve) {
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   applyCommon(s, limits);
   s.set(zmq::sockopt::immediate, 1);
+  if (curve) {
+    s.set(zmq::sockopt::curve_serverkey, curve->serverKey);
+    s.set(zmq::sockopt::curve_publickey, curve->publicKey);
+    s.set(zmq::sockopt::curve_secretkey, curve->secretKey);
+  }
   s.connect(endpoint);
   return s;
+}
+
+std::string_view peerKey(const zmq::message_t& message) {
+  const char* key = zmq_msg_gets(message.handle(), "User-Id");
+  return key ? std::string_view(key) : std::string_view();
 }
 
 std::string boundEndpoint(zmq::socket_t& socket) { return socket.get(zmq::sockopt::last_endpoint); }

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -24,12 +25,35 @@ struct SocketLimits {
   int recvHwm = 100'000;
 };
 
-// A ROUTER bound to `endpoint` ("tcp://127.0.0.1:*" picks a free port) with
-// ROUTER_MANDATORY, linger 0 and the limits. Throws zmq::error_t if the bind fails.
-zmq::socket_t bindRouter(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits = {});
+// CURVE (docs/SECURITY.md). Keys are Z85 text (40 characters, common/curve_keys.h).
+// The server side of an endpoint: its secret key, and the ZAP domain its handshakes are checked
+// in (the ZAP handler must be bound on inproc://zeromq.zap.01 in the same context before the
+// bind; ZAP_ENFORCE_DOMAIN is set, so a handshake with no handler to ask is refused).
+struct CurveServer {
+  std::string secretKey;
+  std::string zapDomain;
+};
+// The client side: the server's public key and the connecting peer's own key pair.
+struct CurveClient {
+  std::string serverKey;
+  std::string publicKey;
+  std::string secretKey;
+};
 
-// A DEALER connected to `endpoint` with IMMEDIATE, linger 0, IPv6 allowed and the limits.
-zmq::socket_t connectDealer(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits = {});
+// A ROUTER bound to `endpoint` ("tcp://127.0.0.1:*" picks a free port) with
+// ROUTER_MANDATORY, linger 0 and the limits; a CURVE server if `curve` is given. Throws
+// zmq::error_t if the bind fails.
+zmq::socket_t bindRouter(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits = {},
+                         const CurveServer* curve = nullptr);
+
+// A DEALER connected to `endpoint` with IMMEDIATE, linger 0, IPv6 allowed and the limits; a
+// CURVE client if `curve` is given.
+zmq::socket_t connectDealer(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits = {},
+                            const CurveClient* curve = nullptr);
+
+// The key the ZAP handler authenticated for the connection a message came on (its "User-Id"
+// property: flame's handler sets it to the peer's Z85 public key). Empty without CURVE.
+std::string_view peerKey(const zmq::message_t& message);
 
 // The endpoint a socket actually bound (resolves the "*" port).
 std::string boundEndpoint(zmq::socket_t& socket);
