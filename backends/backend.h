@@ -22,6 +22,10 @@ inline constexpr const char* kEnvRunnerId = "FLAME_RUNNER_ID";   // id the broke
 inline constexpr const char* kEnvBootToken = "FLAME_BOOT_TOKEN"; // one-time token
 inline constexpr const char* kEnvBrokerId = "FLAME_BROKER_ID";   // tags machines for orphan sweeps
 inline constexpr const char* kEnvConcurrency = "FLAME_MAX_CONCURRENCY";
+// With CURVE (docs/SECURITY.md): the broker's public key and the runner's own secret key, minted
+// for this runner id alone.
+inline constexpr const char* kEnvServerKey = "FLAME_SERVER_KEY";
+inline constexpr const char* kEnvSecretKey = "FLAME_SECRET_KEY";
 
 struct BootSpec {
   std::string pool;

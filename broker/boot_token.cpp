@@ -5,7 +5,9 @@
 #include <openssl/hmac.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zmq.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -28,18 +30,41 @@ std::string hex(const unsigned char* bytes, size_t n) {
 }
 }  // namespace
 
-std::string deriveBootToken(std::string_view secret, std::string_view brokerId, std::string_view pool,
-                            std::string_view runnerId) {
-  // Each field is length-prefixed, so no two different (broker, pool, runner) triples can
-  // produce the same input, whatever bytes they contain.
+namespace {
+// HMAC-SHA256 over the fields, each length-prefixed, so no two different field lists can
+// produce the same input, whatever bytes they contain. 32 bytes.
+std::array<unsigned char, 32> mac(std::string_view secret, std::initializer_list<std::string_view> fields) {
   std::string data;
-  for (std::string_view field : {brokerId, pool, runnerId}) data.append(std::to_string(field.size())).append(":").append(field);
-  unsigned char mac[EVP_MAX_MD_SIZE];
+  for (std::string_view field : fields) data.append(std::to_string(field.size())).append(":").append(field);
+  std::array<unsigned char, 32> out{};
+  unsigned char buf[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-            reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len))
+            reinterpret_cast<const unsigned char*>(data.data()), data.size(), buf, &len) ||
+      len != out.size())
     throw std::runtime_error("HMAC-SHA256 failed");  // only if OpenSSL itself is broken
-  return hex(mac, len);
+  std::memcpy(out.data(), buf, out.size());
+  return out;
+}
+}  // namespace
+
+std::string deriveBootToken(std::string_view secret, std::string_view brokerId, std::string_view pool,
+                            std::string_view runnerId) {
+  auto m = mac(secret, {brokerId, pool, runnerId});
+  return hex(m.data(), m.size());
+}
+
+CurveKeyPair deriveRunnerKeyPair(std::string_view secret, std::string_view brokerId, std::string_view pool,
+                                 std::string_view runnerId) {
+  // A fourth field keeps these bytes apart from the token's: knowing a runner's token (it is in
+  // its environment too, but also in logs of old versions) says nothing about its key.
+  auto m = mac(secret, {brokerId, pool, runnerId, "curve-secret-key"});
+  char z85[41] = {};
+  if (!zmq_z85_encode(z85, m.data(), m.size())) throw std::runtime_error("zmq_z85_encode failed");
+  CurveKeyPair keys;
+  keys.secretKey = z85;
+  keys.publicKey = publicKeyOf(keys.secretKey);
+  return keys;
 }
 
 std::string randomSecret() {

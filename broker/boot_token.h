@@ -7,11 +7,20 @@
 #include <string>
 #include <string_view>
 
+#include "common/curve_keys.h"
+
 namespace flame {
 
 // Hex HMAC-SHA256(secret, the three fields, each length-prefixed): 64 characters.
 std::string deriveBootToken(std::string_view secret, std::string_view brokerId, std::string_view pool,
                             std::string_view runnerId);
+
+// The CURVE key pair of a booted runner (docs/SECURITY.md), derived like its boot token but in
+// a separate domain: a successor broker with the same secret and broker id knows the key each
+// of its predecessor's runners holds without a state file. Throws std::runtime_error only if
+// OpenSSL or libzmq's CURVE is missing.
+CurveKeyPair deriveRunnerKeyPair(std::string_view secret, std::string_view brokerId, std::string_view pool,
+                                 std::string_view runnerId);
 
 // 32 random bytes from the OS.
 std::string randomSecret();

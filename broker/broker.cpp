@@ -27,21 +27,49 @@ Broker::Broker(BrokerConfig config, const Clock& clock, const BackendFactory& fa
     }
   }
 
-  server_ = std::make_unique<BrokerServer>(ctx_, config_.broker, clock_);
+  if (config_.security.enabled()) {
+    keys_ = KeyRing::load(config_.security);  // ConfigError naming the key and file
+    zap_ = std::make_unique<ZapHandler>(ctx_, *keys_, clock_);
+    logger("security")->info("CURVE on both endpoints; broker key {} ({})", keys_->publicKey(),
+                             config_.security.secretKeyFile);
+  }
+  server_ = std::make_unique<BrokerServer>(ctx_, config_.broker, clock_, keys_.get());
+  server_->core().setKeyRing(keys_.get());
   advertise_ = config_.advertiseRunners.empty() ? server_->runnersEndpoint() : config_.advertiseRunners;
   scaler_ = std::make_unique<Scaler>(server_->core(), clock_, config_.brokerId, advertise_);
   firstSweep_ = clock_.now();
   if (!secret.empty()) {
     firstSweep_ = clock_.now() + config_.adoptWindow;
     scaler_->setTokenSecret(std::move(secret), firstSweep_);
+    if (keys_) keys_->admitUnlistedRunnersUntil(firstSweep_);
     logger("broker")->info("runners booted by a previous run of broker_id={} may re-register for {}",
                            config_.brokerId, formatDuration(config_.adoptWindow));
   }
+  scaler_->setKeyRing(keys_.get());
   for (size_t i = 0; i < config_.pools.size(); ++i)
     scaler_->addPool(config_.pools[i], std::move(backends[i]), std::make_unique<ThreadBackendExecutor>());
   server_->core().setListener(scaler_.get());
   scaler_->setWake([server = server_.get()] { server->wake(); });
   scaler_->sweepOrphans();  // deferred while runners of a previous run may come back
+}
+
+void Broker::reloadKeys() {
+  reloadKeys_ = true;
+  server_->wake();
+}
+
+void Broker::applyKeyReload() {
+  if (!keys_) {
+    logger("security")->info("reload: no [security] section, nothing to re-read");
+    return;
+  }
+  try {
+    logger("security")->info("reloaded the key lists: {}", keys_->reload());
+  } catch (const ConfigError& e) {
+    logger("security")->error("reload failed, the current key lists stay: {}", e.what());
+    return;
+  }
+  server_->core().keysReloaded();
 }
 
 Broker::~Broker() {
@@ -55,8 +83,12 @@ void Broker::run() {
     auto sweep = [this] { scaler_->sweepOrphans(); };
     if (firstSweep_ > clock_.now()) reactor.at(firstSweep_, sweep);
     reactor.every(config_.orphanSweepInterval, sweep);
+    if (zap_) reactor.add(zap_->socket(), [this] { zap_->onReadable(); });
   };
-  hooks.onTick = [this] { scaler_->tick(); };
+  hooks.onTick = [this] {
+    if (reloadKeys_.exchange(false)) applyKeyReload();
+    scaler_->tick();
+  };
   hooks.nextWakeup = [this] { return scaler_->nextWakeup(); };
   // Drains go out with the server's last flush and closing time (they used to be dropped).
   hooks.onStopped = [this] { scaler_->shutdown(config_.broker.keepRunnersOnShutdown); };

@@ -12,6 +12,7 @@
 
 #include <zmq.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +20,7 @@
 #include "broker/config.h"
 #include "broker/scaler.h"
 #include "broker/server.h"
+#include "broker/zap.h"
 #include "common/clock.h"
 
 namespace flame {
@@ -49,6 +51,11 @@ class Broker {
   // Thread-safe (also from a signal-handling thread): see BrokerServer::stop()/stopNow().
   void stop() { server_->stop(); }
   void stopNow() { server_->stopNow(); }
+  // Thread-safe (SIGHUP): the loop re-reads the [security] allow-lists on its next turn. A bad
+  // file keeps the current lists (logged). Keys no longer listed: new handshakes are refused,
+  // their open connections get `unauthorized` for every further request, their static runners
+  // are drained. Without [security], logs that there is nothing to reload.
+  void reloadKeys();
 
   const BrokerConfig& config() const { return config_; }
   BrokerCore& core() { return server_->core(); }
@@ -57,9 +64,13 @@ class Broker {
   static const Clock& defaultClock();
 
  private:
+  void applyKeyReload();  // on the loop
   BrokerConfig config_;
   const Clock& clock_;
   zmq::context_t ctx_;
+  std::unique_ptr<KeyRing> keys_;
+  std::unique_ptr<ZapHandler> zap_;  // bound before the endpoints, so no handshake goes unchecked
+  std::atomic<bool> reloadKeys_{false};
   std::unique_ptr<BrokerServer> server_;
   std::unique_ptr<Scaler> scaler_;
   std::string advertise_;

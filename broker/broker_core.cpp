@@ -18,6 +18,15 @@
 namespace flame {
 
 namespace {
+// The request id a client message carries (0 for those without one), to address an error to it.
+uint64_t requestIdOf(const Message& message) {
+  return std::visit(
+      [](const auto& m) -> uint64_t {
+        if constexpr (requires { m.requestId; }) return m.requestId;
+        return 0;
+      },
+      message);
+}
 constexpr size_t kMaxNameBytes = 128;
 constexpr uint32_t kMaxSlots = 1'000'000;
 constexpr size_t kMaxFunctions = 10'000;
@@ -99,19 +108,28 @@ const Job* BrokerCore::findJob(JobId id) const { return jobs_.find(id); }
 
 // ---------------------------------------------------------------- clients
 
-void BrokerCore::onClient(const std::string& client, Message&& message, zmq::message_t payload) {
+void BrokerCore::onClient(const std::string& client, Message&& message, zmq::message_t payload,
+                          std::string_view key) {
   auto now = clock_.now();
   auto& session = sessions_[client];
   session.lastSeen = now;
+  if (keys_ && !authorizedSession(client, session, message, key)) return;
   if (auto* submit = std::get_if<msg::Submit>(&message)) {
     handleSubmit(client, session, *submit, std::move(payload));
   } else if (auto* cancel = std::get_if<msg::Cancel>(&message)) {
     handleCancel(client, session, *cancel);
   } else if (auto* stop = std::get_if<msg::StopChild>(&message)) {
-    handleStopChild(client, *stop);
+    handleStopChild(client, *stop, key);
   } else if (auto* req = std::get_if<msg::StatusRequest>(&message)) {
     sendClient(client, status(req->requestId));
   } else if (auto* set = std::get_if<msg::SetPool>(&message)) {
+    if (keys_ && !keys_->isAdmin(key)) {
+      log_->warn("client={} key {} may not change pool '{}': not an admin key", hex(client), keyFingerprint(key),
+                 set->pool);
+      replyError(client, set->requestId, ErrorCode::Unauthorized,
+                 "changing a pool's limits needs an admin key (admin_keys); this client's key is not one");
+      return;
+    }
     std::string why;
     ErrorCode code = findPool(set->pool) ? listener_->setPool(*set, why) : ErrorCode::UnknownPool;
     if (code == ErrorCode::UnknownPool && why.empty()) why = "no pool named '" + set->pool + "'";
@@ -128,6 +146,42 @@ void BrokerCore::onClient(const std::string& client, Message&& message, zmq::mes
   } else {
     onClientInvalid(client, ErrorCode::BadRequest,
                     "this message kind is not accepted on the client endpoint", 0);
+  }
+}
+
+bool BrokerCore::authorizedSession(const std::string& client, ClientSession& session, const Message& message,
+                                   std::string_view key) {
+  if (session.key.empty()) session.key = key;
+  const char* refusal = nullptr;
+  if (key.empty()) {
+    refusal = "this connection was not authenticated";  // cannot happen with ZAP enforced
+  } else if (key != session.key) {
+    refusal = "this connection's routing id belongs to another key's session";
+  } else if (session.revoked) {
+    refusal = "this client's key was revoked";
+  }
+  if (!refusal) return true;
+  log_->warn("client={} key {}: {}", hex(client), keyFingerprint(key), refusal);
+  replyError(client, requestIdOf(message), ErrorCode::Unauthorized, refusal);
+  return false;
+}
+
+void BrokerCore::keysReloaded() {
+  if (!keys_) return;
+  for (auto& [client, session] : sessions_) {
+    if (session.revoked || session.key.empty() || keys_->isClient(session.key)) continue;
+    session.revoked = true;
+    log_->warn("client={} key {}: revoked; its further requests are refused", hex(client), keyFingerprint(session.key));
+  }
+  std::vector<RunnerState*> revoked;
+  for (auto& [id, runner] : runners_)
+    if (runner->token.empty() && !runner->key.empty() && !keys_->isStaticRunner(runner->key) &&
+        runner->phase == RunnerPhase::Ready)
+      revoked.push_back(runner.get());
+  for (RunnerState* runner : revoked) {
+    log_->warn("pool={} runner={} key {}: revoked; draining it", runner->pool->name, runner->id,
+               keyFingerprint(runner->key));
+    drain(*runner, options_.shutdownGrace);
   }
 }
 
@@ -172,6 +226,7 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   Duration timeout = s.timeoutMs == 0 ? (s.mode == Mode::Place ? kInfinite : pool->defaultTimeout)
                                       : fromWireMs(s.timeoutMs);
   job.mode = s.mode;
+  if (keys_) job.owner = session.key;
   job.link = s.link;
   job.idempotent = s.idempotent;
   // An idempotent job may be re-run: 0 retries means the default of one (PROTOCOL.md).
@@ -213,13 +268,21 @@ void BrokerCore::handleCancel(const std::string& client, ClientSession& session,
   }
 }
 
-void BrokerCore::handleStopChild(const std::string& client, const msg::StopChild& s) {
+void BrokerCore::handleStopChild(const std::string& client, const msg::StopChild& s, std::string_view key) {
   Job* child = jobs_.find(s.childId);
   if (!child || child->mode != Mode::Place) {
     replyError(client, 0, ErrorCode::NotFound, "no child " + std::to_string(s.childId), s.childId);
     return;
   }
   Job& job = *child;
+  if (keys_ && key != job.owner && !keys_->isAdmin(key)) {
+    log_->warn("pool={} child={}: key {} may not stop it (placed by key {})", job.pool->name, job.id,
+               keyFingerprint(key), keyFingerprint(job.owner));
+    replyError(client, 0, ErrorCode::Unauthorized,
+               "child " + std::to_string(s.childId) + " was placed by another client's key; only it or an admin key may stop it",
+               s.childId);
+    return;
+  }
   log_->info("pool={} child={} stop requested", job.pool->name, job.id);
   if (job.state == JobState::Queued) {
     answerError(job, ErrorCode::Cancelled, "stopped before it was placed");
@@ -377,8 +440,9 @@ void BrokerCore::finish(Job& job) {
 
 // ---------------------------------------------------------------- runners
 
-void BrokerCore::onRunner(const std::string& routingId, Message&& message, zmq::message_t payload) {
-  if (auto* ready = std::get_if<msg::Ready>(&message)) return handleReady(routingId, *ready);
+void BrokerCore::onRunner(const std::string& routingId, Message&& message, zmq::message_t payload,
+                          std::string_view key) {
+  if (auto* ready = std::get_if<msg::Ready>(&message)) return handleReady(routingId, *ready, key);
   auto it = byRouting_.find(routingId);
   if (it == byRouting_.end()) {
     log_->debug("connection={} is not registered; asking it to send ready", hex(routingId));
@@ -406,7 +470,7 @@ void BrokerCore::onRunnerInvalid(const std::string& routingId, ErrorCode code, c
   outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr, 0);
 }
 
-void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
+void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready, std::string_view key) {
   auto refuse = [&](ErrorCode code, const std::string& why) {
     log_->warn("runner={} pool={} refused: {}", ready.runnerId, ready.pool, why);
     outbox_.toRunner(routingId, encode(msg::Error{0, code, why, 0}), nullptr, 0);
@@ -430,6 +494,8 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
     if (!sameSecret(r.token, ready.token))
       return refuse(ErrorCode::Unauthorized,
                     "runner id '" + ready.runnerId + "' is registered with another token");
+    if (keys_ && r.key != key)
+      return refuse(ErrorCode::Unauthorized, "runner id '" + ready.runnerId + "' is registered with another key");
     if (r.token.empty() && routingId != r.routingId && now - r.lastSeen < options_.heartbeatInterval)
       return refuse(ErrorCode::Unauthorized, "runner id '" + ready.runnerId +
                                                  "' registered without a token and its connection is alive");
@@ -451,8 +517,8 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
     listener_->demandChanged(pool);
     return;
   }
-  if (ErrorCode verdict = listener_->admitRunner(ready); verdict != ErrorCode::None)
-    return refuse(verdict, "runner '" + ready.runnerId + "' was not admitted (bad boot token)");
+  if (ErrorCode verdict = listener_->admitRunner(ready, key); verdict != ErrorCode::None)
+    return refuse(verdict, "runner '" + ready.runnerId + "' was not admitted (bad boot token or key)");
   if (auto old = byRouting_.find(routingId); old != byRouting_.end())
     removeRunner(*old->second, ErrorCode::RunnerLost, "its connection re-registered as another runner");
 
@@ -465,6 +531,7 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready) {
   r.seq = nextRunnerSeq_++;
   r.slots = ready.slots;
   r.token = ready.token;
+  r.key = key;
   r.lastSeen = now;
   r.idleSince = now;
   r.pid = ready.pid;

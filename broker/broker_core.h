@@ -17,6 +17,7 @@
 #include "broker/id_map.h"
 #include "broker/job.h"
 #include "broker/job_table.h"
+#include "broker/key_ring.h"
 #include "broker/options.h"
 #include "broker/pool.h"
 #include "broker/scaler_port.h"
@@ -48,8 +49,9 @@ class Outbox {
 class BrokerListener {
  public:
   virtual ~BrokerListener() = default;
-  // A runner sent ready. Return an error code (Unauthorized) to refuse it, None to admit.
-  virtual ErrorCode admitRunner(const msg::Ready& ready) { return ErrorCode::None; }
+  // A runner sent ready on a connection authenticated with `key` (empty without CURVE). Return
+  // an error code (Unauthorized) to refuse it, None to admit.
+  virtual ErrorCode admitRunner(const msg::Ready& ready, std::string_view key) { return ErrorCode::None; }
   virtual void runnerJoined(const RunnerState& runner) {}
   virtual void runnerLeft(const RunnerState& runner, const std::string& why) {}
   // A job was queued or a slot freed: demand may have changed.
@@ -72,16 +74,24 @@ class BrokerCore final : public ScalerPort {
 
   // Not owned; nullptr restores the no-op listener.
   void setListener(BrokerListener* listener) { listener_ = listener ? listener : &noListener_; }
+  // CURVE is on: keys are identities (docs/SECURITY.md, "Authorization"). A client's work is its
+  // key's: stopChild only from that key or an admin key, setPool only from an admin key. A static
+  // pool takes only runners with a runner key. Not owned; nullptr = no authorization (plaintext).
+  void setKeyRing(const KeyRing* keys) { keys_ = keys; }
+  // The key lists were re-read: connections of keys no longer listed get `unauthorized` for every
+  // further request (their running work finishes), and static runners of such keys are drained.
+  void keysReloaded();
 
   // Declares a pool (config file or scaler). Redeclaring updates its settings.
   void declarePool(const std::string& name, const PoolSettings& settings) override;
 
   // A decoded message from a client connection; `payload` is its payload frame (empty if none).
-  void onClient(const std::string& client, Message&& message, zmq::message_t payload);
+  // `key`: the key the connection was authenticated with (CURVE; see setKeyRing), else empty.
+  void onClient(const std::string& client, Message&& message, zmq::message_t payload, std::string_view key = {});
   // A client message that could not be decoded: answered with an error, logged.
   void onClientInvalid(const std::string& client, ErrorCode code, const std::string& why, uint64_t requestId);
   // A decoded message from a runner connection.
-  void onRunner(const std::string& routingId, Message&& message, zmq::message_t payload);
+  void onRunner(const std::string& routingId, Message&& message, zmq::message_t payload, std::string_view key = {});
   void onRunnerInvalid(const std::string& routingId, ErrorCode code, const std::string& why);
   // Messages the Outbox had accepted for connection `routingId` could not be delivered (the
   // connection is gone): `undelivered` are the jobs they dispatched, in dispatch order. Those
@@ -131,14 +141,20 @@ class BrokerCore final : public ScalerPort {
  private:
   struct ClientSession {
     TimePoint lastSeen{};
+    std::string key;       // CURVE: the key of its connection (set by its first message)
+    bool revoked = false;  // that key was removed from the lists (keysReloaded)
     IdMap requests;  // outstanding request id -> job
     uint32_t linked = 0;                            // how many of them are linked
   };
 
   void handleSubmit(const std::string& client, ClientSession& session, msg::Submit& submit, zmq::message_t payload);
   void handleCancel(const std::string& client, ClientSession& session, const msg::Cancel& cancel);
-  void handleStopChild(const std::string& client, const msg::StopChild& stop);
-  void handleReady(const std::string& routingId, msg::Ready& ready);
+  void handleStopChild(const std::string& client, const msg::StopChild& stop, std::string_view key);
+  void handleReady(const std::string& routingId, msg::Ready& ready, std::string_view key);
+  // CURVE: a message may be served only on a session of one unrevoked key (else it is answered
+  // `unauthorized`); the first message sets the session's key.
+  bool authorizedSession(const std::string& client, ClientSession& session, const Message& message,
+                         std::string_view key);
   // Matches what a (re-)registering runner says it holds with what this broker assigned it.
   // `newConnection`: the ready came on another connection than the jobs assigned so far.
   void reconcile(RunnerState& runner, const msg::Ready& ready, bool newConnection);
@@ -190,6 +206,7 @@ class BrokerCore final : public ScalerPort {
   Outbox& outbox_;
   BrokerListener* listener_ = nullptr;
   BrokerListener noListener_;
+  const KeyRing* keys_ = nullptr;
 
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools_;
   std::unordered_map<std::string, std::unique_ptr<RunnerState>> runners_;  // by runner id

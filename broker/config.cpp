@@ -235,6 +235,26 @@ void applyOverrides(BrokerConfig& config, const BrokerOverrides& f) {
   if (f.keepRunnersOnShutdown) o.keepRunnersOnShutdown = *f.keepRunnersOnShutdown;
   if (f.logLevel) config.logLevel = *f.logLevel;
   if (f.allowPlaintext) config.allowPlaintext = *f.allowPlaintext;
+  if (f.secretKeyFile) config.security.secretKeyFile = *f.secretKeyFile;
+  if (f.clientKeys) config.security.clientKeys = *f.clientKeys;
+  if (f.runnerKeys) config.security.runnerKeys = *f.runnerKeys;
+  if (f.adminKeys) config.security.adminKeys = *f.adminKeys;
+}
+
+// The files are read when the broker starts (KeyRing::load); here only what is missing.
+void checkSecurity(const SecurityConfig& s) {
+  if (!s.enabled()) {
+    for (auto [key, value] : {std::pair<const char*, const std::string*>{"client_keys", &s.clientKeys},
+                              {"runner_keys", &s.runnerKeys},
+                              {"admin_keys", &s.adminKeys}})
+      if (!value->empty())
+        throw ConfigError(std::string("security.") + key +
+                          ": needs secret_key_file, the broker's own key (flame keygen broker; --secret-key-file)");
+    return;
+  }
+  if (s.clientKeys.empty() && s.adminKeys.empty())
+    throw ConfigError("security: with secret_key_file set, list the clients that may connect in client_keys or "
+                      "admin_keys (--client-keys, --admin-keys): without them no client could connect");
 }
 }  // namespace
 
@@ -277,7 +297,16 @@ BrokerConfig parseConfig(std::string_view text, const std::string& source, const
     config.allowPlaintext = t.boolean("allow_plaintext", config.allowPlaintext);
     t.rejectUnknown();
   }
+  if (const toml::table* sec = top.subtable("security")) {
+    Table t(*sec, "security");
+    config.security.secretKeyFile = t.str("secret_key_file", "");
+    config.security.clientKeys = t.str("client_keys", "");
+    config.security.runnerKeys = t.str("runner_keys", "");
+    config.security.adminKeys = t.str("admin_keys", "");
+    t.rejectUnknown();
+  }
   applyOverrides(config, overrides);  // before the pools copy the broker's defaults
+  checkSecurity(config.security);
   if (const toml::table* pools = top.subtable("pools")) {
     for (auto& [k, v] : *pools) {
       std::string name(k.str());
@@ -322,12 +351,13 @@ std::vector<std::string> checkPlaintextExposure(const BrokerConfig& config) {
   std::vector<std::string> warnings;
   for (auto [key, endpoint] : {std::pair<const char*, const std::string*>{"clients", &config.broker.clientsEndpoint},
                                {"runners", &config.broker.runnersEndpoint}}) {
-    if (isLoopbackEndpoint(*endpoint)) continue;
+    if (isLoopbackEndpoint(*endpoint) || config.security.enabled()) continue;
     if (!config.allowPlaintext)
       throw ConfigError(std::string("broker.") + key + ": '" + *endpoint +
-                        "' is reachable from other machines, and flame's endpoints are not encrypted or "
-                        "authenticated yet: bind a loopback address (127.0.0.1), or accept plaintext with "
-                        "--insecure (allow_plaintext = true in [broker])");
+                        "' is reachable from other machines without encryption or authentication: turn on "
+                        "CURVE ([security] secret_key_file and client_keys, see docs/SECURITY.md), bind a "
+                        "loopback address (127.0.0.1), or accept plaintext with --insecure "
+                        "(allow_plaintext = true in [broker])");
     warnings.push_back(std::string("broker.") + key + " '" + *endpoint +
                        "' is reachable from other machines without encryption or authentication (--insecure)");
   }

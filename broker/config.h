@@ -16,6 +16,7 @@
 #include "backends/kubernetes_backend.h"
 #include "backends/process_backend.h"
 #include "broker/broker_core.h"
+#include "broker/key_ring.h"
 #include "broker/options.h"
 
 namespace flame {
@@ -65,6 +66,7 @@ struct BrokerConfig {
   // Bind endpoints that are not loopback without encryption or authentication ([broker]
   // allow_plaintext, --insecure). Off: such an endpoint is refused at start-up.
   bool allowPlaintext = false;
+  SecurityConfig security;  // [security]: CURVE on both endpoints (docs/SECURITY.md)
   std::vector<PoolConfig> pools;
 };
 
@@ -73,7 +75,7 @@ struct BrokerConfig {
 // interface name is not.
 bool isLoopbackEndpoint(const std::string& endpoint);
 // Refuses (ConfigError naming the key and the fix) a broker endpoint that is not loopback unless
-// allowPlaintext; returns the warnings to log for the ones it allows.
+// CURVE is on ([security]) or allowPlaintext; returns the warnings to log for the ones it allows.
 std::vector<std::string> checkPlaintextExposure(const BrokerConfig& config);
 
 // Command-line values that replace [broker] keys of the config file. They are applied when the
@@ -91,6 +93,8 @@ struct BrokerOverrides {
   std::optional<bool> keepRunnersOnShutdown;
   std::optional<std::string> logLevel;
   std::optional<bool> allowPlaintext;  // --insecure
+  // [security]: --secret-key-file, --client-keys, --runner-keys, --admin-keys
+  std::optional<std::string> secretKeyFile, clientKeys, runnerKeys, adminKeys;
 };
 
 // Parses and validates a config (empty text: the defaults). `source` names it in error

@@ -2,7 +2,8 @@
 
 namespace flame {
 
-void deliverFromClient(BrokerCore& core, const DecodeLimits& limits, Frames& frames, bool truncated) {
+void deliverFromClient(BrokerCore& core, const DecodeLimits& limits, Frames& frames, bool truncated,
+                       bool authenticated) {
   const std::string client = frames[0].to_string();
   if (frames.size() < 3 || frames[1].size() != 0) {
     core.onClientInvalid(client, ErrorCode::BadRequest, "expected [empty delimiter][header][payload?] frames", 0);
@@ -20,10 +21,12 @@ void deliverFromClient(BrokerCore& core, const DecodeLimits& limits, Frames& fra
   }
   zmq::message_t payload;
   if (frames.size() == 4) payload = std::move(frames[3]);
-  core.onClient(client, std::move(*d.message), std::move(payload));
+  std::string_view key = authenticated ? peerKey(frames[2]) : std::string_view();
+  core.onClient(client, std::move(*d.message), std::move(payload), key);
 }
 
-void deliverFromRunner(BrokerCore& core, const DecodeLimits& limits, Frames& frames, bool truncated) {
+void deliverFromRunner(BrokerCore& core, const DecodeLimits& limits, Frames& frames, bool truncated,
+                       bool authenticated) {
   const std::string peer = frames[0].to_string();
   if (frames.size() < 2) {
     core.onRunnerInvalid(peer, ErrorCode::BadRequest, "expected [header][payload?] frames");
@@ -40,7 +43,8 @@ void deliverFromRunner(BrokerCore& core, const DecodeLimits& limits, Frames& fra
   }
   zmq::message_t payload;
   if (frames.size() == 3) payload = std::move(frames[2]);
-  core.onRunner(peer, std::move(*d.message), std::move(payload));
+  std::string_view key = authenticated ? peerKey(frames[1]) : std::string_view();
+  core.onRunner(peer, std::move(*d.message), std::move(payload), key);
 }
 
 }  // namespace flame

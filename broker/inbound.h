@@ -16,8 +16,11 @@ inline constexpr size_t kMaxClientFrames = 4;
 inline constexpr size_t kMaxRunnerFrames = 3;
 
 // `frames` as recvFrames() left them (frames[0] = routing id; `truncated` = more frames than
-// the maximum were sent). Frames may be moved from.
-void deliverFromClient(BrokerCore& core, const DecodeLimits& limits, Frames& frames, bool truncated);
-void deliverFromRunner(BrokerCore& core, const DecodeLimits& limits, Frames& frames, bool truncated);
+// the maximum were sent). Frames may be moved from. `authenticated`: the socket is a CURVE
+// server, and the peer's key (its ZAP User-Id) goes to the core with the message.
+void deliverFromClient(BrokerCore& core, const DecodeLimits& limits, Frames& frames, bool truncated,
+                       bool authenticated = false);
+void deliverFromRunner(BrokerCore& core, const DecodeLimits& limits, Frames& frames, bool truncated,
+                       bool authenticated = false);
 
 }  // namespace flame

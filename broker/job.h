@@ -35,6 +35,7 @@ struct Job {
   uint32_t runnerPos = 0;         // its index in runner->jobs while Running
   std::string function;
   std::string client;             // routing id of the submitting client
+  std::string owner;              // CURVE: the key that submitted it (may stop it after a reconnect)
   uint64_t requestId = 0;
   TimePoint deadline = TimePoint::max();
   zmq::message_t payload;         // kept until the job ends (retries and requeues resend it)

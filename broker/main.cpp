@@ -63,6 +63,12 @@ int main(int argc, char** argv) {
   bool insecure = false;
   auto* oInsecure = app.add_flag("--insecure", insecure,
                                  "allow endpoints other machines can reach without encryption (allow_plaintext)");
+  std::string secretKeyFile, clientKeys, runnerKeys, adminKeys;
+  auto* oSecretKey = app.add_option("--secret-key-file", secretKeyFile,
+                                    "CURVE: the broker's secret key (flame keygen broker), turns on [security]");
+  auto* oClientKeys = app.add_option("--client-keys", clientKeys, "CURVE: allowed client keys (file or folder)");
+  auto* oRunnerKeys = app.add_option("--runner-keys", runnerKeys, "CURVE: allowed static runner keys (file or folder)");
+  auto* oAdminKeys = app.add_option("--admin-keys", adminKeys, "CURVE: admin client keys (file or folder)");
   app.add_option("--endpoints-file", endpointsFile,
                  "once bound, write the actual endpoints as one JSON line to this file ('-' = stdout)");
   CLI11_PARSE(app, argc, argv);
@@ -95,6 +101,10 @@ int main(int argc, char** argv) {
   if (*oKeepRunners) flags.keepRunnersOnShutdown = keepRunners;
   if (*oLogLevel) flags.logLevel = logLevel;
   if (*oInsecure) flags.allowPlaintext = insecure;
+  if (*oSecretKey) flags.secretKeyFile = secretKeyFile;
+  if (*oClientKeys) flags.clientKeys = clientKeys;
+  if (*oRunnerKeys) flags.runnerKeys = runnerKeys;
+  if (*oAdminKeys) flags.adminKeys = adminKeys;
 
   flame::BrokerConfig config;
   try {
@@ -108,6 +118,7 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   std::unique_ptr<flame::Broker> broker;
@@ -129,16 +140,25 @@ int main(int argc, char** argv) {
     }
   }
   // First SIGTERM/SIGINT: clean shutdown (running work finishes within the grace); second: now.
+  // SIGHUP: re-read the key allow-lists.
   flame::Duration grace = broker->config().broker.shutdownGrace;
   std::thread signals([&broker, set, grace]() mutable {
-    int sig = 0;
-    sigwait(&set, &sig);
-    flame::logger("broker")->info("signal {}: shutting down (grace {}; signal again to stop at once)", sig,
-                                  flame::formatDuration(grace));
-    broker->stop();
-    sigwait(&set, &sig);
-    flame::logger("broker")->warn("signal {} again: stopping now", sig);
-    broker->stopNow();
+    int stops = 0;
+    while (stops < 2) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        flame::logger("broker")->info("SIGHUP: re-reading the key lists");
+        broker->reloadKeys();
+      } else if (++stops == 1) {
+        flame::logger("broker")->info("signal {}: shutting down (grace {}; signal again to stop at once)", sig,
+                                      flame::formatDuration(grace));
+        broker->stop();
+      } else {
+        flame::logger("broker")->warn("signal {} again: stopping now", sig);
+        broker->stopNow();
+      }
+    }
   });
   signals.detach();
   broker->run();

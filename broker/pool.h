@@ -38,6 +38,7 @@ struct RunnerState {
                           // (a previous broker's, or retried elsewhere); each jobDone of such a
                           // job gives one back
   std::string token;      // the credential of its first ready: every later ready must repeat it
+  std::string key;        // CURVE: the key of its first ready: every later ready must present it
   RunnerPhase phase = RunnerPhase::Ready;
   bool singleUse = false;  // takes one job in its life, then is drained (pool option single_use)
   uint64_t started = 0;    // jobs dispatched to it

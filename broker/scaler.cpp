@@ -47,6 +47,10 @@ std::string Scaler::bootToken(const std::string& pool, const std::string& runner
   return deriveBootToken(tokenSecret_, brokerId_, pool, runnerId);
 }
 
+CurveKeyPair Scaler::runnerKeys(const std::string& pool, const std::string& runnerId) const {
+  return deriveRunnerKeyPair(tokenSecret_, brokerId_, pool, runnerId);
+}
+
 Scaler::~Scaler() = default;
 
 void Scaler::addPool(const PoolConfig& config, std::unique_ptr<Backend> backend, std::unique_ptr<BackendExecutor> executor) {
@@ -86,6 +90,7 @@ void Scaler::forget(Managed& pool, const std::string& runnerId) {
   if (it == pool.machines.end()) return;
   if (it->second.phase == Phase::Booting) --pool.booting;
   pool.machines.erase(it);
+  if (keys_) keys_->forgetMinted(runnerId);  // its key opens no new connection now
   pool.demand = true;
 }
 
@@ -282,6 +287,13 @@ void Scaler::boot(Managed& pool, TimePoint now) {
               {kEnvBootToken, bootToken(name, m.runnerId)},
               {kEnvBrokerId, brokerId_},
               {kEnvConcurrency, std::to_string(pool.config.limits.maxConcurrency)}};
+  if (keys_) {
+    // A key pair for this runner alone, authorized until its machine is forgotten.
+    CurveKeyPair minted = runnerKeys(name, m.runnerId);
+    spec.env[kEnvSecretKey] = minted.secretKey;
+    spec.env[kEnvServerKey] = keys_->publicKey();
+    keys_->authorizeMinted(minted.publicKey, m.runnerId);
+  }
   ++pool.boots;
   logger("scaler")->info("pool={} booting runner={} via {}", name, m.runnerId, pool.config.backend);
   std::string runnerId = m.runnerId;
@@ -413,6 +425,8 @@ void Scaler::shutdown(bool keepMachines) {
       }
     }
     pool->executor.reset();  // finishes the stops, joins
+    if (keys_)
+      for (auto& [runnerId, m] : pool->machines) keys_->forgetMinted(runnerId);
     pool->machines.clear();
     pool->booting = 0;
   }
@@ -422,11 +436,25 @@ void Scaler::shutdown(bool keepMachines) {
 
 // ---------------------------------------------------------------- listener
 
-ErrorCode Scaler::admitRunner(const msg::Ready& ready) {
+ErrorCode Scaler::admitRunner(const msg::Ready& ready, std::string_view key) {
   Managed* pool = managedFor(ready.pool);
-  if (!pool) return ErrorCode::None;  // a static pool: anyone may serve it
+  if (!pool) {
+    // A static pool: any runner without CURVE; with it, one whose key is in runner_keys (a key
+    // minted for a booted runner serves only its own pool and id).
+    if (!keys_ || keys_->isStaticRunner(key)) return ErrorCode::None;
+    logger("scaler")->warn("pool={} runner={} refused: key {} is not a static runner key (runner_keys)", ready.pool,
+                           ready.runnerId, keyFingerprint(key));
+    return ErrorCode::Unauthorized;
+  }
   auto it = pool->machines.find(ready.runnerId);
   bool verified = sameSecret(bootToken(ready.pool, ready.runnerId), ready.token);
+  // With CURVE a booted runner must also hold the key minted for its id: a token read from a
+  // machine's environment or a log is not enough, nor is another runner's key.
+  if (verified && keys_ && !sameSecret(runnerKeys(ready.pool, ready.runnerId).publicKey, key)) {
+    logger("scaler")->warn("pool={} runner={} refused: key {} is not the one minted for it", ready.pool,
+                           ready.runnerId, keyFingerprint(key));
+    return ErrorCode::Unauthorized;
+  }
   auto now = clock_.now();
   if (verified && it == pool->machines.end() && now < adoptUntil_) {
     // Booted by a previous run of this broker (same broker id and secret) and still alive.
@@ -436,6 +464,7 @@ ErrorCode Scaler::admitRunner(const msg::Ready& ready) {
     m.phase = Phase::Running;
     m.since = now;
     m.adopted = true;
+    if (keys_) keys_->authorizeMinted(std::string(key), ready.runnerId);  // it may reconnect after the window
     pool->machines.emplace(ready.runnerId, std::move(m));
     pool->demand = true;
     pool->needsHandles = true;

@@ -41,6 +41,11 @@ class Scaler final : public BrokerListener {
   // and its work, and the orphan sweep waits until then. Without this call the secret is random
   // (nothing can be re-adopted). Call before the loop runs.
   void setTokenSecret(std::string secret, TimePoint adoptUntil);
+  // CURVE (not owned; nullptr = off): every booted runner gets a key pair derived for its id
+  // (FLAME_SECRET_KEY, with the broker's key in FLAME_SERVER_KEY), authorized in `keys` until its
+  // machine is forgotten; a runner is admitted only with the key of its id; a static pool only
+  // takes runners with a runner_keys key. Call before the loop runs.
+  void setKeyRing(KeyRing* keys) { keys_ = keys; }
 
   // Called from any thread after a backend result was queued; should wake the loop.
   void setWake(std::function<void()> wake) { wake_ = std::move(wake); }
@@ -60,7 +65,7 @@ class Scaler final : public BrokerListener {
   const PoolLimits* limits(const std::string& pool) const;
 
   // BrokerListener
-  ErrorCode admitRunner(const msg::Ready& ready) override;
+  ErrorCode admitRunner(const msg::Ready& ready, std::string_view key) override;
   void runnerJoined(const RunnerState& runner) override;
   void runnerLeft(const RunnerState& runner, const std::string& why) override;
   void demandChanged(const Pool& pool) override;
@@ -121,6 +126,7 @@ class Scaler final : public BrokerListener {
   // `stopOrphans`, stops machines no runner of ours owns.
   void listMachines(Managed& pool, bool stopOrphans);
   std::string bootToken(const std::string& pool, const std::string& runnerId) const;
+  CurveKeyPair runnerKeys(const std::string& pool, const std::string& runnerId) const;
   void complete(std::function<void()> onLoop);
   Managed* managedFor(const std::string& pool);
 
@@ -132,6 +138,7 @@ class Scaler final : public BrokerListener {
   std::map<std::string, std::unique_ptr<Managed>> pools_;
   TimePoint nextReap_{};
   std::string tokenSecret_;
+  KeyRing* keys_ = nullptr;
   TimePoint adoptUntil_ = TimePoint::min();
 
   std::mutex completionsMutex_;

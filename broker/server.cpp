@@ -38,11 +38,21 @@ SocketLimits runnerLimits(const BrokerOptions& o) {
 }
 }  // namespace
 
-BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock)
+namespace {
+zmq::socket_t bindEndpoint(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits,
+                           const KeyRing* keys, const char* zapDomain) {
+  if (!keys) return bindRouter(ctx, endpoint, limits);
+  CurveServer curve{keys->secretKey(), zapDomain};
+  return bindRouter(ctx, endpoint, limits, &curve);
+}
+}  // namespace
+
+BrokerServer::BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock, const KeyRing* keys)
     : options_(std::move(options)),
+      authenticated_(keys != nullptr),
       loopClock_(clock),
-      clients_(bindRouter(ctx, options_.clientsEndpoint, socketLimits(options_))),
-      runners_(bindRouter(ctx, options_.runnersEndpoint, runnerLimits(options_))),
+      clients_(bindEndpoint(ctx, options_.clientsEndpoint, socketLimits(options_), keys, kClientsZapDomain)),
+      runners_(bindEndpoint(ctx, options_.runnersEndpoint, runnerLimits(options_), keys, kRunnersZapDomain)),
       core_(options_, loopClock_, *this) {
   clientsEndpoint_ = boundEndpoint(clients_);
   runnersEndpoint_ = boundEndpoint(runners_);
@@ -138,7 +148,7 @@ void BrokerServer::readClients() {
   bool truncated = false;
   for (int i = 0; i < kBatch; ++i) {
     if (!recvFrames(clients_, frames_, kMaxClientFrames, truncated)) return;
-    deliverFromClient(core_, limits_, frames_, truncated);
+    deliverFromClient(core_, limits_, frames_, truncated, authenticated_);
   }
 }
 
@@ -147,7 +157,7 @@ void BrokerServer::readRunners() {
   bool truncated = false;
   for (int i = 0; i < kBatch; ++i) {
     if (!recvFrames(runners_, frames_, kMaxRunnerFrames, truncated)) return;
-    deliverFromRunner(core_, limits_, frames_, truncated);
+    deliverFromRunner(core_, limits_, frames_, truncated, authenticated_);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "broker/broker_core.h"
+#include "broker/key_ring.h"
 #include "broker/send_queue.h"
 #include "common/codec.h"
 #include "common/transport.h"
@@ -20,8 +21,10 @@ namespace flame {
 class BrokerServer final : private Outbox {
  public:
   // Binds both endpoints (throws zmq::error_t if a bind fails). The core's clock is `clock`
-  // read once per batch (CachedClock).
-  BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock);
+  // read once per batch (CachedClock). With `keys` (not owned), both endpoints are CURVE servers
+  // whose handshakes the ZAP handler checks (bound in `ctx` before this), and every message
+  // reaches the core with the key it was authenticated with.
+  BrokerServer(zmq::context_t& ctx, BrokerOptions options, const Clock& clock, const KeyRing* keys = nullptr);
   ~BrokerServer() override;
 
   // The endpoints actually bound (a "*" port resolved).
@@ -64,6 +67,7 @@ class BrokerServer final : private Outbox {
   SendStatus send(const SendQueue::Message& m, zmq::message_t* frames);
 
   BrokerOptions options_;
+  bool authenticated_;  // CURVE: messages carry their peer's key
   CachedClock loopClock_;  // the core's clock: read once per batch (common/clock.h)
   zmq::socket_t clients_;
   zmq::socket_t runners_;
