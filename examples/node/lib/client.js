@@ -1,0 +1,324 @@
+// A flame client for Node.js: submits jobs to a broker's client endpoint over a ZeroMQ DEALER
+// (docs/PROTOCOL.md, client side).
+//
+//   const client = new Client({ broker: "tcp://127.0.0.1:5555" });
+//   const bytes = await client.call("thumbs", "resize", image, { timeout: 30_000 });
+//   await client.close();
+//
+// Every request settles exactly once: with the broker's answer, with a FlameError carrying the
+// broker's code (`timeout`, `unknown_pool`, `handler_error`, ...), or locally:
+// - `timeout` when a call or place with a finite timeout is not answered by timeout + 2 heartbeat
+//   intervals (a best-effort `cancel` is sent);
+// - `cancelled` when its AbortSignal fires (a `cancel` is sent, the broker stops the job);
+// - `broker_unreachable` when, while work is outstanding, nothing is heard from the broker for
+//   heartbeatIntervalMs x liveness, or when the broker restarted (its heartbeats carry a new
+//   instance) and so forgot our requests;
+// - `payload_too_large` for a payload over the limit the broker announces in its heartbeats.
+// While anything is outstanding (a request, a stop, a linked child) the client heartbeats every
+// interval, adopting the broker's interval when it is shorter; an idle client sends nothing.
+import { Dealer } from "zeromq";
+import { codeName, decode, encode, FlameError, INFINITE_MS, Mode } from "./wire.js";
+
+const EMPTY = Buffer.alloc(0);
+const HOLD_PAYLOAD_OVER = 1 << 20; // payloads over this wait until the broker told its limit
+
+export class Client {
+  #socket;
+  #log;
+  #interval; // heartbeat interval in ms: ours, or the broker's when smaller
+  #liveness;
+  #nextRequestId = 1n;
+  #pending = new Map(); // requestId -> { resolve, reject, onAnswer, linked, cleanup }
+  #stops = new Map(); // childId -> { promise, resolve, reject }
+  #children = new Map(); // childId of a linked child -> { requestId, exited }
+  #sendChain = Promise.resolve();
+  #ticker = null;
+  #lastHeard = 0; // performance.now() of the broker's last message, or of when work began
+  #brokerInstance = 0n;
+  #maxPayload = 0;
+  #limitWaiters = [];
+  #closed = false;
+  #receiving;
+
+  constructor({ broker = "tcp://127.0.0.1:5555", heartbeatIntervalMs = 1000, liveness = 3, log = console } = {}) {
+    this.#interval = Math.max(1, heartbeatIntervalMs);
+    this.#liveness = Math.max(1, liveness);
+    this.#log = log;
+    this.#socket = new Dealer({ linger: 200 });
+    this.#socket.connect(broker);
+    this.#receiving = this.#receive();
+  }
+
+  // Runs `fn` in `pool` and resolves with its result bytes (a Buffer). `timeout` in ms covers
+  // queueing and running (0 = the pool's default, Infinity = none). `link` (default true) ties
+  // the job to this client: the broker cancels it if the client goes away.
+  call(pool, fn, payload = EMPTY, { timeout = 0, idempotent = false, retries = 0, link = true, signal } = {}) {
+    return this.#submit(Mode.CALL, pool, fn, payload, { timeout, idempotent, retries, link, signal }, (m, bytes) =>
+      m.kind === "result" ? bytes : undefined,
+    );
+  }
+
+  // Queues `fn` in `pool` and resolves with the job id (a BigInt) once the broker accepted it.
+  // The job runs at most once; its outcome is not sent back. Unlinked unless told otherwise.
+  cast(pool, fn, payload = EMPTY, { timeout = 0, idempotent = false, retries = 0, link = false, signal } = {}) {
+    return this.#submit(Mode.CAST, pool, fn, payload, { timeout, idempotent, retries, link, signal }, (m) =>
+      m.kind === "accepted" ? m.jobId : undefined,
+    );
+  }
+
+  // Starts a long-running child and resolves with `{ childId, runnerId, exited }` once a runner
+  // runs it. `timeout` 0 = infinite. A linked child (the default) is stopped by the broker when
+  // this client goes away, and `exited` resolves with `{ code, message }` when it ends (`code`
+  // "none" = it returned); for an unlinked child `exited` is undefined.
+  place(pool, fn, payload = EMPTY, { timeout = 0, link = true, signal } = {}) {
+    return this.#submit(Mode.PLACE, pool, fn, payload, { timeout, link, signal }, (m) => {
+      if (m.kind !== "placed") return undefined;
+      const handle = { childId: m.childId, runnerId: m.runnerId, exited: undefined };
+      if (link) {
+        const child = { requestId: m.requestId };
+        handle.exited = new Promise((resolve) => (child.exited = resolve));
+        this.#children.set(m.childId, child);
+      }
+      return handle;
+    });
+  }
+
+  // Stops a placed child (any client's) and resolves once it has ended; rejects with
+  // `not_found` for an unknown or finished child.
+  async stop(childId) {
+    const id = BigInt(childId);
+    const existing = this.#stops.get(id);
+    if (existing) return existing.promise;
+    this.#ensureOpen();
+    const entry = {};
+    entry.promise = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
+    this.#stops.set(id, entry);
+    this.#beginWork();
+    this.#send("stopChild", { childId: id });
+    return entry.promise;
+  }
+
+  // Resolves with the broker's pools: `[{ name, queued, slotsUsed, slotsTotal, runners, ... }]`.
+  async status() {
+    this.#ensureOpen();
+    const requestId = this.#nextRequestId++;
+    const answer = this.#expect(requestId, { linked: false }, (m) => (m.kind === "statusReply" ? m.pools : undefined));
+    this.#send("statusRequest", { requestId });
+    return answer;
+  }
+
+  // Cancels this client's linked work (the broker stops linked children), fails what is
+  // outstanding with `cancelled`, and closes the socket.
+  async close() {
+    if (this.#closed) return;
+    for (const [requestId, p] of this.#pending) if (p.linked) this.#send("cancel", { requestId });
+    for (const { requestId } of this.#children.values()) this.#send("cancel", { requestId });
+    this.#failEverything(new FlameError("cancelled", "the client was closed"));
+    this.#closed = true;
+    await this.#sendChain;
+    this.#socket.close();
+    await this.#receiving;
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  async #submit(mode, pool, fn, payload, { timeout, idempotent = false, retries = 0, link, signal }, onAnswer) {
+    this.#ensureOpen();
+    const bytes = typeof payload === "string" ? Buffer.from(payload) : Buffer.from(payload ?? EMPTY);
+    if (bytes.length > HOLD_PAYLOAD_OVER && !this.#maxPayload) await this.#payloadLimit();
+    if (this.#maxPayload && bytes.length > this.#maxPayload) {
+      throw new FlameError("payload_too_large", `${bytes.length} bytes, the broker accepts ${this.#maxPayload}`);
+    }
+    const timeoutMs = timeout === Infinity ? INFINITE_MS : Math.max(0, Math.round(timeout));
+    const requestId = this.#nextRequestId++;
+    // A safety net in case the broker's answer never comes; the broker enforces the timeout.
+    const localDeadline =
+      mode !== Mode.CAST && timeoutMs > 0 && timeoutMs !== INFINITE_MS ? timeoutMs + 2 * this.#interval : undefined;
+    const answer = this.#expect(requestId, { linked: link, localDeadline, signal }, onAnswer);
+    this.#send(
+      "submit",
+      { requestId, mode, pool, function: fn, timeoutMs, idempotent, retries, link },
+      bytes,
+    );
+    return answer;
+  }
+
+  // Registers a pending request; the promise settles through #finish().
+  #expect(requestId, { linked, localDeadline, signal }, onAnswer) {
+    return new Promise((resolve, reject) => {
+      const entry = { resolve, reject, onAnswer, linked, cleanup: () => {} };
+      if (signal?.aborted) return reject(new FlameError("cancelled", "aborted before it was sent"));
+      const timers = [];
+      if (localDeadline !== undefined) {
+        timers.push(
+          setTimeout(() => {
+            this.#send("cancel", { requestId });
+            this.#finish(requestId, new FlameError("timeout", `no answer from the broker within ${localDeadline} ms`));
+          }, localDeadline),
+        );
+      }
+      const onAbort = () => {
+        this.#send("cancel", { requestId });
+        this.#finish(requestId, new FlameError("cancelled", "aborted by the caller"));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      entry.cleanup = () => {
+        timers.forEach(clearTimeout);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      this.#pending.set(requestId, entry);
+      this.#beginWork();
+    });
+  }
+
+  #finish(requestId, outcome) {
+    const entry = this.#pending.get(requestId);
+    if (!entry) return; // already settled locally (timeout, abort): a late answer
+    this.#pending.delete(requestId);
+    entry.cleanup();
+    if (outcome instanceof Error) entry.reject(outcome);
+    else entry.resolve(outcome);
+  }
+
+  // Resolves with the broker's payload limit, asking with a heartbeat (bounded by liveness).
+  #payloadLimit() {
+    const bound = this.#interval * this.#liveness;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new FlameError("broker_unreachable", `no answer from the broker within ${bound} ms`));
+      }, bound);
+      this.#limitWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(this.#maxPayload);
+      });
+      this.#send("heartbeat", { sentMs: BigInt(Date.now()), intervalMs: this.#interval });
+    });
+  }
+
+  // ------------------------------------------------------------------ broker messages
+
+  async #receive() {
+    try {
+      for await (const frames of this.#socket) this.#onFrames(frames);
+    } catch (e) {
+      if (!this.#closed) this.#log.error(`flame client: receive failed: ${e.message}`);
+    }
+  }
+
+  #onFrames([delimiter, header, payload = EMPTY]) {
+    this.#lastHeard = performance.now(); // any message is a sign of life, even one we cannot read
+    if (delimiter?.length !== 0 || !header) {
+      this.#log.warn("flame client: dropping a message without the empty delimiter frame");
+      return;
+    }
+    const m = decode(header);
+    if (m.error) {
+      this.#log.warn(`flame client: dropping a message from the broker: ${m.error}`);
+      return;
+    }
+    switch (m.kind) {
+      case "error":
+        return this.#onError(m);
+      case "stopped":
+        this.#stops.get(m.childId)?.resolve();
+        this.#stops.delete(m.childId);
+        return;
+      case "childExited": {
+        const child = this.#children.get(m.childId);
+        this.#children.delete(m.childId);
+        child?.exited({ code: codeName(m.code), message: m.message });
+        return;
+      }
+      case "heartbeat":
+        return this.#onHeartbeat(m);
+      default: {
+        const entry = this.#pending.get(m.requestId);
+        if (!entry) return; // the answer to a request we already settled locally
+        const value = entry.onAnswer(m, payload);
+        if (value !== undefined) this.#finish(m.requestId, value);
+        else this.#log.warn(`flame client: unexpected ${m.kind} for request ${m.requestId}`);
+      }
+    }
+  }
+
+  #onError(m) {
+    const error = new FlameError(codeName(m.code), m.message, { jobId: m.jobId });
+    if (this.#pending.has(m.requestId)) return this.#finish(m.requestId, error);
+    // stopChild has no request id: its `notFound` names the child in jobId.
+    const stop = m.requestId === 0n && this.#stops.get(m.jobId);
+    if (stop) {
+      this.#stops.delete(m.jobId);
+      return stop.reject(error);
+    }
+    // Answers to requests we already settled (a cancel we sent) need no action.
+    if (m.requestId === 0n) this.#log.warn(`flame client: the broker refused a message: ${error.message}`);
+  }
+
+  #onHeartbeat(m) {
+    if (m.instance !== 0n) {
+      if (this.#brokerInstance !== 0n && m.instance !== this.#brokerInstance) {
+        this.#failEverything(
+          new FlameError("broker_unreachable", "the broker restarted: the request was lost (it may or may not have run)"),
+        );
+      }
+      this.#brokerInstance = m.instance;
+    }
+    if (m.intervalMs > 0 && m.intervalMs < this.#interval) this.#interval = m.intervalMs;
+    if (m.maxPayloadBytes > 0n) this.#maxPayload = Number(m.maxPayloadBytes);
+    this.#limitWaiters.splice(0).forEach((wake) => wake());
+  }
+
+  // ------------------------------------------------------------------ liveness
+
+  #busy() {
+    return this.#pending.size + this.#stops.size + this.#children.size > 0;
+  }
+
+  // Called when work is added: an idle client starts heartbeating (the first one at once) and
+  // counts the broker's silence from now, not from its last message (which may be old).
+  #beginWork() {
+    if (this.#ticker) return;
+    this.#lastHeard = performance.now();
+    this.#tick();
+  }
+
+  #tick() {
+    this.#ticker = null;
+    if (!this.#busy() || this.#closed) return;
+    const silentFor = performance.now() - this.#lastHeard;
+    if (silentFor >= this.#interval * this.#liveness) {
+      this.#failEverything(
+        new FlameError("broker_unreachable", `no message from the broker for ${Math.round(silentFor)} ms`),
+      );
+      return;
+    }
+    this.#send("heartbeat", { sentMs: BigInt(Date.now()), intervalMs: this.#interval });
+    this.#ticker = setTimeout(() => this.#tick(), this.#interval);
+  }
+
+  #failEverything(error) {
+    for (const requestId of [...this.#pending.keys()]) this.#finish(requestId, error);
+    for (const stop of this.#stops.values()) stop.reject(error);
+    this.#stops.clear();
+    for (const child of this.#children.values()) child.exited({ code: error.code, message: error.message });
+    this.#children.clear();
+    clearTimeout(this.#ticker);
+    this.#ticker = null;
+  }
+
+  // ------------------------------------------------------------------ output
+
+  #ensureOpen() {
+    if (this.#closed) throw new FlameError("cancelled", "the client is closed");
+  }
+
+  // Sends [delimiter, header, payload?] in order. zeromq allows one send in flight per socket.
+  #send(kind, fields, payload) {
+    const frames = payload === undefined ? [EMPTY, encode(kind, fields)] : [EMPTY, encode(kind, fields), payload];
+    this.#sendChain = this.#sendChain
+      .then(() => this.#socket.send(frames))
+      .catch((e) => this.#closed || this.#log.error(`flame client: send failed: ${e.message}`));
+  }
+}
+
+export { FlameError } from "./wire.js";
