@@ -8,6 +8,8 @@ packages=("$@"
   build-essential cmake pkg-config
   libzmq3-dev cppzmq-dev capnproto libcapnp-dev libcurl4-openssl-dev libspdlog-dev catch2
   libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev gnuplot-nox
+  # tests/package: cpack -G DEB (dpkg-shlibdeps, file) and systemd-analyze verify of the units
+  dpkg-dev file systemd
 )
 # Node.js and npm for examples/node (most machines have them already, from another source).
 command -v npm >/dev/null || packages+=(nodejs npm)
