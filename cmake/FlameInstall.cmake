@@ -104,6 +104,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/examples/systemd/broker.toml
               ${PROJECT_SOURCE_DIR}/examples/systemd/runner-default.env
               ${PROJECT_SOURCE_DIR}/examples/flame.toml
         DESTINATION ${CMAKE_INSTALL_DATADIR}/flame/examples COMPONENT runtime)
+# The units' Documentation= points here.
+install(FILES ${PROJECT_SOURCE_DIR}/docs/DEPLOY.md ${PROJECT_SOURCE_DIR}/README.md
+        DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT runtime)
 
 # --- cpack -G DEB ----------------------------------------------------------------------------
 set(CPACK_PACKAGE_NAME flame)

@@ -35,7 +35,8 @@ expect_files() {  # expect_files DEB PATH...: each PATH (as dpkg-deb -c prints i
 }
 expect_files "$RUNTIME" ./usr/bin/flame-broker ./usr/bin/flame ./usr/bin/flame-worker \
   ./usr/lib/systemd/system/flame-broker.service ./usr/lib/systemd/system/flame-runner@.service \
-  ./usr/share/flame/examples/broker.toml ./usr/share/flame/examples/runner-default.env
+  ./usr/share/flame/examples/broker.toml ./usr/share/flame/examples/runner-default.env \
+  ./usr/share/doc/flame/DEPLOY.md
 expect_files "$DEV" ./usr/include/flame/client.h ./usr/include/flame/runner.h \
   ./usr/include/flame/client/client.h ./usr/include/flame/worker/runner.h \
   ./usr/include/flame/schema/flame.capnp ./usr/include/flame/schema/flame.capnp.h \
