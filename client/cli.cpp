@@ -61,6 +61,30 @@ std::string payloadOf(const JobArgs& args, std::istream& in) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// Fills options.serverKey/secretKey from --server-key and --key-file (or their variables: the
+// `...Given` flags say which, for the error). Returns a usage error, or nullopt.
+std::optional<std::string> readKeys(const std::string& serverKey, bool serverKeyGiven, const std::string& keyFile,
+                                    bool keyFileGiven, ClientOptions& options) {
+  std::string serverKeySource = serverKeyGiven ? "--server-key" : std::string("$") + kEnvClientServerKey;
+  std::string keyFileSource = keyFileGiven ? "--key-file" : std::string("$") + kEnvClientKeyFile;
+  if (serverKey.empty() && keyFile.empty()) return std::nullopt;  // plaintext
+  if (serverKey.empty())
+    return keyFileSource + " is set but --server-key is not: CURVE needs the broker's public key too";
+  if (keyFile.empty())
+    return serverKeySource + " is set but --key-file is not: CURVE needs this client's secret key too";
+  try {
+    options.serverKey = readPublicKey(serverKey);
+  } catch (const KeyFileError& e) {
+    return serverKeySource + ": " + e.what();
+  }
+  try {
+    options.secretKey = readSecretKeyFile(keyFile);
+  } catch (const KeyFileError& e) {
+    return keyFileSource + ": " + e.what();
+  }
+  return std::nullopt;
+}
+
 int fail(std::ostream& err, const Failure& failure) {
   err << "error: " << failure.toString() << "\n";
   return 1;
@@ -69,14 +93,31 @@ int fail(std::ostream& err, const Failure& failure) {
 }  // namespace
 
 int runCli(int argc, const char* const* argv, CliStreams io, const std::string& defaultBroker) {
+  CliDefaults defaults;
+  defaults.broker = defaultBroker;
+  return runCli(argc, argv, io, defaults);
+}
+
+int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& defaults) {
   CLI::App app{"flame: run jobs on a flame broker's pools and inspect them", "flame"};
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand: `flame call --broker EP ...`
-  std::string broker = defaultBroker;
+  std::string broker = defaults.broker;
   std::string logLevel = "warn";
   app.add_option("--broker", broker,
                  std::string("the broker's client endpoint (default: $") + kEnvClientEndpoint +
                      ", else " + kDefaultClientEndpoint + ")");
+  std::string serverKey = defaults.serverKey, keyFile = defaults.keyFile;
+  auto* serverKeyOption = app.add_option(
+      "--server-key", serverKey,
+      std::string("CURVE: the broker's public key, as 40 Z85 characters or a NAME.pub file; with --key-file "
+                  "(default: $") + kEnvClientServerKey + ")");
+  serverKeyOption->type_name("FILE_OR_KEY");
+  auto* keyFileOption = app.add_option(
+      "--key-file", keyFile,
+      std::string("CURVE: this client's secret key file (a NAME.key from flame keygen, mode 0600), whose "
+                  "public key the broker must list; with --server-key (default: $") + kEnvClientKeyFile + ")");
+  keyFileOption->type_name("FILE");
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off (default: warn)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
@@ -169,11 +210,20 @@ int runCli(int argc, const char* const* argv, CliStreams io, const std::string& 
     }
   }
 
+  ClientOptions options;
+  options.broker = broker;
+  if (auto usage = readKeys(serverKey, serverKeyOption->count() > 0, keyFile, keyFileOption->count() > 0, options)) {
+    io.err << "error: " << *usage << "\n";
+    return 2;
+  }
   std::optional<Client> client;
   try {
-    client.emplace(ClientOptions{broker});
+    client.emplace(std::move(options));
   } catch (const zmq::error_t& e) {
     io.err << "error: bad broker endpoint '" << broker << "': " << e.what() << "\n";
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    io.err << "error: " << e.what() << "\n";
     return 2;
   }
 

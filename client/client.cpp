@@ -17,6 +17,8 @@
 
 #include "client/client_core.h"
 #include "common/codec.h"
+#include "common/curve_keys.h"
+#include "common/handshake_monitor.h"
 #include "common/log.h"
 #include "common/transport.h"
 
@@ -120,8 +122,14 @@ class Client::Impl final : private ClientEffects {
   void wantWritable(bool want) override { reactor_.wantWritable(dealer_, want); }
   void deliver(AnswerHandler& done, Answer answer) override;
   void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) override;
+  void reconnect() override;
+
+  // Starts watching the DEALER's handshakes (right after it connects: the handshake is still under
+  // way, as it takes round trips); the loop reads the events once monitor_->watch(reactor_) ran.
+  void monitorHandshakes();
 
   const ClientOptions options_;
+  const std::optional<CurveClient> curve_;  // from options_.serverKey/secretKey
   const Clock& realClock_;  // options_.clock or the steady clock: the Reactor's timers
   // What the core reads: realClock_, read once per handler (a batch of a thousand results reads
   // the time once, not twice per message; the core's times are exact to within one batch).
@@ -142,6 +150,7 @@ class Client::Impl final : private ClientEffects {
 
   // Owned by the I/O thread once it has started.
   Reactor reactor_;
+  std::unique_ptr<HandshakeMonitor> monitor_;  // of dealer_; closed before it
   ClientCore core_;
   TimerId timer_ = 0;
   TimePoint armedFor_ = TimePoint::min();  // where timer_ is set; min() = not set
@@ -155,6 +164,7 @@ class Client::Impl final : private ClientEffects {
 
 Client::Impl::Impl(ClientOptions options)
     : options_(std::move(options)),
+      curve_(curveClientFor("ClientOptions", options_.serverKey, options_.secretKey)),
       realClock_(clockOf(options_)),
       clock_(realClock_),
       log_(logger("client")),
@@ -165,7 +175,8 @@ Client::Impl::Impl(ClientOptions options)
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   try {
-    dealer_ = connectDealer(context_, options_.broker);
+    dealer_ = connectDealer(context_, options_.broker, {}, curve_ ? &*curve_ : nullptr);
+    monitorHandshakes();
   } catch (...) {
     ::close(wakeFd_);
     throw;
@@ -243,6 +254,7 @@ void Client::Impl::run() {
       core_.onWritable();
       arm();
     });
+    monitor_->watch(reactor_);
     while (!quitting_) reactor_.pollOnce();
   } catch (const zmq::error_t& e) {
     log_->error("client I/O thread stopped on a ZeroMQ error, failing all requests: {}", e.what());
@@ -262,7 +274,41 @@ void Client::Impl::run() {
   } catch (const zmq::error_t& e) {
     log_->warn("could not linger for the goodbyes to the broker: {}", e.what());
   }
+  monitor_.reset();  // before the socket it watches
   dealer_.close();
+}
+
+void Client::Impl::monitorHandshakes() {
+  HandshakeMonitor::Callbacks callbacks;
+  callbacks.succeeded = [this] {
+    clock_.refresh();
+    core_.onHandshakeSucceeded();
+    arm();
+  };
+  callbacks.refused = [this](const std::string& why) {
+    clock_.refresh();
+    core_.onHandshakeRefused(why);
+    arm();
+  };
+  monitor_ = std::make_unique<HandshakeMonitor>(
+      context_, dealer_, HandshakeVerdicts(curve_.has_value(), "client", curve_ ? curve_->publicKey : ""),
+      std::move(callbacks));
+}
+
+void Client::Impl::reconnect() {
+  // Called from the core's tick (a timer), never from the monitor's own handler.
+  monitor_.reset();
+  reactor_.remove(dealer_);
+  dealer_.close();
+  dealer_ = connectDealer(context_, options_.broker, {}, curve_ ? &*curve_ : nullptr);
+  reactor_.add(dealer_, [this] { onBroker(); }, [this] {
+    clock_.refresh();
+    core_.onWritable();
+    arm();
+  });
+  monitorHandshakes();
+  monitor_->watch(reactor_);
+  log_->debug("client reconnecting to {} for a new handshake", options_.broker);
 }
 
 void Client::Impl::onWake() {

@@ -28,6 +28,10 @@
 //   and every outstanding request fails with `broker_unreachable` at once.
 // - Payloads over the broker's limit (told in its heartbeat answers) fail with
 //   `payload_too_large` without being sent; a payload over 1 MiB waits for that answer first.
+// - A handshake the broker refuses (a key not on its allow-list, CURVE on one side only, a wrong
+//   server key) fails every outstanding request at once with `unauthorized`, naming the key's
+//   fingerprint, and so every new one until a later handshake succeeds (the client tries a fresh
+//   connection after 0.5 s, backing off to 10 s). No request waits out a timeout for it.
 #pragma once
 
 #include <zmq.hpp>
@@ -61,6 +65,11 @@ struct ClientOptions {
   // of one process on one context share its I/O thread instead of starting one each (measured:
   // flame-bench library, "shared context"). nullptr: the Client's own context.
   zmq::context_t* context = nullptr;
+  // CURVE (docs/PROTOCOL.md, "Encryption and authentication"): the broker's Z85 public key and
+  // this client's Z85 secret key (its public key, derived from it, is what the broker's
+  // allow-list names). Both empty: plaintext. Read key files with common/curve_keys.h.
+  std::string serverKey;
+  std::string secretKey;
 };
 
 struct CallOptions {
@@ -86,7 +95,8 @@ struct PoolLimitsUpdate {
 class Client {
  public:
   // Connects to options.broker (asynchronously: no broker needs to be up yet) and starts the
-  // I/O thread. Throws zmq::error_t for an invalid endpoint.
+  // I/O thread. Throws zmq::error_t for an invalid endpoint, std::invalid_argument for a key
+  // without the other or one that is not Z85.
   explicit Client(ClientOptions options = {});
   // Sends `cancel` for outstanding linked calls and places and `stopChild` for linked children
   // (best effort), fails every outstanding request with `shutting_down`, reports every linked

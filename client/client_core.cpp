@@ -33,6 +33,8 @@ ClientCoreOptions sanitized(ClientCoreOptions options) {
   // Intervals below 1 ms and a liveness of 0 would make every request fail at once.
   options.heartbeatInterval = std::max(options.heartbeatInterval, Duration(1));
   options.liveness = std::max<uint32_t>(options.liveness, 1);
+  options.handshakeRetryMin = std::max(options.handshakeRetryMin, Duration(1));
+  options.handshakeRetryMax = std::max(options.handshakeRetryMax, options.handshakeRetryMin);
   return options;
 }
 
@@ -109,7 +111,8 @@ ClientCore::ClientCore(ClientCoreOptions options, const Clock& clock, ClientEffe
       port_(port),
       log_(logger("client")),
       interval_(options_.heartbeatInterval),
-      liveness_(options_.heartbeatInterval, options_.liveness) {}
+      liveness_(options_.heartbeatInterval, options_.liveness),
+      handshakeRetry_(options_.handshakeRetryMin, options_.handshakeRetryMax) {}
 
 ClientCore::~ClientCore() = default;
 
@@ -119,6 +122,11 @@ void ClientCore::submit(ClientRequest request) {
   PendingRequest& pending = request.pending;
   if (shutDown_) {
     complete(pending, Failure{ErrorCode::ShuttingDown, "the client is shutting down"});
+    return;
+  }
+  if (refusal_) {
+    // Sending would only queue it for a connection the broker will not open.
+    complete(pending, Failure{ErrorCode::Unauthorized, *refusal_});
     return;
   }
   TimePoint now = clock_.now();
@@ -169,6 +177,34 @@ void ClientCore::onBrokerFrames(Frames& frames, bool truncated) {
 void ClientCore::onMessage(Message& message, zmq::message_t* payload) {
   liveness_.heard(clock_.now());
   handle(message, payload);
+}
+
+// ---------------------------------------------------------------- handshakes
+
+void ClientCore::onHandshakeRefused(const std::string& why) {
+  if (shutDown_) return;
+  TimePoint now = clock_.now();
+  bool first = !refusal_;
+  refusal_ = why;
+  Duration retry = handshakeRetry_.next();
+  handshakeRetryAt_ = addSaturating(now, retry);
+  // warn: a human must fix a key or a list; said once per refusal, not once per retry.
+  if (first)
+    log_->warn("broker {} refused the handshake: {}; failing {} requests and {} linked children, trying again in {}",
+               options_.broker, why, pending_.size(), linkedChildren_.size(), formatDuration(retry));
+  else
+    log_->debug("broker {} still refuses the handshake: {}; trying again in {}", options_.broker, why,
+                formatDuration(retry));
+  failEverything(Failure{ErrorCode::Unauthorized, why});
+  busy_ = outstanding();  // handlers cannot have added work: submits fail while refused
+}
+
+void ClientCore::onHandshakeSucceeded() {
+  handshakeRetry_.reset();
+  if (!refusal_) return;
+  log_->info("broker {} accepted the handshake again", options_.broker);
+  refusal_.reset();
+  handshakeRetryAt_ = TimePoint::max();
 }
 
 void ClientCore::handle(Message& message, zmq::message_t* payload) {
@@ -299,6 +335,12 @@ void ClientCore::on(T&, zmq::message_t*) {
 void ClientCore::tick() {
   if (shutDown_) return;
   TimePoint now = clock_.now();
+  if (refusal_ && now >= handshakeRetryAt_) {
+    // Idle or not: a key added to the broker's allow-list should work for the next request.
+    handshakeRetryAt_ = TimePoint::max();
+    log_->debug("trying a new handshake with broker {}", options_.broker);
+    port_.reconnect();
+  }
   for (auto& [requestId, request] : pending_.takeExpired(now)) {
     // Still queued or parked: it never reached the broker. Otherwise tell the broker we gave up.
     bool neverSent = dropUnsent(requestId);
@@ -336,8 +378,10 @@ void ClientCore::heartbeatIfDue(TimePoint now) {
 }
 
 TimePoint ClientCore::nextWakeup() {
-  if (shutDown_ || !outstanding()) return pending_.nextDeadline();  // idle: no heartbeats, no liveness
-  TimePoint next = std::min(pending_.nextDeadline(), liveness_.deadline());
+  if (shutDown_) return pending_.nextDeadline();
+  TimePoint retry = refusal_ ? handshakeRetryAt_ : TimePoint::max();
+  if (!outstanding()) return std::min(pending_.nextDeadline(), retry);  // idle: no heartbeats, no liveness
+  TimePoint next = std::min({pending_.nextDeadline(), liveness_.deadline(), retry});
   return std::min(next, lastHeartbeat_ ? addSaturating(*lastHeartbeat_, interval_) : TimePoint::min());
 }
 

@@ -50,6 +50,9 @@ class ClientEffects {
   virtual void deliver(AnswerHandler& done, Answer answer) = 0;
   // Runs a linked child's exit callback (exactly once per child): nullopt = returned normally.
   virtual void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) = 0;
+  // Replaces the connection with a fresh one (another handshake): libzmq never retries a
+  // handshake the broker refused (common/handshake_monitor.h). Whatever the old one held is dropped.
+  virtual void reconnect() = 0;
 };
 
 struct ClientCoreOptions {
@@ -59,6 +62,11 @@ struct ClientCoreOptions {
   // least 1 ms and 1.
   Duration heartbeatInterval{1000};
   uint32_t liveness = 3;
+  // After the broker refused the handshake: the first new attempt (reconnect()) after `min`,
+  // doubling up to `max` while refusals go on (a key added to the broker's allow-list is picked
+  // up within `max`).
+  Duration handshakeRetryMin{500};
+  Duration handshakeRetryMax{10000};
 };
 
 // A request made through the API, encoded (on the caller's thread) and not yet seen by the core.
@@ -111,12 +119,24 @@ class ClientCore {
   // A decoded broker message and its payload frame (nullptr if none).
   void onMessage(Message& message, zmq::message_t* payload);
 
+  // The broker refused the connection's handshake (an unknown key, CURVE on one side only, a
+  // wrong server key: common/handshake_monitor.h); `why` says which, for the caller. Every
+  // outstanding request fails at once with `unauthorized: <why>` (linked children are reported
+  // exited so), and so does every request submitted until a handshake succeeds. A fresh
+  // connection is tried after handshakeRetryMin, backing off to handshakeRetryMax.
+  void onHandshakeRefused(const std::string& why);
+  // A handshake succeeded: a refusal is over (requests go to the broker again).
+  void onHandshakeSucceeded();
+  // The refusal in force (the text requests fail with), if any.
+  const std::optional<std::string>& refusal() const { return refusal_; }
+
   // The connection may take output again: offers the queued messages.
   void onWritable();
   // Expires local deadlines, detects a silent broker, sends heartbeats. Call when the clock has
   // reached nextWakeup() (calling it early is harmless).
   void tick();
-  // When tick() next has work to do; TimePoint::max() when idle. (Not const: it drops answered
+  // When tick() next has work to do (including the next handshake attempt after a refusal);
+  // TimePoint::max() when idle. (Not const: it drops answered
   // requests' stale deadlines on the way.)
   TimePoint nextWakeup();
 
@@ -199,6 +219,9 @@ class ClientCore {
   bool wantWritable_ = false;
   bool holding_ = false;  // inside beginBurst()/endBurst()
   bool shutDown_ = false;
+  std::optional<std::string> refusal_;       // set while the broker refuses our handshake
+  TimePoint handshakeRetryAt_ = TimePoint::max();  // when to try a fresh connection, while refused
+  Backoff handshakeRetry_;
   std::optional<TimePoint> lastHeartbeat_;  // last heartbeat sent (none yet: the first is due at once)
   uint64_t brokerInstance_ = 0;  // from the broker's heartbeats; a change means it restarted
 };

@@ -5,9 +5,18 @@
 
 #include "client/cli.h"
 
+namespace {
+// The variable's value, or `fallback` when it is unset or empty.
+std::string envOr(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
-  const char* endpoint = std::getenv(flame::kEnvClientEndpoint);
-  std::string broker =
-      endpoint != nullptr && *endpoint != '\0' ? endpoint : flame::kDefaultClientEndpoint;
-  return flame::runCli(argc, argv, flame::CliStreams{std::cin, std::cout, std::cerr}, broker);
+  flame::CliDefaults defaults;
+  defaults.broker = envOr(flame::kEnvClientEndpoint, flame::kDefaultClientEndpoint);
+  defaults.serverKey = envOr(flame::kEnvClientServerKey, "");
+  defaults.keyFile = envOr(flame::kEnvClientKeyFile, "");
+  return flame::runCli(argc, argv, flame::CliStreams{std::cin, std::cout, std::cerr}, defaults);
 }

@@ -1,6 +1,7 @@
 // flame-worker: a generic runner serving the built-in functions (worker/builtins.h).
 // Thin by design: flags and environment, signals, wiring, run(). Exit codes: 0 drained or
-// stopped, 2 bad usage, 3 failsafe (broker unreachable), 4 retired, 5 unauthorized.
+// stopped, 2 bad usage (also: a key that cannot be read), 3 failsafe (broker unreachable),
+// 4 retired, 5 unauthorized (boot token or handshake refused).
 #include <pthread.h>
 #include <signal.h>
 
@@ -11,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/curve_keys.h"
 #include "common/duration.h"
 #include "common/log.h"
 #include "worker/builtins.h"
@@ -47,6 +49,23 @@ bool parseDurationFlag(const char* flag, const std::string& text, flame::Duratio
   return true;
 }
 
+// --server-key and --key-file, when given, replace what the environment said.
+bool readKeyFlags(const std::string& serverKey, const std::string& keyFile, flame::RunnerOptions& options) {
+  try {
+    if (!serverKey.empty()) options.serverKey = flame::readPublicKey(serverKey);
+  } catch (const flame::KeyFileError& e) {
+    std::fprintf(stderr, "flame-worker: --server-key: %s\n", e.what());
+    return false;
+  }
+  try {
+    if (!keyFile.empty()) options.secretKey = flame::readSecretKeyFile(keyFile);
+  } catch (const flame::KeyFileError& e) {
+    std::fprintf(stderr, "flame-worker: --key-file: %s\n", e.what());
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -77,6 +96,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--runner-id", options.runnerId, "runner id (FLAME_RUNNER_ID; default generated)");
   app.add_option("--token", options.token, "boot token (FLAME_BOOT_TOKEN)");
+  std::string serverKey, keyFile;
+  app.add_option("--server-key", serverKey,
+                 "CURVE: the broker's public key, 40 Z85 characters or a NAME.pub file; with --key-file "
+                 "(FLAME_SERVER_KEY)")
+      ->type_name("FILE_OR_KEY");
+  app.add_option("--key-file", keyFile,
+                 "CURVE: this runner's secret key file (a NAME.key from flame keygen, mode 0600), whose public "
+                 "key the broker's runner_keys must list (FLAME_KEY_FILE; booted runners get FLAME_SECRET_KEY)")
+      ->type_name("FILE");
   app.add_option("--failsafe-after", failsafeAfter,
                  "exit when the broker is unreachable this long (default 30s)");
   app.add_option("--drain-grace", drainGrace,
@@ -96,6 +124,7 @@ int main(int argc, char** argv) {
       !parseDurationFlag("--drain-grace", drainGrace, options.drainGrace) ||
       !parseDurationFlag("--cancel-grace", cancelGrace, options.cancelGrace))
     return kExitUsage;
+  if (!readKeyFlags(serverKey, keyFile, options)) return kExitUsage;
   if (!flame::setLogLevel(logLevel)) {
     std::fprintf(stderr, "flame-worker: --log-level: unknown level '%s'\n", logLevel.c_str());
     return kExitUsage;

@@ -20,6 +20,7 @@
 #include <system_error>
 
 #include "common/codec.h"
+#include "common/handshake_monitor.h"
 #include "common/log.h"
 #include "common/transport.h"
 #include "common/utf8.h"
@@ -103,7 +104,11 @@ class Runner::Impl final : public RunnerEffects {
   // deadline and watches writability while a ready waits.
   void afterEvent();
 
+  // Tells the core about the handshake of the connection just opened (dealer_).
+  void monitorHandshakes();
+
   RunnerOptions options_;
+  const std::optional<CurveClient> curve_;  // from options_.serverKey/secretKey
   const Clock& clock_;
   std::shared_ptr<spdlog::logger> log_ = logger("runner");
   struct Registered {
@@ -121,6 +126,7 @@ class Runner::Impl final : public RunnerEffects {
   std::optional<zmq::socket_t> dealer_;
   bool watchingWritable_ = false;
   Reactor reactor_;
+  std::unique_ptr<HandshakeMonitor> monitor_;  // of dealer_; closed before it
   TimerId wakeTimer_ = 0;
   std::vector<JobOutcome> outcomes_;  // reused batch buffer
   HandlerThreads threads_{completions_};
@@ -129,6 +135,7 @@ class Runner::Impl final : public RunnerEffects {
 
 Runner::Impl::Impl(RunnerOptions options)
     : options_(std::move(options)),
+      curve_(curveClientFor("RunnerOptions", options_.serverKey, options_.secretKey)),
       clock_(options_.clock ? *options_.clock : Reactor::steadyClock()),
       ownCtx_(options_.context ? std::nullopt : std::make_optional<zmq::context_t>()),
       ctx_(options_.context ? *options_.context : *ownCtx_),
@@ -136,7 +143,7 @@ Runner::Impl::Impl(RunnerOptions options)
       core_(options_, makeIdentity(options_), clock_, *this) {
   // Reject a malformed endpoint here, with a clear message, rather than deep inside run().
   try {
-    connectDealer(ctx_, options_.broker);
+    connectDealer(ctx_, options_.broker, {}, curve_ ? &*curve_ : nullptr);
   } catch (const zmq::error_t& e) {
     throw std::invalid_argument("bad broker endpoint '" + options_.broker + "': " + e.what());
   }
@@ -146,6 +153,7 @@ Runner::Impl::~Impl() {
   // Only reached with jobs if run() was never completed (it threw): never join a handler here.
   core_.abandon();
   stranded_.fetch_add(threads_.shutdown());
+  monitor_.reset();
   if (dealer_) {
     reactor_.remove(*dealer_);
     dealer_.reset();
@@ -182,14 +190,34 @@ RunExit Runner::Impl::run() {
 // ---- effects ----
 
 void Runner::Impl::connect() {
-  dealer_.emplace(connectDealer(ctx_, options_.broker));
+  dealer_.emplace(connectDealer(ctx_, options_.broker, {}, curve_ ? &*curve_ : nullptr));
+  monitorHandshakes();  // at once: the handshake is still under way (it takes round trips)
   reactor_.add(*dealer_, [this] { onReadable(); }, [this] { onWritable(); });
   watchingWritable_ = false;
   log_->debug("runner={} connecting to {}", core_.runnerId(), options_.broker);
 }
 
+void Runner::Impl::monitorHandshakes() {
+  HandshakeMonitor::Callbacks callbacks;
+  callbacks.succeeded = [this] {
+    core_.onHandshakeSucceeded();
+    afterEvent();
+  };
+  // The core gives up and disconnects, which destroys the monitor inside this callback: the
+  // monitor allows it (common/handshake_monitor.h).
+  callbacks.refused = [this](const std::string& why) {
+    core_.onHandshakeRefused(why);
+    afterEvent();
+  };
+  monitor_ = std::make_unique<HandshakeMonitor>(
+      ctx_, *dealer_, HandshakeVerdicts(curve_.has_value(), "runner", curve_ ? curve_->publicKey : ""),
+      std::move(callbacks));
+  monitor_->watch(reactor_);
+}
+
 void Runner::Impl::disconnect() {
   if (!dealer_) return;
+  monitor_.reset();  // before the socket it watches
   reactor_.remove(*dealer_);
   dealer_.reset();  // linger 0: whatever was queued for the old connection is dropped
   watchingWritable_ = false;
@@ -230,6 +258,7 @@ size_t Runner::Impl::finish(RunExit) {
   // Idle handler threads are joined; those still inside a handler are detached and counted.
   size_t abandoned = threads_.shutdown();
   stranded_.fetch_add(abandoned);
+  monitor_.reset();
   if (dealer_) {
     // Give the last results and `leaving` a moment to reach the broker: closing the context
     // waits for them (up to the linger).

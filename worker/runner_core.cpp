@@ -347,6 +347,18 @@ void RunnerCore::onJobDone(JobOutcome&& done) {
   }
 }
 
+void RunnerCore::onHandshakeRefused(const std::string& why) {
+  if (!started_ || finished_ || !talk_) return;
+  // error: a human must fix a key, an allow-list or the broker's endpoint; retrying cannot.
+  log_->error("runner={} the broker at {} refused the handshake, exiting: {}", identity_.runnerId, options_.broker,
+              why);
+  giveUp(RunExit::Unauthorized, "unauthorized", clock_.now());
+}
+
+void RunnerCore::onHandshakeSucceeded() {
+  log_->debug("runner={} handshake with {} succeeded", identity_.runnerId, options_.broker);
+}
+
 void RunnerCore::requestDrain() {
   beginDrain(options_.drainGrace, "drain requested", RunExit::Drained, clock_.now());
 }

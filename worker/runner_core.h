@@ -110,6 +110,14 @@ class RunnerCore {
   // A handler thread's outcome of a started job.
   void onJobDone(JobOutcome&& outcome);
 
+  // The broker refused the connection's handshake (a key it does not accept, CURVE on one side
+  // only, a wrong server key: common/handshake_monitor.h). Like a refused boot token, final: the
+  // runner says nothing more to the broker, stops (running jobs are cancelled) and run() ends
+  // with RunExit::Unauthorized; `why` goes to the log.
+  void onHandshakeRefused(const std::string& why);
+  // A handshake succeeded (logged; registration proceeds with ready/welcome as before).
+  void onHandshakeSucceeded();
+
   // Drain as on SIGTERM: take nothing new, let running jobs finish within drainGrace, cancel
   // the rest, leave.
   void requestDrain();

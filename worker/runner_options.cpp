@@ -4,6 +4,7 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "common/curve_keys.h"
 #include "worker/runner.h"
 
 namespace flame {
@@ -13,6 +14,44 @@ namespace {
 const char* envValue(const char* name) {
   const char* v = std::getenv(name);
   return (v && *v) ? v : nullptr;
+}
+
+// A static runner's secret key file (FLAME_SERVER_KEY and FLAME_SECRET_KEY, which the broker
+// sets for the runners it boots, are in backends/backend.h).
+constexpr const char* kEnvRunnerKeyFile = "FLAME_KEY_FILE";
+
+// FLAME_SERVER_KEY, FLAME_KEY_FILE and FLAME_SECRET_KEY into `o`; errors name the variable.
+void readCurveKeys(RunnerOptions& o) {
+  const char* serverKey = envValue(kEnvServerKey);
+  const char* keyFile = envValue(kEnvRunnerKeyFile);
+  const char* secretKey = envValue(kEnvSecretKey);
+  if (keyFile && secretKey)
+    throw std::invalid_argument(std::string(kEnvRunnerKeyFile) + " and " + kEnvSecretKey +
+                                " are both set: give this runner's secret key one way only");
+  if ((keyFile || secretKey) && !serverKey)
+    throw std::invalid_argument(std::string(keyFile ? kEnvRunnerKeyFile : kEnvSecretKey) + " is set but " + kEnvServerKey +
+                                " is not: a CURVE runner needs the broker's public key too");
+  if (serverKey && !keyFile && !secretKey)
+    throw std::invalid_argument(std::string(kEnvServerKey) + " is set but neither " + kEnvRunnerKeyFile + " nor " +
+                                kEnvSecretKey + " is: a CURVE runner needs its own secret key too");
+  if (!serverKey) return;
+  try {
+    o.serverKey = readPublicKey(serverKey);
+  } catch (const KeyFileError& e) {
+    throw std::invalid_argument(std::string(kEnvServerKey) + ": " + e.what());
+  }
+  if (keyFile) {
+    try {
+      o.secretKey = readSecretKeyFile(keyFile);
+    } catch (const KeyFileError& e) {
+      throw std::invalid_argument(std::string(kEnvRunnerKeyFile) + ": " + e.what());
+    }
+  } else {
+    if (!isZ85Key(secretKey))
+      throw std::invalid_argument(std::string(kEnvSecretKey) +
+                                  " is not a Z85 secret key (40 characters, as in a NAME.key)");
+    o.secretKey = secretKey;
+  }
 }
 }  // namespace
 
@@ -31,6 +70,7 @@ RunnerOptions RunnerOptions::fromEnvironment() {
                                   "' is not a positive integer");
     o.concurrency = n;
   }
+  readCurveKeys(o);
   return o;
 }
 

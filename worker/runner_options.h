@@ -31,12 +31,24 @@ struct RunnerOptions {
   // A ZeroMQ context to share with other Runners and Clients of the process (not owned; must
   // outlive the Runner): one I/O thread for all of them. nullptr: the Runner's own context.
   zmq::context_t* context = nullptr;
+  // CURVE (docs/PROTOCOL.md, "Encryption and authentication"): the broker's Z85 public key and
+  // this runner's Z85 secret key (its public key, derived from it, is what the broker checks:
+  // a key on its runner allow-list, or the one it minted for this runner when it booted it).
+  // Both empty: plaintext. One without the other, or a key that is not Z85: the Runner's
+  // constructor throws std::invalid_argument.
+  std::string serverKey;
+  std::string secretKey;
 
   // Defaults overridden by FLAME_BROKER, FLAME_POOL, FLAME_RUNNER_ID, FLAME_BOOT_TOKEN and
-  // FLAME_MAX_CONCURRENCY (see backends/backend.h). Throws std::invalid_argument with a clear
-  // message if FLAME_MAX_CONCURRENCY is not a positive integer.
+  // FLAME_MAX_CONCURRENCY (see backends/backend.h), and the CURVE keys: FLAME_SERVER_KEY (the
+  // broker's public key, or a file holding it), FLAME_KEY_FILE (a secret key file, mode 0600) or
+  // FLAME_SECRET_KEY (a secret key itself: how the broker hands a booted runner the key it
+  // minted for it). Throws std::invalid_argument naming the variable and the fault (e.g.
+  // FLAME_MAX_CONCURRENCY not a positive integer, an unreadable key file, a secret key without
+  // FLAME_SERVER_KEY).
   static RunnerOptions fromEnvironment();
 };
+
 
 // Why run() returned.
 enum class RunExit {
@@ -44,7 +56,7 @@ enum class RunExit {
   Drained,          // `drain` from the broker or requestDrain(): in-flight work finished
   FailsafeExpired,  // the broker was unreachable for failsafeAfter
   Retired,          // a handler ignored cancellation; see Runner::strandedHandlers()
-  Unauthorized,     // the broker refused the boot token
+  Unauthorized,     // the broker refused the boot token, or the handshake (key, CURVE)
 };
 const char* runExitName(RunExit exit);
 

@@ -42,6 +42,8 @@ class RecordingPort final : public ClientEffects {
   void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) override {
     onExit(childId, std::move(why));
   }
+  int reconnects = 0;
+  void reconnect() override { ++reconnects; }
 
   template <class T>
   std::vector<T> all() const {
@@ -565,4 +567,116 @@ TEST_CASE("core: a burst holds what it sends and offers it all, in order, at its
   f.core.onWritable();
   CHECK(f.port.requests().size() == 3);
   CHECK_FALSE(f.port.writableWanted);
+}
+
+// ---------------------------------------------------------------- refused handshakes (issue 10)
+
+TEST_CASE("core: a refused handshake fails every pending request and linked child at once, unauthorized",
+          "[client][core][curve]") {
+  Fixture f;
+  f.port.blocked = true;  // the connection never came up: everything is still queued
+  Answers call, place;
+  f.call(call, CallOptions{.timeout = Duration(30000)});
+  f.place(place, nullptr);
+  REQUIRE(f.core.pendingCount() == 2);
+  REQUIRE(f.core.queuedCount() > 0);
+  f.runUntil(Duration(10));  // well before any deadline or liveness window
+
+  f.core.onHandshakeRefused("the broker refused this client's key abcdefgh… (ZAP status 400)");
+  CHECK(call.failure().code == ErrorCode::Unauthorized);
+  CHECK(call.failure().message == "the broker refused this client's key abcdefgh… (ZAP status 400)");
+  CHECK(call.failure().toString().rfind("unauthorized: ", 0) == 0);
+  CHECK(place.failure().code == ErrorCode::Unauthorized);
+  CHECK(f.clock.now() == f.t0 + Duration(10));  // at the instant of the refusal, not later
+  CHECK(f.core.pendingCount() == 0);
+  CHECK(f.core.queuedCount() == 0);  // nothing left for a connection the broker will not open
+  CHECK_FALSE(f.port.writableWanted);
+  REQUIRE(f.core.refusal());
+}
+
+TEST_CASE("core: a linked child is reported exited unauthorized when a later handshake is refused",
+          "[client][core][curve]") {
+  Fixture f;
+  Answers place;
+  Exits exits;
+  uint64_t id = f.place(place, &exits, CallOptions{.link = true});
+  f.receive(msg::Placed{id, 42, "r-1"});
+  REQUIRE(f.core.linkedChildCount() == 1);
+  f.core.onHandshakeRefused("revoked");
+  REQUIRE(exits.got.size() == 1);
+  CHECK(exits.got[0].first == 42);
+  REQUIRE(exits.got[0].second);
+  CHECK(exits.got[0].second->code == ErrorCode::Unauthorized);
+}
+
+TEST_CASE("core: while refused, a new request fails at once without being sent", "[client][core][curve]") {
+  Fixture f;
+  f.core.onHandshakeRefused("no such key");
+  Answers a;
+  f.call(a, CallOptions{.timeout = Duration(30000)});
+  CHECK(a.failure() == Failure{ErrorCode::Unauthorized, "no such key"});
+  CHECK(f.port.sent.empty());  // not even a heartbeat
+  CHECK_FALSE(f.core.outstanding());
+}
+
+TEST_CASE("core: after a refusal a fresh connection is tried after the retry delay, backing off",
+          "[client][core][curve]") {
+  Fixture f;  // handshakeRetryMin 500 ms, max 10 s; each delay jittered down by up to a quarter
+  f.core.onHandshakeRefused("refused");
+  TimePoint first = f.core.nextWakeup();
+  CHECK(first >= f.t0 + Duration(375));
+  CHECK(first <= f.t0 + Duration(500));
+  f.runUntil(Duration(374));
+  CHECK(f.port.reconnects == 0);
+  f.runUntil(Duration(500));
+  CHECK(f.port.reconnects == 1);
+  // Refused again on the new connection: the next try waits about twice as long.
+  f.core.onHandshakeRefused("refused");
+  TimePoint second = f.core.nextWakeup();
+  CHECK(second >= f.clock.now() + Duration(750));
+  CHECK(second <= f.clock.now() + Duration(1000));
+  // No event at all from the new connection (broker down): no more reconnects are made by the
+  // core; libzmq keeps dialling that connection by itself.
+  f.runUntil(Duration(1500));
+  CHECK(f.port.reconnects == 2);
+  f.runUntil(Duration(60000));
+  CHECK(f.port.reconnects == 2);
+}
+
+TEST_CASE("core: a successful handshake ends the refusal: requests go to the broker again",
+          "[client][core][curve]") {
+  Fixture f;
+  f.core.onHandshakeRefused("refused");
+  f.runUntil(Duration(500));
+  REQUIRE(f.port.reconnects == 1);
+  f.core.onHandshakeSucceeded();
+  CHECK_FALSE(f.core.refusal());
+  CHECK(f.core.nextWakeup() == TimePoint::max());  // idle, no retry pending
+  Answers a;
+  uint64_t id = f.call(a);
+  REQUIRE(f.port.requests().size() == 1);
+  f.receive(msg::Result{id, 1}, "ok");
+  REQUIRE(a.got.size() == 1);
+  CHECK(std::get<CallReply>(a.got[0]).payload == "ok");
+  // The backoff started over: a new refusal retries after the minimum again.
+  f.core.onHandshakeRefused("refused");
+  CHECK(f.core.nextWakeup() <= f.clock.now() + Duration(500));
+}
+
+TEST_CASE("core: a handshake success without a refusal changes nothing", "[client][core][curve]") {
+  Fixture f;
+  Answers a;
+  f.call(a, CallOptions{.timeout = Duration(1000)});
+  f.core.onHandshakeSucceeded();
+  CHECK(f.core.pendingCount() == 1);
+  CHECK_FALSE(a.answered());
+  CHECK_FALSE(f.core.refusal());
+}
+
+TEST_CASE("core: after shutdown a refusal is ignored", "[client][core][curve]") {
+  Fixture f;
+  f.core.shutdown();
+  f.core.onHandshakeRefused("late");
+  CHECK_FALSE(f.core.refusal());
+  CHECK(f.core.nextWakeup() == TimePoint::max());
 }

@@ -683,3 +683,52 @@ TEST_CASE("core: options are checked", "[runner][core]") {
   CHECK_THROWS_AS(bad([](RunnerOptions& o) { o.reconnectMax = Duration(1); })(), std::invalid_argument);
   CHECK_THROWS_AS(bad([](RunnerOptions& o) { o.cancelGrace = Duration(-1); })(), std::invalid_argument);
 }
+
+// ---- refused handshakes (issue 10) ----
+
+TEST_CASE("core: a refused handshake ends the runner at once, unauthorized, saying nothing more",
+          "[runner][core][curve]") {
+  Harness h;
+  h.core.start();
+  h.core.tick();
+  REQUIRE(h.fx.connects == 1);
+  TimePoint refusedAt = h.clock.now();
+  h.core.onHandshakeRefused("the broker refused this runner's key abcdefgh… (ZAP status 400)");
+  h.core.tick();
+  CHECK(h.fx.finished == RunExit::Unauthorized);
+  CHECK(h.core.exitReason() == RunExit::Unauthorized);
+  CHECK(h.fx.disconnects == 1);
+  CHECK(h.fx.sent.empty());               // the pending ready was never sent
+  CHECK(h.clock.now() == refusedAt);      // no failsafe, no backoff: at once
+  CHECK(h.core.nextWakeup() == TimePoint::max());
+  h.advance(Duration(60000));
+  CHECK(h.fx.connects == 1);              // and no reconnects afterwards
+}
+
+TEST_CASE("core: a refusal of a later handshake cancels running jobs and ends unauthorized",
+          "[runner][core][curve]") {
+  Harness h;
+  h.startAndConnect();
+  h.core.onHandshakeSucceeded();  // changes nothing: registration is by ready/welcome
+  CHECK(h.core.link() == RunnerCore::Link::Connecting);
+  h.welcome();
+  h.job(1);
+  REQUIRE(h.core.runningJobs() == 1);
+  h.core.onHandshakeRefused("revoked");
+  h.core.tick();
+  CHECK(h.fx.cancelled == std::vector<uint64_t>{1});
+  CHECK_FALSE(h.fx.finished);  // waits for the job (within its cancel grace)
+  h.done(1, "late");
+  CHECK(h.fx.finished == RunExit::Unauthorized);
+  CHECK(h.fx.take<msg::JobDone>().empty());  // the broker refused us: nothing more is said
+}
+
+TEST_CASE("core: a refusal after the runner finished is ignored", "[runner][core][curve]") {
+  Harness h;
+  h.startAndConnect();
+  h.core.requestStop();
+  h.core.tick();
+  REQUIRE(h.fx.finished == RunExit::Stopped);
+  h.core.onHandshakeRefused("late");
+  CHECK(h.core.exitReason() == RunExit::Stopped);
+}
