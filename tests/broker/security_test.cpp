@@ -282,17 +282,25 @@ struct SecureBroker {
   zmq::context_t ctx;
   std::unique_ptr<Broker> broker;
   std::thread loop;
+  bool tokenSecret_ = false;
 
-  SecureBroker() {
+  // `tokenSecret`: boot tokens and runner keys derive from a secret file, so a successor broker
+  // (restart()) knows the runners this one booted.
+  explicit SecureBroker(bool tokenSecret = false) : tokenSecret_(tokenSecret) {
     writeKeyPair(dir.path("broker"), server);
     writeClients(true);
     writeText(dir.path("admins.list"), admin.publicKey + " ops\n");
-    writeText(dir.path("runners.list"), "# static runners\n" + runner.publicKey + " gpu-1\n");
+    writeRunners(true);
+    start();
+  }
+  ~SecureBroker() { stop(); }
+  void start() {
+    std::string secret = tokenSecret_ ? "token_secret_file = \"" + dir.path("token.secret") + "\"\nbroker_id = \"sec\"\n" : "";
     BrokerConfig config = parseConfig(R"([broker]
 clients = "tcp://127.0.0.1:*"
 runners = "tcp://127.0.0.1:*"
 heartbeat_interval = "1s"
-[security]
+)" + secret + R"([security]
 secret_key_file = ")" + dir.path("broker.key") + R"("
 client_keys = ")" + dir.path("clients.list") + R"("
 admin_keys = ")" + dir.path("admins.list") + R"("
@@ -311,9 +319,19 @@ command = ["unused: the test's backend is a fake"]
     });
     loop = std::thread([this] { broker->run(); });
   }
-  ~SecureBroker() {
+  void stop() {
+    if (!loop.joinable()) return;
     broker->stopNow();
     loop.join();
+  }
+  // A successor on new endpoints, with the same keys, lists and (with tokenSecret) secret.
+  void restart() {
+    stop();
+    broker.reset();
+    start();
+  }
+  void writeRunners(bool withRunner) {
+    writeText(dir.path("runners.list"), "# static runners\n" + (withRunner ? runner.publicKey + " gpu-1\n" : ""));
   }
   void writeClients(bool withBob) {
     writeText(dir.path("clients.list"), alice.publicKey + " alice\n" + (withBob ? bob.publicKey + " bob\n" : ""));
@@ -460,8 +478,12 @@ TEST_CASE("a key removed from the lists and reloaded is refused: new handshakes 
   auto bob = b.client(&b.bob);
   bob->send(msg::StatusRequest{1});
   bob->expect<msg::StatusReply>();
+  auto runner = b.runnerPeer(&b.runner);
+  runner->send(ready("static-1", "static"));
+  runner->expect<msg::Welcome>();
 
   b.writeClients(false);
+  b.writeRunners(false);
   b.broker->reloadKeys();
   // The reload happens on the loop's next turn: ask until the answer changes (bounded).
   std::optional<msg::Error> refused;
@@ -481,4 +503,28 @@ TEST_CASE("a key removed from the lists and reloaded is refused: new handshakes 
   alice->expect<msg::StatusReply>();
   auto aliceAgain = b.client(&b.alice);
   CHECK(aliceAgain->watch.outcome() == ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+  // The static runner whose key went is drained (its running work may finish).
+  CHECK(runner->expect<msg::Drain>().graceMs > 0);
+}
+
+TEST_CASE("after a restart with the same token secret, a booted runner comes back with its derived key",
+          "[security][broker]") {
+  SecureBroker b(true);
+  auto alice = b.client(&b.alice);
+  alice->send(submit(1, "booted", Mode::Call));
+  BootSpec spec = bootNumber(*b.backend, 1);
+  CurveKeyPair minted{publicKeyOf(spec.env.at(kEnvSecretKey)), spec.env.at(kEnvSecretKey)};
+  const std::string& token = spec.env.at(kEnvBootToken);
+
+  b.restart();  // the successor never minted this key
+  // During the adoption window the handshake lets unlisted runner keys through; only the key
+  // derived for the runner id named in ready is admitted.
+  auto stranger = b.runnerPeer(&b.stranger);
+  CHECK(stranger->watch.outcome() == ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+  stranger->send(ready(spec.runnerId, "booted", token));
+  CHECK(stranger->expect<msg::Error>().code == ErrorCode::Unauthorized);
+  auto back = b.runnerPeer(&minted);
+  CHECK(back->watch.outcome() == ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+  back->send(ready(spec.runnerId, "booted", token));
+  back->expect<msg::Welcome>();
 }
