@@ -19,13 +19,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_broker BINARY: starts BINARY on tcp://127.0.0.1:* for both endpoints and reads the
+# start_broker BINARY [ARGS...]: starts BINARY [ARGS...] on tcp://127.0.0.1:* for both endpoints
+# (the flags override a config file's) and reads the
 # endpoints it bound from its first stdout line (--endpoints-file -), through a FIFO, waiting at
 # most 15 s. Sets BROKER_PID, CLIENTS, RUNNERS; its log goes to $SCRATCH/broker.log.
 start_broker() {
   local fifo="$SCRATCH/broker.stdout" line
   mkfifo "$fifo"
-  "$1" --clients 'tcp://127.0.0.1:*' --runners 'tcp://127.0.0.1:*' --endpoints-file - \
+  "$@" --clients 'tcp://127.0.0.1:*' --runners 'tcp://127.0.0.1:*' --endpoints-file - \
     >"$fifo" 2>"$SCRATCH/broker.log" &
   BROKER_PID=$!
   exec 3<"$fifo"  # held open until the end, so the broker never writes into a closed pipe
