@@ -21,6 +21,7 @@ import { codeName, decode, encode, FlameError, INFINITE_MS, Mode } from "./wire.
 
 const EMPTY = Buffer.alloc(0);
 const HOLD_PAYLOAD_OVER = 1 << 20; // payloads over this wait until the broker told its limit
+const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout fires at once for anything longer
 
 export class Client {
   #socket;
@@ -129,11 +130,13 @@ export class Client {
     if (this.#maxPayload && bytes.length > this.#maxPayload) {
       throw new FlameError("payload_too_large", `${bytes.length} bytes, the broker accepts ${this.#maxPayload}`);
     }
-    const timeoutMs = timeout === Infinity ? INFINITE_MS : Math.max(0, Math.round(timeout));
+    const timeoutMs = Math.min(INFINITE_MS, Math.max(0, Math.round(timeout))); // Infinity: none
     const requestId = this.#nextRequestId++;
     // A safety net in case the broker's answer never comes; the broker enforces the timeout.
     const localDeadline =
-      mode !== Mode.CAST && timeoutMs > 0 && timeoutMs !== INFINITE_MS ? timeoutMs + 2 * this.#interval : undefined;
+      mode !== Mode.CAST && timeoutMs > 0 && timeoutMs + 2 * this.#interval <= MAX_TIMER_MS
+        ? timeoutMs + 2 * this.#interval
+        : undefined;
     const answer = this.#expect(requestId, { linked: link, localDeadline, signal }, onAnswer);
     this.#send(
       "submit",
@@ -244,6 +247,12 @@ export class Client {
   #onError(m) {
     const error = new FlameError(codeName(m.code), m.message, { jobId: m.jobId });
     if (this.#pending.has(m.requestId)) return this.#finish(m.requestId, error);
+    // A linked child ended by `cancel` of its place request: answered on that request id.
+    for (const [childId, child] of this.#children) {
+      if (child.requestId !== m.requestId) continue;
+      this.#children.delete(childId);
+      return child.exited({ code: error.code, message: m.message });
+    }
     // stopChild has no request id: its `notFound` names the child in jobId.
     const stop = m.requestId === 0n && this.#stops.get(m.jobId);
     if (stop) {

@@ -22,6 +22,7 @@ import { Dealer } from "zeromq";
 import { codeName, decode, encode, ErrorCode, FlameError, INFINITE_MS } from "./wire.js";
 
 const EMPTY = Buffer.alloc(0);
+const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout fires at once for anything longer
 
 export class Runner {
   #o; // options
@@ -133,6 +134,7 @@ export class Runner {
   // Drops the connection and opens a fresh one after the backoff.
   #reconnect(why) {
     this.#log.warn(`flame runner ${this.runnerId}: ${why}; reconnecting`);
+    this.#unreachableSince ??= this.#lastHeard; // the failsafe counts from the last sign of life
     this.#socket.close();
     this.#state = "waiting";
     this.#after(this.#backoff.next(), () => this.#state === "waiting" && this.#connect());
@@ -247,7 +249,9 @@ export class Runner {
   async #runJob(job, key, handler, m, payload) {
     const { signal } = job.controller;
     const timers = [];
-    if (m.budgetMs !== INFINITE_MS) {
+    // A budget beyond what a Node timer holds (~24.8 days) is left to the broker, which sends
+    // cancelJob when it runs out.
+    if (m.budgetMs !== INFINITE_MS && m.budgetMs <= MAX_TIMER_MS) {
       timers.push(setTimeout(() => job.controller.abort(new FlameError("timeout", "budget exhausted")), m.budgetMs));
     }
     // A handler that ignores its signal past the grace makes the runner retire.

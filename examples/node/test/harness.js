@@ -94,8 +94,8 @@ export async function startBroker(extraArgs = FAST_BROKER, { clients = "tcp://12
     ...extraArgs,
   ]);
   const line = await proc.waitForLine('"clients"', 10_000);
-  const { clients, runners } = JSON.parse(line.slice(line.indexOf("{")));
-  return { proc, clients, runners };
+  const bound = JSON.parse(line.slice(line.indexOf("{")));
+  return { proc, clients: bound.clients, runners: bound.runners };
 }
 
 // Resolves once the broker has logged that a runner of `pool` is ready.

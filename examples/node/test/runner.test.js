@@ -59,11 +59,10 @@ describe("C++ CLI -> broker -> node runner", () => {
     assert.ok(await eventually(async () => (await slotsUsed()) === 0));
   });
 
-  test("the node client calls the node runner, slots used in parallel", async () => {
-    const t0 = performance.now();
-    const [a, b] = await Promise.all([client.call("node", "sleep", "400"), client.call("node", "sleep", "400")]);
-    assert.deepEqual([String(a), String(b)], ["slept 400", "slept 400"]);
-    assert.ok(performance.now() - t0 < 790, "two slots: the sleeps overlap");
+  test("the node client calls the node runner, two jobs at once on its two slots", async () => {
+    const calls = [client.call("node", "sleep", "700"), client.call("node", "sleep", "700")];
+    assert.ok(await eventually(async () => (await slotsUsed()) === 2), "both jobs run at once");
+    assert.deepEqual((await Promise.all(calls)).map(String), ["slept 700", "slept 700"]);
   });
 
   test("an unknown function is refused by the broker from the runner's list", async () => {
