@@ -112,7 +112,6 @@ install(FILES ${PROJECT_SOURCE_DIR}/docs/DEPLOY.md ${PROJECT_SOURCE_DIR}/README.
 set(CPACK_PACKAGE_NAME flame)
 set(CPACK_PACKAGE_VENDOR "flame")
 set(CPACK_PACKAGE_CONTACT "flame maintainers <flame@example.org>")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "elastic job pools over ZeroMQ (the FLAME pattern as a broker and runners)")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 # Executables without their debug sections (a RelWithDebInfo flame-broker is ~10 times larger).
@@ -124,21 +123,21 @@ set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "flame maintainers <flame@example.org>")
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME flame)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION net)
-set(CPACK_COMPONENT_RUNTIME_DESCRIPTION
-    "elastic job pools over ZeroMQ: broker, CLI and generic runner\n"
-    "flame-broker queues call/cast/place jobs and routes them to runner processes with free\n"
-    "slots, and boots or stops machines (local processes, commands, Fly.io, Kubernetes) from\n"
-    "queue depth and idle timers. Also the flame CLI, flame-worker and systemd units.")
+# One string each (not a list: CMake would join the lines with ";"); the first line is the
+# package's synopsis (so no CPACK_PACKAGE_DESCRIPTION_SUMMARY, which CPackDeb would put first).
+set(CPACK_COMPONENT_RUNTIME_DESCRIPTION "elastic job pools over ZeroMQ: broker, CLI and generic runner
+flame-broker queues call/cast/place jobs and routes them to runner processes with free
+slots, and boots or stops machines (local processes, commands, Fly.io, Kubernetes) from
+queue depth and idle timers. Also the flame CLI, flame-worker and systemd units.")
 # The executables' library dependencies (libzmq5, libcapnp-0.9.2, libcurl4, libssl3, ...) are
 # read from the binaries by dpkg-shlibdeps, so they follow whatever the build linked.
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME flame-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
-set(CPACK_COMPONENT_DEV_DESCRIPTION
-    "elastic job pools over ZeroMQ: client and runner libraries (development files)\n"
-    "flame::Client and flame::Runner as static libraries, headers (<flame/client.h>,\n"
-    "<flame/runner.h>), the Cap'n Proto wire schema, a CMake package (find_package(flame))\n"
-    "and pkg-config files (flame-client, flame-runner).")
+set(CPACK_COMPONENT_DEV_DESCRIPTION "elastic job pools over ZeroMQ: client and runner libraries (development files)
+flame::Client and flame::Runner as static libraries, headers (<flame/client.h>,
+<flame/runner.h>), the Cap'n Proto wire schema, a CMake package (find_package(flame))
+and pkg-config files (flame-client, flame-runner).")
 # What the installed headers include and the static libraries link (find_dependency in
 # flameConfig.cmake): ZeroMQ + cppzmq, Cap'n Proto (whose CMake package needs OpenSSL), spdlog,
 # and the header-only CLI11 and nlohmann-json that libflame_client.a was built against.

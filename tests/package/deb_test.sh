@@ -59,8 +59,12 @@ echo "flame-dev Depends: $devdepends"
 for p in flame libzmq3-dev cppzmq-dev libcapnp-dev libspdlog-dev; do
   grep -qE "(^|, )$p( |,|$)" <<<"$devdepends" || fail "flame-dev does not depend on $p"
 done
-for field in Maintainer Description; do
-  [ -n "$(dpkg-deb -f "$RUNTIME" "$field")" ] || fail "flame has no $field"
+for deb in "$RUNTIME" "$DEV"; do
+  [ -n "$(dpkg-deb -f "$deb" Maintainer)" ] || fail "$(basename "$deb") has no Maintainer"
+  # A synopsis line and an extended description, line by line (not a CMake list joined by ';').
+  description=$(dpkg-deb -f "$deb" Description)
+  [ "$(wc -l <<<"$description")" -ge 2 ] || fail "$(basename "$deb") has no extended description: $description"
+  if grep -q '^ ;' <<<"$description"; then fail "$(basename "$deb"): description lines joined by ';': $description"; fi
 done
 
 step "dpkg-deb -x and run the extracted flame-broker"
