@@ -3,7 +3,8 @@
 # on flame-broker.service and an instance of flame-runner@.service, in a scratch root that has
 # the system's units and the built flame-broker / flame-worker at /usr/bin (verify checks that
 # ExecStart is executable). Any warning fails, not only errors (verify exits 0 on an unknown key
-# or a bad value). Then the hardening and stop settings the deployment relies on are present.
+# or a bad value), and `systemd-analyze security --offline` scores both units "OK" or better.
+# Then the hardening and stop settings the deployment relies on are present.
 # Then the example broker.toml and runner env file, with the real binaries the units run: the
 # runner registers and answers a call. Where systemd-analyze does not exist, everything but the
 # verify step runs, and the test reports itself skipped (exit 77) with a message saying so.
@@ -23,6 +24,12 @@ verify_units() {
   out=$(systemd-analyze verify --root="$root" flame-broker.service flame-runner@thumbs.service 2>&1) \
     || fail "systemd-analyze verify failed: $out"
   [ -z "$out" ] || fail "systemd-analyze verify warned: $out"
+  # systemd's own exposure score (0 = locked down, 10 = unprotected; --threshold in tenths):
+  # both units must stay "OK" or better (below 5.0; they score 3.2 today).
+  (cd "$root/etc/systemd/system" && systemd-analyze security --offline=true --threshold=49 \
+     ./flame-broker.service ./flame-runner@.service >"$SCRATCH/security.txt" 2>&1) \
+    || { grep -E 'Overall|✗' "$SCRATCH/security.txt" >&2; fail "systemd-analyze security: a unit's exposure is above 4.9"; }
+  grep 'Overall exposure' "$SCRATCH/security.txt"
 }
 
 step "systemd-analyze verify"
