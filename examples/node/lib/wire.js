@@ -46,20 +46,20 @@ export function encode(kind, fields = {}) {
   const message = new Message();
   const envelope = message.initRoot(schema.Envelope);
   envelope.version = PROTOCOL_VERSION;
-  const body = envelope.body[`_init${capitalized(kind)}`]();
+  fill(envelope.body[`_init${capitalized(kind)}`](), fields);
+  return Buffer.from(message.toArrayBuffer());
+}
+
+function fill(struct, fields) {
   for (const [name, value] of Object.entries(fields)) {
     if (value === undefined) continue;
     if (!Array.isArray(value)) {
-      body[name] = value;
+      struct[name] = value;
       continue;
     }
-    const list = body[`_init${capitalized(name)}`](value.length);
-    value.forEach((item, i) => {
-      if (typeof item === "object") Object.assign(list.get(i), item);
-      else list.set(i, item);
-    });
+    const list = struct[`_init${capitalized(name)}`](value.length);
+    value.forEach((item, i) => (typeof item === "object" ? fill(list.get(i), item) : list.set(i, item)));
   }
-  return Buffer.from(message.toArrayBuffer());
 }
 
 // Reads a header frame: `{ kind, version, ...fields }`, or `{ error }` when it is not a
