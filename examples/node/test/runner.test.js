@@ -1,6 +1,9 @@
 // The Node.js runner (bin/runner.js) behind the real flame-broker, called by the C++ `flame` CLI
 // and by the Node.js client, on loopback ports the OS chooses.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Client } from "../lib/client.js";
 import { eventually, exampleDir, FAST_BROKER, Proc, runCli, startBroker, waitRunnerReady } from "./harness.js";
@@ -138,6 +141,37 @@ describe("node runner lifecycle", () => {
       await runner.stop();
       await first.proc.stop();
       await second?.proc.stop();
+    }
+  });
+
+  test("an elastic pool boots node runners on demand, with their boot token, and lets them go", async () => {
+    // The broker's process backend starts bin/runner.js with FLAME_BROKER, FLAME_POOL,
+    // FLAME_RUNNER_ID and FLAME_BOOT_TOKEN; the runner must present that id and token.
+    const dir = mkdtempSync(join(tmpdir(), "flame-node-"));
+    const config = join(dir, "flame.toml");
+    writeFileSync(
+      config,
+      `[pools.elastic]
+backend = "process"
+min = 0
+max = 1
+max_concurrency = 2
+idle_shutdown_after = "300ms"
+boot_timeout = "20s"
+[pools.elastic.process]
+command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(`${exampleDir}/bin/runner.js`)}]
+stop_grace = "2s"
+`,
+    );
+    const broker = await startBroker([...FAST_BROKER, "--config", config]);
+    try {
+      const r = await runCli(["call", "--broker", broker.clients, "--timeout", "20s", "elastic", "upper", "booted"]);
+      assert.equal(r.stdout, "BOOTED", r.stderr);
+      // Idle past idle_shutdown_after: the broker drains the runner, which leaves.
+      await broker.proc.waitForLine((l) => l.includes("pool=elastic runner=") && l.includes("removed"), 10_000);
+    } finally {
+      await broker.proc.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
