@@ -2,13 +2,17 @@
 // ../../build/bin) and our own scripts, on loopback ports the OS chooses. Every wait has a bound;
 // every process is stopped by the pid we started, and killed if it does not stop.
 import { spawn } from "node:child_process";
-import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const exampleDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const binDir = process.env.FLAME_BIN_DIR ?? resolve(exampleDir, "../../build/bin");
-export const binary = (name) => resolve(binDir, name);
+export function binary(name) {
+  const path = resolve(binDir, name);
+  if (!existsSync(path)) throw new Error(`${path} not found: build it, or point FLAME_BIN_DIR at the binaries`);
+  return path;
+}
 
 // Fast heartbeats, so that liveness windows are short: 200 ms x 3.
 export const FAST_BROKER = ["--heartbeat-interval", "200ms", "--liveness", "3"];
@@ -23,7 +27,15 @@ export class Proc {
     this.child.stdout.on("data", (d) => ((this.stdout += d), (this.output += d), this.#changed()));
     this.child.stderr.on("data", (d) => ((this.stderr += d), (this.output += d), this.#changed()));
     this.child.stdin.end(input);
-    this.exited = once(this.child, "exit").then(([code, signal]) => ({ code, signal }));
+    this.exited = new Promise((resolve) => {
+      this.child.on("exit", (code, signal) => resolve({ code, signal }));
+      this.child.on("error", (error) => {
+        // It could not be started (a missing binary, say): it counts as exited, and says why.
+        this.spawnError = error;
+        this.output += `${error.message}\n`;
+        resolve({ code: null, signal: null });
+      });
+    });
     this.exited.then(() => this.#changed());
     this.waiters = new Set();
   }
@@ -33,7 +45,7 @@ export class Proc {
   }
 
   get running() {
-    return this.child.exitCode === null && this.child.signalCode === null;
+    return !this.spawnError && this.child.exitCode === null && this.child.signalCode === null;
   }
 
   #changed() {
