@@ -36,6 +36,12 @@ zmq::socket_t bindRouter(zmq::context_t& ctx, const std::string& endpoint, const
 
 zmq::socket_t connectDealer(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits,
                             const CurveClient* curve) {
+  zmq::socket_t s = newDealer(ctx, limits, curve);
+  s.connect(endpoint);
+  return s;
+}
+
+zmq::socket_t newDealer(zmq::context_t& ctx, const SocketLimits& limits, const CurveClient* curve) {
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   applyCommon(s, limits);
   s.set(zmq::sockopt::immediate, 1);
@@ -44,7 +50,6 @@ zmq::socket_t connectDealer(zmq::context_t& ctx, const std::string& endpoint, co
     s.set(zmq::sockopt::curve_publickey, curve->publicKey);
     s.set(zmq::sockopt::curve_secretkey, curve->secretKey);
   }
-  s.connect(endpoint);
   return s;
 }
 

@@ -50,6 +50,10 @@ zmq::socket_t bindRouter(zmq::context_t& ctx, const std::string& endpoint, const
 // CURVE client if `curve` is given.
 zmq::socket_t connectDealer(zmq::context_t& ctx, const std::string& endpoint, const SocketLimits& limits = {},
                             const CurveClient* curve = nullptr);
+// The same DEALER, not connected yet: for a caller that must watch it from its first handshake
+// (a socket monitor attached after connect() can miss a refusal that comes within ~0.1 ms, as a
+// mechanism mismatch does on loopback: common/handshake_monitor.h).
+zmq::socket_t newDealer(zmq::context_t& ctx, const SocketLimits& limits = {}, const CurveClient* curve = nullptr);
 
 // The key the ZAP handler authenticated for the connection a message came on (its "User-Id"
 // property: flame's handler sets it to the peer's Z85 public key). Empty without CURVE.
