@@ -124,8 +124,8 @@ class Client::Impl final : private ClientEffects {
   void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) override;
   void reconnect() override;
 
-  // Starts watching the DEALER's handshakes (right after it connects: the handshake is still under
-  // way, as it takes round trips); the loop reads the events once monitor_->watch(reactor_) ran.
+  // Starts watching the DEALER's handshakes (before it connects, so none is missed); the loop
+  // reads the events once monitor_->watch(reactor_) ran.
   void monitorHandshakes();
 
   const ClientOptions options_;
@@ -175,8 +175,9 @@ Client::Impl::Impl(ClientOptions options)
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   try {
-    dealer_ = connectDealer(context_, options_.broker, {}, curve_ ? &*curve_ : nullptr);
-    monitorHandshakes();
+    dealer_ = newDealer(context_, {}, curve_ ? &*curve_ : nullptr);
+    monitorHandshakes();  // before connect(): the first handshake may fail within ~0.1 ms
+    dealer_.connect(options_.broker);
   } catch (...) {
     ::close(wakeFd_);
     throw;
@@ -300,14 +301,15 @@ void Client::Impl::reconnect() {
   monitor_.reset();
   reactor_.remove(dealer_);
   dealer_.close();
-  dealer_ = connectDealer(context_, options_.broker, {}, curve_ ? &*curve_ : nullptr);
+  dealer_ = newDealer(context_, {}, curve_ ? &*curve_ : nullptr);
+  monitorHandshakes();
+  monitor_->watch(reactor_);
+  dealer_.connect(options_.broker);
   reactor_.add(dealer_, [this] { onBroker(); }, [this] {
     clock_.refresh();
     core_.onWritable();
     arm();
   });
-  monitorHandshakes();
-  monitor_->watch(reactor_);
   log_->debug("client reconnecting to {} for a new handshake", options_.broker);
 }
 

@@ -190,8 +190,9 @@ RunExit Runner::Impl::run() {
 // ---- effects ----
 
 void Runner::Impl::connect() {
-  dealer_.emplace(connectDealer(ctx_, options_.broker, {}, curve_ ? &*curve_ : nullptr));
-  monitorHandshakes();  // at once: the handshake is still under way (it takes round trips)
+  dealer_.emplace(newDealer(ctx_, {}, curve_ ? &*curve_ : nullptr));
+  monitorHandshakes();  // before connect(): the first handshake may fail within ~0.1 ms
+  dealer_->connect(options_.broker);
   reactor_.add(*dealer_, [this] { onReadable(); }, [this] { onWritable(); });
   watchingWritable_ = false;
   log_->debug("runner={} connecting to {}", core_.runnerId(), options_.broker);
