@@ -51,7 +51,7 @@ test("bad headers are refused with a reason", () => {
 
 test("random corruption never throws", () => {
   const header = encode("statusReply", { requestId: 1n, pools: [{ name: "a", runners: [{ runnerId: "r" }] }] });
-  for (let i = 0; i < 2_000; i++) {
+  for (let i = 0; i < 500; i++) {
     const bytes = Buffer.from(header);
     bytes[8 + ((i * 7919) % (bytes.length - 8))] ^= 1 + (i % 255);
     decode(bytes); // a value either way; an exception would fail the test
