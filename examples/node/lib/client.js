@@ -125,8 +125,9 @@ export class Client {
 
   async #submit(mode, pool, fn, payload, { timeout, idempotent = false, retries = 0, link, signal }, onAnswer) {
     this.#ensureOpen();
-    const bytes = typeof payload === "string" ? Buffer.from(payload) : Buffer.from(payload ?? EMPTY);
+    const bytes = toBytes(payload);
     if (bytes.length > HOLD_PAYLOAD_OVER && !this.#maxPayload) await this.#payloadLimit();
+    if (signal?.aborted) throw new FlameError("cancelled", "aborted before it was sent");
     if (this.#maxPayload && bytes.length > this.#maxPayload) {
       throw new FlameError("payload_too_large", `${bytes.length} bytes, the broker accepts ${this.#maxPayload}`);
     }
@@ -138,11 +139,7 @@ export class Client {
         ? timeoutMs + 2 * this.#interval
         : undefined;
     const answer = this.#expect(requestId, { linked: link, localDeadline, signal }, onAnswer);
-    this.#send(
-      "submit",
-      { requestId, mode, pool, function: fn, timeoutMs, idempotent, retries, link },
-      bytes,
-    );
+    this.#send("submit", { requestId, mode, pool, function: fn, timeoutMs, idempotent, retries, link }, bytes);
     return answer;
   }
 
@@ -150,7 +147,6 @@ export class Client {
   #expect(requestId, { linked, localDeadline, signal }, onAnswer) {
     return new Promise((resolve, reject) => {
       const entry = { resolve, reject, onAnswer, linked, cleanup: () => {} };
-      if (signal?.aborted) return reject(new FlameError("cancelled", "aborted before it was sent"));
       const timers = [];
       if (localDeadline !== undefined) {
         timers.push(
@@ -328,6 +324,14 @@ export class Client {
       .then(() => this.#socket.send(frames))
       .catch((e) => this.#closed || this.#log.error(`flame client: send failed: ${e.message}`));
   }
+}
+
+// A string (sent as UTF-8), Buffer or Uint8Array (sent as is, not copied); null: empty.
+function toBytes(payload) {
+  if (payload === null || payload === undefined) return EMPTY;
+  if (typeof payload === "string") return Buffer.from(payload);
+  if (payload instanceof Uint8Array) return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  throw new TypeError(`a payload is a string, Buffer or Uint8Array, not ${typeof payload}`);
 }
 
 export { FlameError } from "./wire.js";

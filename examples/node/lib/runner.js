@@ -25,7 +25,7 @@ const EMPTY = Buffer.alloc(0);
 const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout fires at once for anything longer
 
 export class Runner {
-  #o; // options
+  #options;
   #log;
   #handlers = new Map();
   #socket = null;
@@ -60,8 +60,8 @@ export class Runner {
     log = console,
   } = {}) {
     if (!pool || slots < 1) throw new TypeError("a runner needs a pool and at least one slot");
-    this.#o = { broker, pool, slots, runnerId, booted: Boolean(token), failsafeAfterMs, drainGraceMs, cancelGraceMs };
-    this.#o.token = token || randomBytes(16).toString("hex");
+    this.#options = { broker, pool, slots, runnerId, booted: Boolean(token), failsafeAfterMs, drainGraceMs, cancelGraceMs };
+    this.#options.token = token || randomBytes(16).toString("hex");
     this.#interval = heartbeatIntervalMs;
     this.#liveness = liveness;
     this.#log = log;
@@ -70,7 +70,7 @@ export class Runner {
   }
 
   get runnerId() {
-    return this.#o.runnerId;
+    return this.#options.runnerId;
   }
 
   // Serves `name` with `handler`. Call before run().
@@ -91,14 +91,14 @@ export class Runner {
 
   // As on SIGTERM or the broker's `drain`: take nothing new, let running jobs finish within
   // `graceMs`, cancel the rest, say `leaving`, and end run() with "drained".
-  drain(graceMs = this.#o.drainGraceMs, reason = "drain") {
+  drain(graceMs = this.#options.drainGraceMs, reason = "drain") {
     if (this.#draining || this.#state === "done") return;
     this.#draining = true;
     this.#log.info(`flame runner ${this.runnerId}: draining (${reason}), ${this.#jobs.size} jobs running`);
     if (this.#state === "registered") this.#send([encode("leaving", { reason, exiting: false })]);
     this.#after(graceMs, () => {
       for (const job of this.#jobs.values()) job.controller.abort(new FlameError("shutting_down", "the runner is leaving"));
-      this.#after(this.#o.cancelGraceMs, () => this.#finish("drained"));
+      this.#after(this.#options.cancelGraceMs, () => this.#finish("drained"));
     });
     this.#finishDrainIfIdle();
   }
@@ -114,7 +114,7 @@ export class Runner {
   #connect() {
     const socket = new Dealer({ linger: 0 });
     this.#socket = socket;
-    socket.connect(this.#o.broker);
+    socket.connect(this.#options.broker);
     this.#state = "registering";
     this.#lastHeard = performance.now(); // silence counts from the connection
     this.#unreachableSince ??= performance.now();
@@ -124,7 +124,7 @@ export class Runner {
 
   #sendReady() {
     const held = [...this.#jobs.values()].map(({ jobId, instance }) => ({ jobId, instance }));
-    const { runnerId, pool, slots, token } = this.#o;
+    const { runnerId, pool, slots, token } = this.#options;
     const functions = [...this.#handlers.keys()];
     this.#send([
       encode("ready", { runnerId, pool, slots, functions, token, busy: held.length, held, pid: process.pid, host: hostname() }),
@@ -143,8 +143,8 @@ export class Runner {
   // Every interval: judge the broker's silence, heartbeat, and give up after failsafeAfterMs.
   #tick() {
     const now = performance.now();
-    if (this.#unreachableSince !== null && now - this.#unreachableSince >= this.#o.failsafeAfterMs) {
-      this.#log.error(`flame runner ${this.runnerId}: no broker for ${this.#o.failsafeAfterMs} ms; exiting`);
+    if (this.#unreachableSince !== null && now - this.#unreachableSince >= this.#options.failsafeAfterMs) {
+      this.#log.error(`flame runner ${this.runnerId}: no broker for ${this.#options.failsafeAfterMs} ms; exiting`);
       return this.#finish("failsafe");
     }
     if (this.#state === "waiting") return;
@@ -197,7 +197,7 @@ export class Runner {
     this.#interval = m.heartbeatIntervalMs || this.#interval;
     this.#liveness = m.liveness || this.#liveness;
     this.#maxPayload = Number(m.maxPayloadBytes);
-    this.#log.info(`flame runner ${this.runnerId}: registered in pool ${this.#o.pool} (${this.#o.slots} slots)`);
+    this.#log.info(`flame runner ${this.runnerId}: registered in pool ${this.#options.pool} (${this.#options.slots} slots)`);
     // jobDone messages that could not be sent while we were away (their jobs were in `held`).
     for (const [key, job] of this.#jobs) {
       if (!job.done) continue;
@@ -220,7 +220,7 @@ export class Runner {
   }
 
   #onUnauthorized(m) {
-    if (this.#o.booted) {
+    if (this.#options.booted) {
       this.#log.error(`flame runner ${this.runnerId}: boot token refused (${m.message}); exiting`);
       return this.#finish("unauthorized");
     }
@@ -238,8 +238,8 @@ export class Runner {
     if (this.#draining) return refuse(ErrorCode.SHUTTING_DOWN, "the runner is leaving");
     const handler = this.#handlers.get(m.function);
     if (!handler) return refuse(ErrorCode.UNKNOWN_FUNCTION, `no function ${m.function} here`);
-    if (this.#jobs.size >= this.#o.slots || this.#jobs.has(key)) {
-      return refuse(ErrorCode.INTERNAL, `job ${m.jobId} beyond ${this.#o.slots} slots`);
+    if (this.#jobs.size >= this.#options.slots || this.#jobs.has(key)) {
+      return refuse(ErrorCode.INTERNAL, `job ${m.jobId} beyond ${this.#options.slots} slots`);
     }
     const job = { jobId: m.jobId, instance: this.#instance, controller: new AbortController(), done: null };
     this.#jobs.set(key, job);
@@ -256,7 +256,7 @@ export class Runner {
     }
     // A handler that ignores its signal past the grace makes the runner retire.
     signal.addEventListener("abort", () => {
-      const grace = setTimeout(() => this.#retire(job), this.#o.cancelGraceMs);
+      const grace = setTimeout(() => this.#retire(job), this.#options.cancelGraceMs);
       grace.unref();
       timers.push(grace);
     });

@@ -72,6 +72,10 @@ describe("node client -> broker -> C++ runner", () => {
     setTimeout(() => controller.abort(), 100);
     await rejectsWith(call, "cancelled");
     assert.ok(await eventually(async () => (await client.status())[0].slotsUsed === 0, 5_000));
+    // Aborted before it is sent: nothing is submitted.
+    const [before] = await client.status();
+    await rejectsWith(client.call("cpp", "echo", "x", { signal: AbortSignal.abort() }), "cancelled");
+    assert.equal((await client.status())[0].completed, before.completed);
   });
 
   test("heartbeats keep a linked call alive past the broker's liveness window", async () => {
