@@ -66,7 +66,7 @@ HandshakeVerdicts::Verdict HandshakeVerdicts::onEvent(const HandshakeEvent& even
       if (event.value != ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
         why_ = "the handshake with the broker failed (ZeroMQ protocol error " + hex(event.value) + ")";
       else if (curve_)
-        why_ = "the broker does not use CURVE on this endpoint, but " + who_ +
+        why_ = "the broker does not use CURVE on this endpoint, but this " + who_ +
                " was given a server key (security mechanism mismatch)";
       else
         why_ = "the broker requires CURVE on this endpoint: give this " + who_ +

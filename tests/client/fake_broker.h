@@ -4,11 +4,14 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/codec.h"
+#include "common/curve_keys.h"
+#include "common/fake_zap.h"
 #include "common/transport.h"
 
 namespace flame::testing {
@@ -18,6 +21,12 @@ struct Received {
   std::string peer;
   Message message;
   std::optional<std::string> payload;  // the frame after the header, if any
+  std::string key;                     // the ZAP-authenticated key (CURVE), else empty
+};
+
+// A CURVE broker endpoint: its key pair; the ZAP handler accepts the keys given to allow().
+struct CurveBrokerSetup {
+  CurveKeyPair keys = generateCurveKeyPair();
 };
 
 class FakeBroker {
@@ -29,8 +38,18 @@ class FakeBroker {
       : router_(bindRouter(context_, endpoint)), endpoint_(boundEndpoint(router_)) {
     reactor_.add(router_, [] {});
   }
+  // A CURVE broker (issue 10): its ZAP handler is bound first and accepts no key until allow().
+  explicit FakeBroker(const CurveBrokerSetup& curve)
+      : zap_(std::make_unique<FakeZap>(context_)),
+        curveServer_{curve.keys.secretKey, "clients"},
+        router_(bindRouter(context_, "tcp://127.0.0.1:*", {}, &curveServer_)),
+        endpoint_(boundEndpoint(router_)) {
+    reactor_.add(router_, [] {});
+  }
 
   const std::string& endpoint() const { return endpoint_; }
+  // The ZAP handler of a CURVE broker (nullptr otherwise).
+  FakeZap* zap() { return zap_.get(); }
 
   // Answer each client heartbeat with a heartbeat carrying `intervalMs` (0: do not answer).
   uint32_t heartbeatReplyMs = 0;
@@ -98,7 +117,7 @@ class FakeBroker {
         if (frames.size() < 3 || frames[1].size() != 0) continue;  // not a client message
         auto decoded = decode(frames[2]);
         if (!decoded.ok()) continue;
-        Received r{frames[0].to_string(), std::move(*decoded.message), std::nullopt};
+        Received r{frames[0].to_string(), std::move(*decoded.message), std::nullopt, std::string(peerKey(frames[2]))};
         if (frames.size() > 3) r.payload = frames[3].to_string();
         if (std::holds_alternative<msg::Heartbeat>(r.message)) {
           ++heartbeatsSeen;
@@ -114,6 +133,8 @@ class FakeBroker {
   }
 
   zmq::context_t context_;
+  std::unique_ptr<FakeZap> zap_;  // before router_: bound before a CURVE router binds
+  CurveServer curveServer_;
   zmq::socket_t router_;
   std::string endpoint_;
   Reactor reactor_;

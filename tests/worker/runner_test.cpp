@@ -13,6 +13,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <condition_variable>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <semaphore>
@@ -23,6 +24,8 @@
 #include <thread>
 
 #include "common/codec.h"
+#include "common/curve_keys.h"
+#include "common/fake_zap.h"
 #include "common/log.h"
 #include "common/transport.h"
 #include "schema/flame.capnp.h"
@@ -54,6 +57,17 @@ class FakeBroker {
  public:
   explicit FakeBroker(const std::string& endpoint = "tcp://127.0.0.1:*")
       : router_(bindRetrying(endpoint)), endpoint_(boundEndpoint(router_)) {}
+  // A CURVE broker with `keys` (issue 10): its ZAP handler (tests/common/fake_zap.h) is bound
+  // first and accepts no runner key until zap()->allow().
+  explicit FakeBroker(const CurveKeyPair& keys)
+      : zap_(std::make_unique<flame::testing::FakeZap>(ctx_)),
+        curve_{keys.secretKey, "runners"},
+        router_(bindRouter(ctx_, "tcp://127.0.0.1:*", {}, &curve_)),
+        endpoint_(boundEndpoint(router_)) {}
+
+  flame::testing::FakeZap* zap() { return zap_.get(); }
+  // The ZAP-authenticated key of the last message received (CURVE), else empty.
+  const std::string& lastKey() const { return lastKey_; }
 
   const std::string& endpoint() const { return endpoint_; }
 
@@ -74,6 +88,7 @@ class FakeBroker {
         REQUIRE_FALSE(truncated);
         REQUIRE(frames.size() >= 2);
         peer_.copy(frames[0]);
+        lastKey_ = std::string(peerKey(frames[1]));
         auto decoded = decode(frames[1]);
         INFO(decoded.error);
         REQUIRE(decoded.ok());
@@ -159,6 +174,9 @@ class FakeBroker {
 
   static constexpr Duration kSlice{5};
   zmq::context_t ctx_;
+  std::unique_ptr<flame::testing::FakeZap> zap_;  // bound before a CURVE router
+  CurveServer curve_;
+  std::string lastKey_;
   zmq::socket_t router_;
   std::string endpoint_;
   zmq::message_t peer_;
@@ -1046,4 +1064,186 @@ TEST_CASE("a runner on a shared ZeroMQ context serves, and leaves the context op
   // Still open: another socket can be made on it.
   zmq::socket_t after(shared, zmq::socket_type::dealer);
   CHECK(after.handle() != nullptr);
+}
+
+// ---- CURVE (issue 10, item 3) ----
+
+namespace {
+
+// Sets environment variables for one test and restores them after.
+class ScopedEnv {
+ public:
+  ~ScopedEnv() {
+    for (const auto& [name, old] : saved_) {
+      if (old)
+        setenv(name.c_str(), old->c_str(), 1);
+      else
+        unsetenv(name.c_str());
+    }
+  }
+  void set(const std::string& name, const std::string& value) {
+    remember(name);
+    setenv(name.c_str(), value.c_str(), 1);
+  }
+  void unset(const std::string& name) {
+    remember(name);
+    unsetenv(name.c_str());
+  }
+
+ private:
+  void remember(const std::string& name) {
+    for (const auto& s : saved_)
+      if (s.first == name) return;
+    const char* old = std::getenv(name.c_str());
+    saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+// A folder of its own under the temporary directory, removed at the end.
+struct TempDir {
+  std::filesystem::path path = std::filesystem::temp_directory_path() /
+                               ("flame-runner-curve-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+  TempDir() { std::filesystem::create_directories(path); }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+};
+
+RunnerOptions curveRunnerOptions(const FakeBroker& broker, const CurveKeyPair& server, const CurveKeyPair& own) {
+  RunnerOptions o = testOptions(broker);
+  o.serverKey = server.publicKey;
+  o.secretKey = own.secretKey;
+  o.failsafeAfter = Duration(60000);  // an exit within the bound cannot be the failsafe
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("curve runner: an allowed key registers and serves; the broker sees that key", "[runner][curve]") {
+  CurveKeyPair server = generateCurveKeyPair(), own = generateCurveKeyPair();
+  FakeBroker broker(server);
+  broker.zap()->allow(own.publicKey);
+  Runner runner(curveRunnerOptions(broker, server, own));
+  registerBuiltinFunctions(runner, false);
+  RunnerThread thread(runner);
+
+  broker.registerRunner();
+  CHECK(broker.lastKey() == own.publicKey);
+  broker.sendJob(1, "echo", "over curve");
+  std::optional<std::string> payload;
+  CHECK(broker.expectDone(1, &payload).code == ErrorCode::None);
+  CHECK(payload == std::string("over curve"));
+}
+
+TEST_CASE("curve runner: a key the broker refuses ends run() at once with Unauthorized", "[runner][curve]") {
+  CurveKeyPair server = generateCurveKeyPair(), own = generateCurveKeyPair();
+  FakeBroker broker(server);  // allows no key
+  Runner runner(curveRunnerOptions(broker, server, own));
+  registerBuiltinFunctions(runner, false);
+  auto start = realNow();
+  RunnerThread thread(runner);
+  CHECK(thread.waitExit() == RunExit::Unauthorized);
+  CHECK(realNow() - start < Duration(2000));  // the handshake, not the 60 s failsafe
+  CHECK(broker.zap()->requests() >= 1);
+  CHECK_FALSE(broker.recvWithin(Duration(20)));  // nothing reached the broker
+}
+
+TEST_CASE("curve runner: a plaintext runner of a CURVE broker ends at once with Unauthorized", "[runner][curve]") {
+  CurveKeyPair server = generateCurveKeyPair();
+  FakeBroker broker(server);
+  auto options = testOptions(broker);
+  options.failsafeAfter = Duration(60000);
+  Runner runner(options);
+  registerBuiltinFunctions(runner, false);
+  auto start = realNow();
+  RunnerThread thread(runner);
+  CHECK(thread.waitExit() == RunExit::Unauthorized);
+  CHECK(realNow() - start < Duration(2000));
+}
+
+TEST_CASE("curve runner: one key without the other, or a key that is not Z85, is refused at construction",
+          "[runner][curve]") {
+  CurveKeyPair server = generateCurveKeyPair(), own = generateCurveKeyPair();
+  FakeBroker broker;
+  auto options = testOptions(broker);
+  options.serverKey = server.publicKey;
+  CHECK_THROWS_WITH(Runner(options), Catch::Contains("RunnerOptions: serverKey and secretKey go together"));
+  options.serverKey.clear();
+  options.secretKey = own.secretKey;
+  CHECK_THROWS_WITH(Runner(options), Catch::Contains("only secretKey is set"));
+  options.serverKey = server.publicKey;
+  options.secretKey = "tooshort";
+  CHECK_THROWS_WITH(Runner(options), Catch::Contains("secretKey is not a Z85 secret key"));
+}
+
+TEST_CASE("curve runner: FLAME_SERVER_KEY with FLAME_SECRET_KEY or FLAME_KEY_FILE; errors name the variable",
+          "[runner][curve]") {
+  CurveKeyPair server = generateCurveKeyPair(), own = generateCurveKeyPair();
+  TempDir dir;
+  writeKeyPair(dir.file("broker"), server);
+  writeKeyPair(dir.file("runner"), own);
+  ScopedEnv env;
+  env.unset("FLAME_SERVER_KEY");
+  env.unset("FLAME_KEY_FILE");
+  env.unset("FLAME_SECRET_KEY");
+
+  SECTION("none: plaintext") {
+    auto o = RunnerOptions::fromEnvironment();
+    CHECK(o.serverKey.empty());
+    CHECK(o.secretKey.empty());
+  }
+  SECTION("a booted runner: both keys as values, as the broker's scaler sets them") {
+    env.set("FLAME_SERVER_KEY", server.publicKey);
+    env.set("FLAME_SECRET_KEY", own.secretKey);
+    auto o = RunnerOptions::fromEnvironment();
+    CHECK(o.serverKey == server.publicKey);
+    CHECK(o.secretKey == own.secretKey);
+  }
+  SECTION("a static runner: the broker's .pub file and its own key file") {
+    env.set("FLAME_SERVER_KEY", dir.file("broker.pub"));
+    env.set("FLAME_KEY_FILE", dir.file("runner.key"));
+    auto o = RunnerOptions::fromEnvironment();
+    CHECK(o.serverKey == server.publicKey);
+    CHECK(o.secretKey == own.secretKey);
+  }
+  SECTION("a secret key without the server key") {
+    env.set("FLAME_SECRET_KEY", own.secretKey);
+    CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(),
+                      "FLAME_SECRET_KEY is set but FLAME_SERVER_KEY is not: a CURVE runner needs the broker's "
+                      "public key too");
+  }
+  SECTION("a server key without a secret key") {
+    env.set("FLAME_SERVER_KEY", server.publicKey);
+    CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(), Catch::StartsWith("FLAME_SERVER_KEY is set but neither"));
+  }
+  SECTION("both a key file and a secret key") {
+    env.set("FLAME_SERVER_KEY", server.publicKey);
+    env.set("FLAME_KEY_FILE", dir.file("runner.key"));
+    env.set("FLAME_SECRET_KEY", own.secretKey);
+    CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(), Catch::Contains("are both set"));
+  }
+  SECTION("a server key that is neither a key nor a file") {
+    env.set("FLAME_SERVER_KEY", dir.file("missing-broker-key.pub"));
+    env.set("FLAME_SECRET_KEY", own.secretKey);
+    CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(),
+                      Catch::StartsWith("FLAME_SERVER_KEY: " + dir.file("missing-broker-key.pub") + ": neither a Z85 public key"));
+  }
+  SECTION("a secret key file readable by others") {
+    std::filesystem::permissions(dir.file("runner.key"), std::filesystem::perms::group_read,
+                                 std::filesystem::perm_options::add);
+    env.set("FLAME_SERVER_KEY", server.publicKey);
+    env.set("FLAME_KEY_FILE", dir.file("runner.key"));
+    CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(),
+                      Catch::StartsWith("FLAME_KEY_FILE: " + dir.file("runner.key")) &&
+                          Catch::Contains("chmod 600"));
+  }
+  SECTION("a secret key value that is not Z85") {
+    env.set("FLAME_SERVER_KEY", server.publicKey);
+    env.set("FLAME_SECRET_KEY", "not-a-key");
+    CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(), Catch::StartsWith("FLAME_SECRET_KEY is not a Z85 secret key"));
+  }
 }
