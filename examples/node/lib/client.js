@@ -268,7 +268,14 @@ export class Client {
       }
       this.#brokerInstance = m.instance;
     }
-    if (m.intervalMs > 0 && m.intervalMs < this.#interval) this.#interval = m.intervalMs;
+    if (m.intervalMs > 0 && m.intervalMs < this.#interval) {
+      // Adopt the broker's shorter interval now, not when the tick armed with ours comes.
+      this.#interval = m.intervalMs;
+      if (this.#ticker) {
+        clearTimeout(this.#ticker);
+        this.#ticker = setTimeout(() => this.#tick(), this.#interval);
+      }
+    }
     if (m.maxPayloadBytes > 0n) this.#maxPayload = Number(m.maxPayloadBytes);
     this.#limitWaiters.splice(0).forEach((wake) => wake());
   }

@@ -41,6 +41,7 @@ export class Runner {
   #unreachableSince = null;
   #backoff;
   #timers = new Set();
+  #ticker = null;
   #finished;
   #exit;
 
@@ -84,7 +85,7 @@ export class Runner {
   run() {
     if (this.#state === "new") {
       this.#connect();
-      this.#every(() => this.#tick());
+      this.#startTicking();
     }
     return this.#finished;
   }
@@ -197,6 +198,7 @@ export class Runner {
     this.#interval = m.heartbeatIntervalMs || this.#interval;
     this.#liveness = m.liveness || this.#liveness;
     this.#maxPayload = Number(m.maxPayloadBytes);
+    this.#startTicking(); // at the broker's interval from now on, not after our default one
     this.#log.info(`flame runner ${this.runnerId}: registered in pool ${this.#options.pool} (${this.#options.slots} slots)`);
     // jobDone messages that could not be sent while we were away (their jobs were in `held`).
     for (const [key, job] of this.#jobs) {
@@ -308,6 +310,7 @@ export class Runner {
     const wasRegistered = this.#state === "registered";
     this.#state = "done";
     for (const timer of this.#timers) clearTimeout(timer);
+    clearTimeout(this.#ticker);
     if (wasRegistered) this.#send([encode("leaving", { reason: why, exiting: true })]);
     await this.#sendChain;
     if (this.#socket && !this.#socket.closed) {
@@ -336,12 +339,13 @@ export class Runner {
     this.#timers.add(timer);
   }
 
-  #every(fn) {
-    // Re-armed each time so that a new interval from `welcome` takes effect.
-    this.#after(this.#interval, () => {
-      fn();
-      if (this.#state !== "done") this.#every(fn);
-    });
+  // (Re)arms the tick every #interval; `welcome` restarts it when it brings a new interval.
+  #startTicking() {
+    clearTimeout(this.#ticker);
+    this.#ticker = setTimeout(() => {
+      this.#tick();
+      if (this.#state !== "done") this.#startTicking();
+    }, this.#interval);
   }
 }
 

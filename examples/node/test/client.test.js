@@ -80,8 +80,14 @@ describe("node client -> broker -> C++ runner", () => {
 
   test("heartbeats keep a linked call alive past the broker's liveness window", async () => {
     // The broker drops a linked client silent for 200 ms x 3; this call takes longer than that.
-    const result = await client.call("cpp", "sleep", "1500", { timeout: 10_000, link: true });
-    assert.equal(result.toString(), "slept 1500");
+    // A client left at the default 1000 ms must adopt the broker's 200 ms from its first answer.
+    const fresh = new Client({ broker: broker.clients, log: quiet });
+    try {
+      const result = await fresh.call("cpp", "sleep", "1500", { timeout: 10_000, link: true });
+      assert.equal(result.toString(), "slept 1500");
+    } finally {
+      await fresh.close();
+    }
   });
 
   test("cast is accepted with a job id", async () => {

@@ -68,6 +68,14 @@ describe("C++ CLI -> broker -> node runner", () => {
     assert.deepEqual((await Promise.all(calls)).map(String), ["slept 700", "slept 700"]);
   });
 
+  test("an idle runner heartbeats at the broker's interval and stays registered", async () => {
+    // Time passing is what is tested here: several of the broker's 600 ms liveness windows.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.doesNotMatch(broker.proc.output, /runner=node-node-\S+ removed/);
+    assert.equal(runner.output.match(/registered in pool/g).length, 1, runner.output);
+    assert.equal((await client.call("node", "upper", "alive")).toString(), "ALIVE");
+  });
+
   test("an unknown function is refused by the broker from the runner's list", async () => {
     const r = await runCli(["call", "--broker", broker.clients, "node", "nosuchfn"]);
     assert.equal(r.code, 1);
