@@ -188,9 +188,10 @@ void ClientCore::onHandshakeRefused(const std::string& why) {
   refusal_ = why;
   Duration retry = handshakeRetry_.next();
   handshakeRetryAt_ = addSaturating(now, retry);
-  // warn: a human must fix a key or a list; said once per refusal, not once per retry.
+  // info, not warn: every caller gets the refusal as a value (the CLI prints it). Said once per
+  // refusal, not once per retry.
   if (first)
-    log_->warn("broker {} refused the handshake: {}; failing {} requests and {} linked children, trying again in {}",
+    log_->info("broker {} refused the handshake: {}; failing {} requests and {} linked children, trying again in {}",
                options_.broker, why, pending_.size(), linkedChildren_.size(), formatDuration(retry));
   else
     log_->debug("broker {} still refuses the handshake: {}; trying again in {}", options_.broker, why,

@@ -297,3 +297,175 @@ TEST_CASE("flame keygen writes NAME.key and NAME.pub, prints the public key, nev
   CHECK(refused.err.find("refusing to overwrite") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
+
+// ---------------------------------------------------------------- CURVE (issue 10, item 3)
+
+namespace {
+
+// Runs the CLI with all global defaults given (what main.cpp reads from the environment).
+std::future<CliRun> startCliWith(std::vector<std::string> args, CliDefaults defaults) {
+  return std::async(std::launch::async, [args = std::move(args), defaults = std::move(defaults)] {
+    std::vector<const char*> argv{"flame"};
+    for (const auto& a : args) argv.push_back(a.c_str());
+    std::istringstream in;
+    std::ostringstream out, err;
+    CliRun run;
+    run.code = runCli(static_cast<int>(argv.size()), argv.data(), CliStreams{in, out, err}, defaults);
+    run.out = out.str();
+    run.err = err.str();
+    return run;
+  });
+}
+
+// A key pair for the broker and one for the client, as flame keygen writes them, in a folder
+// removed at the end.
+struct KeyFiles {
+  std::string dir;
+  CurveKeyPair broker = generateCurveKeyPair(), client = generateCurveKeyPair();
+  KeyFiles() {
+    char name[] = "/tmp/flame-cli-curve-XXXXXX";
+    REQUIRE(mkdtemp(name) != nullptr);
+    dir = name;
+    writeKeyPair(dir + "/broker", broker);
+    writeKeyPair(dir + "/client", client);
+  }
+  ~KeyFiles() { std::filesystem::remove_all(dir); }
+  std::string brokerPub() const { return dir + "/broker.pub"; }
+  std::string clientKey() const { return dir + "/client.key"; }
+};
+
+flame::testing::CurveBrokerSetup setupWith(const CurveKeyPair& keys) {
+  flame::testing::CurveBrokerSetup setup;
+  setup.keys = keys;
+  return setup;
+}
+
+}  // namespace
+
+TEST_CASE("cli: --server-key and --key-file talk CURVE; the broker sees the client's key", "[client][cli][curve]") {
+  KeyFiles keys;
+  FakeBroker broker(setupWith(keys.broker));
+  broker.zap()->allow(keys.client.publicKey);
+  // --server-key as a .pub file, global options after the subcommand.
+  auto run = startCli({"status", "--json", "--broker", broker.endpoint(), "--server-key", keys.brokerPub(),
+                       "--key-file", keys.clientKey()});
+  auto got = broker.expect<msg::StatusRequest>();
+  REQUIRE(got);
+  CHECK(got->first.key == keys.client.publicKey);
+  broker.send(got->first.peer, onePool(got->second.requestId));
+  auto r = finish(run);
+  INFO(r.err);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::StartsWith(R"({"pools":[{"name":"thumbs",)"));
+
+  // --server-key as the key itself, before the subcommand.
+  auto call = startCli({"--broker", broker.endpoint(), "--server-key", keys.broker.publicKey, "--key-file",
+                        keys.clientKey(), "call", "thumbs", "resize", "in"});
+  auto submit = broker.expect<msg::Submit>();
+  REQUIRE(submit);
+  CHECK(submit->first.key == keys.client.publicKey);
+  broker.send(submit->first.peer, msg::Result{submit->second.requestId, 3}, std::string("out"));
+  auto c = finish(call);
+  CHECK(c.code == 0);
+  CHECK(c.out == "out");
+}
+
+TEST_CASE("cli: a refused key prints unauthorized: ... and exits 1 at once", "[client][cli][curve]") {
+  KeyFiles keys;
+  FakeBroker broker(setupWith(keys.broker));  // allows no key
+  auto start = std::chrono::steady_clock::now();
+  auto run = startCli({"call", "--timeout", "60s", "--broker", broker.endpoint(), "--server-key", keys.brokerPub(),
+                       "--key-file", keys.clientKey(), "thumbs", "resize", "in"});
+  auto r = finish(run);
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::StartsWith("error: unauthorized: the broker refused this client's key " +
+                                      keyFingerprint(keys.client.publicKey)));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));  // not the 60 s timeout
+
+  // Without keys, against the same CURVE broker: refused too, saying what to give.
+  auto plain = startCli({"status", "--timeout", "60s", "--broker", broker.endpoint()});
+  auto p = finish(plain);
+  CHECK(p.code == 1);
+  CHECK_THAT(p.err, Catch::StartsWith("error: unauthorized: the broker requires CURVE on this endpoint") &&
+                        Catch::Contains("--server-key and --key-file"));
+}
+
+TEST_CASE("cli: key options default from the environment; bad keys are usage errors naming their source",
+          "[client][cli][curve]") {
+  KeyFiles keys;
+  FakeBroker broker(setupWith(keys.broker));
+  broker.zap()->allow(keys.client.publicKey);
+  CliDefaults fromEnv;
+  fromEnv.broker = broker.endpoint();
+  fromEnv.serverKey = keys.broker.publicKey;  // $FLAME_SERVER_KEY
+  fromEnv.keyFile = keys.clientKey();         // $FLAME_KEY_FILE
+  auto run = startCliWith({"status", "--json"}, fromEnv);
+  auto got = broker.expect<msg::StatusRequest>();
+  REQUIRE(got);
+  CHECK(got->first.key == keys.client.publicKey);
+  broker.send(got->first.peer, onePool(got->second.requestId));
+  CHECK(finish(run).code == 0);
+
+  struct Case {
+    std::vector<std::string> args;
+    CliDefaults defaults;
+    std::string error;
+  };
+  CliDefaults onlyServerKeyFromEnv;
+  onlyServerKeyFromEnv.serverKey = keys.broker.publicKey;
+  CliDefaults badKeyFileFromEnv = fromEnv;
+  badKeyFileFromEnv.keyFile = keys.dir + "/missing.key";
+  for (const Case& c : std::vector<Case>{
+           {{"status", "--server-key", keys.brokerPub()},
+            {},
+            "error: --server-key is set but --key-file is not: CURVE needs this client's secret key too"},
+           {{"status", "--key-file", keys.clientKey()},
+            {},
+            "error: --key-file is set but --server-key is not: CURVE needs the broker's public key too"},
+           {{"status"},
+            onlyServerKeyFromEnv,
+            "error: $FLAME_SERVER_KEY is set but --key-file is not: CURVE needs this client's secret key too"},
+           {{"status", "--server-key", keys.brokerPub(), "--key-file", keys.dir + "/missing.key"},
+            {},
+            "error: --key-file: " + keys.dir + "/missing.key: cannot read"},
+           {{"status"}, badKeyFileFromEnv, "error: $FLAME_KEY_FILE: " + keys.dir + "/missing.key: cannot read"},
+           {{"status", "--server-key", "not-a-key", "--key-file", keys.clientKey()},
+            {},
+            "error: --server-key: not-a-key: neither a Z85 public key"},
+       }) {
+    auto bad = startCliWith(c.args, c.defaults);
+    auto r = finish(bad);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::StartsWith(c.error));
+  }
+}
+
+TEST_CASE("cli: the flame binary reads FLAME_SERVER_KEY and FLAME_KEY_FILE", "[client][cli][curve]") {
+  const char* binDir = std::getenv("FLAME_BIN_DIR");
+  if (binDir == nullptr || !std::filesystem::exists(std::filesystem::path(binDir) / "flame")) {
+    WARN("FLAME_BIN_DIR/flame not found: skipping the binary test");
+    return;
+  }
+  KeyFiles keys;
+  FakeBroker broker(setupWith(keys.broker));
+  broker.zap()->allow(keys.client.publicKey);
+  std::string command = std::string(kEnvClientEndpoint) + "=" + broker.endpoint() + " " + kEnvClientServerKey + "=" +
+                        keys.brokerPub() + " " + kEnvClientKeyFile + "=" + keys.clientKey() + " " + binDir +
+                        "/flame status --json";
+  auto run = std::async(std::launch::async, [&] {
+    FILE* pipe = popen(command.c_str(), "r");
+    if (pipe == nullptr) return -1;
+    char buffer[4096];
+    while (fread(buffer, 1, sizeof buffer, pipe) > 0) {
+    }
+    int status = pclose(pipe);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  });
+  auto got = broker.expect<msg::StatusRequest>();
+  REQUIRE(got);
+  CHECK(got->first.key == keys.client.publicKey);
+  broker.send(got->first.peer, onePool(got->second.requestId));
+  REQUIRE(run.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(run.get() == 0);
+}
