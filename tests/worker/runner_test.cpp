@@ -1247,3 +1247,76 @@ TEST_CASE("curve runner: FLAME_SERVER_KEY with FLAME_SECRET_KEY or FLAME_KEY_FIL
     CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(), Catch::StartsWith("FLAME_SECRET_KEY is not a Z85 secret key"));
   }
 }
+
+namespace {
+
+// Runs a shell command (its stderr joined to stdout) on another thread: exit code and output.
+std::future<std::pair<int, std::string>> runCommand(std::string command) {
+  return std::async(std::launch::async, [command = std::move(command)] {
+    std::string out;
+    FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+    if (pipe == nullptr) return std::make_pair(-1, out);
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+    int status = pclose(pipe);
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  });
+}
+
+std::optional<std::string> workerBinary() {
+  const char* binDir = std::getenv("FLAME_BIN_DIR");
+  if (binDir == nullptr || !std::filesystem::exists(std::filesystem::path(binDir) / "flame-worker")) return std::nullopt;
+  return std::string(binDir) + "/flame-worker";
+}
+
+}  // namespace
+
+TEST_CASE("flame-worker: --server-key and --key-file register over CURVE; a refused key exits 5 at once",
+          "[runner][curve]") {
+  auto worker = workerBinary();
+  if (!worker) {
+    WARN("FLAME_BIN_DIR/flame-worker not found: skipping the binary test");
+    return;
+  }
+  CurveKeyPair server = generateCurveKeyPair(), own = generateCurveKeyPair();
+  TempDir dir;
+  writeKeyPair(dir.file("broker"), server);
+  writeKeyPair(dir.file("runner"), own);
+  std::string flags = " --log-level warn --failsafe-after 60s --server-key " + dir.file("broker.pub") +
+                      " --key-file " + dir.file("runner.key");
+
+  SECTION("allowed") {
+    FakeBroker broker(server);
+    broker.zap()->allow(own.publicKey);
+    auto run = runCommand(*worker + " --broker " + broker.endpoint() + flags);
+    broker.registerRunner();
+    CHECK(broker.lastKey() == own.publicKey);
+    broker.send(msg::Drain{0});
+    REQUIRE(run.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    auto [code, out] = run.get();
+    INFO(out);
+    CHECK(code == 0);
+  }
+  SECTION("refused") {
+    FakeBroker broker(server);  // allows no key
+    auto start = realNow();
+    auto run = runCommand(*worker + " --broker " + broker.endpoint() + flags);
+    REQUIRE(run.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    auto [code, out] = run.get();
+    INFO(out);
+    CHECK(code == 5);  // unauthorized
+    CHECK(realNow() - start < Duration(5000));  // far from the 60 s failsafe (a process start included)
+    CHECK(out.find("refused the handshake") != std::string::npos);
+    CHECK(out.find(keyFingerprint(own.publicKey)) != std::string::npos);
+  }
+  SECTION("a key file that cannot be read is bad usage, named") {
+    // The endpoint is never dialled: the keys are read before the runner is built.
+    auto run = runCommand(*worker + " --broker tcp://127.0.0.1:1 --server-key " + dir.file("broker.pub") +
+                          " --key-file " + dir.file("missing.key"));
+    REQUIRE(run.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    auto [code, out] = run.get();
+    CHECK(code == 2);
+    CHECK(out.find("flame-worker: --key-file: " + dir.file("missing.key") + ": cannot read") != std::string::npos);
+  }
+}
