@@ -10,14 +10,27 @@ constexpr int kBatch = 256;       // messages per readiness, as in broker/server
 }  // namespace
 
 namespace {
-zmq::socket_t echoRouter(zmq::context_t& ctx, Transport transport) {
+zmq::socket_t echoRouter(zmq::context_t& ctx, Transport transport, const KeyRing* keys) {
   nameContext(ctx, Role::Echo);
-  return bindRouter(ctx, bindEndpoint(transport, "echo"));
+  if (!keys) return bindRouter(ctx, bindEndpoint(transport, "echo"));
+  CurveServer curve{keys->secretKey(), kClientsZapDomain};
+  return bindRouter(ctx, bindEndpoint(transport, "echo"), {}, &curve);
+}
+
+// Runs first in the constructor: the context's I/O thread starts with its first socket, so it
+// is named here (harness.h, nameContext) before the ZAP handler's socket exists.
+std::unique_ptr<ZapHandler> zapFor(zmq::context_t& ctx, KeyRing* keys) {
+  nameContext(ctx, Role::Echo);
+  if (!keys) return nullptr;
+  return std::make_unique<ZapHandler>(ctx, *keys, Reactor::steadyClock());
 }
 }  // namespace
 
-EchoServer::EchoServer(Transport transport)
-    : router_(echoRouter(ctx_, transport)), endpoint_(boundEndpoint(router_)) {
+EchoServer::EchoServer(Transport transport, const BenchKeys* curve)
+    : keys_(curve ? curve->keyRing() : nullptr),
+      zap_(zapFor(ctx_, keys_.get())),
+      router_(echoRouter(ctx_, transport, keys_.get())),
+      endpoint_(boundEndpoint(router_)) {
   // The socket is handed to the thread here and never touched by this one again.
   // It runs the broker's own loop (Reactor, zmq::poll, same batch size), so the two
   // measurements differ only in what happens between receive and send.
@@ -32,6 +45,7 @@ EchoServer::EchoServer(Transport transport)
         sendFrames(router_, frames);
       }
     });
+    if (zap_) reactor.add(zap_->socket(), [this] { zap_->onReadable(); });
     while (!stopping_.load(std::memory_order_relaxed)) reactor.pollOnce(Duration(50));
   });
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -13,8 +14,10 @@ namespace flame::bench {
 
 class EchoServer {
  public:
-  // Binds (throws zmq::error_t on failure) and starts serving.
-  explicit EchoServer(Transport transport);
+  // Binds (throws zmq::error_t on failure) and starts serving. With `curve` (read during the
+  // constructor only) the ROUTER is a CURVE server in the clients' ZAP domain, with its own
+  // KeyRing and ZapHandler (bound first, served on the echo's loop): the ceiling under CURVE.
+  explicit EchoServer(Transport transport, const BenchKeys* curve = nullptr);
   // Stops and joins.
   ~EchoServer();
   EchoServer(const EchoServer&) = delete;
@@ -24,6 +27,8 @@ class EchoServer {
 
  private:
   zmq::context_t ctx_;
+  std::unique_ptr<KeyRing> keys_;    // CURVE only
+  std::unique_ptr<ZapHandler> zap_;  // CURVE only; bound before router_
   zmq::socket_t router_;
   std::string endpoint_;
   std::atomic<bool> stopping_{false};

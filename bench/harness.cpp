@@ -33,7 +33,17 @@ void removeIpcFile(const std::string& endpoint) {
   ::unlink(endpoint.substr(kPrefix.size()).c_str());
 }
 
-BrokerThread::BrokerThread(Transport transport, BrokerOptions options, bool zeroCopyRecv) {
+BenchKeys BenchKeys::generate() {
+  return BenchKeys{generateCurveKeyPair(), generateCurveKeyPair(), generateCurveKeyPair()};
+}
+
+std::unique_ptr<KeyRing> BenchKeys::keyRing() const {
+  return std::make_unique<KeyRing>(server, std::vector<AllowedKey>{{client.publicKey, "bench-clients"}},
+                                   std::vector<AllowedKey>{{runner.publicKey, "bench-runners"}},
+                                   std::vector<AllowedKey>{});
+}
+
+BrokerThread::BrokerThread(Transport transport, BrokerOptions options, bool zeroCopyRecv, const BenchKeys* curve) {
   // ZMQ_ZERO_COPY_RECV (10) is declared only under the draft API, but libzmq 4.3.4 honours it
   // (ZEROMQ-NOTES.md).
   constexpr int kZeroCopyRecv = 10;
@@ -41,10 +51,20 @@ BrokerThread::BrokerThread(Transport transport, BrokerOptions options, bool zero
   options.clientsEndpoint = bindEndpoint(transport, "clients");
   options.runnersEndpoint = bindEndpoint(transport, "runners");
   nameContext(ctx_, Role::Broker);
-  server_ = std::make_unique<BrokerServer>(ctx_, options, clock_);
+  if (curve) {
+    // As flame::Broker does (broker/broker.cpp): the ZAP handler first (the endpoints enforce
+    // their ZAP domain, so a handshake with no handler bound would be refused).
+    keys_ = curve->keyRing();
+    zap_ = std::make_unique<ZapHandler>(ctx_, *keys_, clock_);
+  }
+  server_ = std::make_unique<BrokerServer>(ctx_, options, clock_, keys_.get());
+  server_->core().setKeyRing(keys_.get());
   thread_ = std::thread([this] {
     nameThread("broker");
-    server_->run();
+    BrokerServer::Hooks hooks;
+    // Handshakes are answered on the broker's own loop, like flame-broker's (Hooks::setup).
+    if (zap_) hooks.setup = [this](Reactor& reactor) { reactor.add(zap_->socket(), [this] { zap_->onReadable(); }); };
+    server_->run(hooks);
   });
 }
 

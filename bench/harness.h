@@ -19,9 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "broker/key_ring.h"
 #include "broker/options.h"
 #include "broker/server.h"
+#include "broker/zap.h"
 #include "common/clock.h"
+#include "common/curve_keys.h"
+#include "common/transport.h"
 
 namespace flame::bench {
 
@@ -41,13 +45,32 @@ inline int64_t nowNs() {
       .count();
 }
 
+// CURVE for one measurement (issue 10): fresh key pairs for the server (the broker or the echo),
+// for all the clients (one pair shared by every lean client) and for all the runners (one pair,
+// listed as a static runner key), as a deployment with `client_keys` and `runner_keys` would
+// have them. Generating them costs microseconds; nothing is written to disk.
+struct BenchKeys {
+  CurveKeyPair server, client, runner;
+
+  static BenchKeys generate();
+  // What a client / a runner connects with: the server's public key and its own pair.
+  CurveClient clientSide() const { return {server.publicKey, client.publicKey, client.secretKey}; }
+  CurveClient runnerSide() const { return {server.publicKey, runner.publicKey, runner.secretKey}; }
+  // The server's KeyRing: its pair, the client key in client_keys, the runner key in runner_keys.
+  std::unique_ptr<KeyRing> keyRing() const;
+};
+
 // flame::BrokerServer running on its own thread with its own zmq::context_t. The constructor
 // returns once both sockets are bound; the destructor stops the loop and joins.
 class BrokerThread {
  public:
   // zeroCopyRecv = false turns off libzmq's zero-copy receive on the broker's context (an
-  // experiment knob: flame-broker keeps the libzmq default, on).
-  explicit BrokerThread(Transport transport, BrokerOptions options = {}, bool zeroCopyRecv = true);
+  // experiment knob: flame-broker keeps the libzmq default, on). With `curve` (read during the
+  // constructor only), the broker is wired as flame::Broker wires it with a [security] section:
+  // a KeyRing, a ZapHandler bound before the endpoints and served on the broker's loop, CURVE
+  // on both endpoints, and the core told the KeyRing (it checks each client's key per message).
+  explicit BrokerThread(Transport transport, BrokerOptions options = {}, bool zeroCopyRecv = true,
+                        const BenchKeys* curve = nullptr);
   ~BrokerThread();
   BrokerThread(const BrokerThread&) = delete;
   BrokerThread& operator=(const BrokerThread&) = delete;
@@ -58,6 +81,8 @@ class BrokerThread {
  private:
   SteadyClock clock_;
   zmq::context_t ctx_;
+  std::unique_ptr<KeyRing> keys_;    // CURVE only
+  std::unique_ptr<ZapHandler> zap_;  // CURVE only; bound before server_'s endpoints
   std::unique_ptr<BrokerServer> server_;
   std::thread thread_;
 };

@@ -74,7 +74,8 @@ void RunnerFarm::loop() {
   const uint32_t farm = farmSeq++;
   uint32_t unsent = options_.runners;
   for (uint32_t i = 0; i < options_.runners; ++i) {
-    runners.push_back(Lean{connectDealer(ctx, options_.endpoint), runnerId(farm, i)});
+    runners.push_back(
+        Lean{connectDealer(ctx, options_.endpoint, {}, options_.curve ? &*options_.curve : nullptr), runnerId(farm, i)});
     set.add(runners.back().socket, i);
   }
   auto markWelcomed = [&](Lean& r) {

@@ -8,11 +8,13 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bench/harness.h"
 #include "common/clock.h"
+#include "common/transport.h"
 
 namespace flame::bench {
 
@@ -26,6 +28,9 @@ struct FarmOptions {
   // After its welcome each runner says leaving{exiting=true} and stops: leaves behind a pool
   // with no runners, where jobs wait (the memory scenario).
   bool leaveAfterWelcome = false;
+  // CURVE (issue 10): every runner connects as a CURVE client with these keys (the broker's
+  // public key and the runners' pair, listed in its runner_keys). None: plaintext.
+  std::optional<CurveClient> curve;
 };
 
 class RunnerFarm {

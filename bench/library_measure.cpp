@@ -227,6 +227,7 @@ std::string partsOf(LibraryMix mix, bool sync) {
 }  // namespace
 
 Row measureLibrary(const Shape& shape, const Settings& settings, Progress& progress, LibraryMix mix) {
+  if (shape.curve) throw std::invalid_argument("the library path has no CURVE variant in flame-bench yet");
   raiseFileLimit();
   Row row;
   row.scenario = scenarioName(mix);

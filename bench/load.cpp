@@ -58,7 +58,7 @@ LoadStats LoadGenerator::run(const LoadPlan& plan) {
   SocketSet set;
   for (uint32_t i = 0; i < conns.size(); ++i) {
     Conn& c = conns[i];
-    c.socket = connectDealer(ctx, options_.endpoint);
+    c.socket = connectDealer(ctx, options_.endpoint, {}, options_.curve ? &*options_.curve : nullptr);
     c.slots.resize(options_.window);
     for (uint32_t s = options_.window; s-- > 0;) c.free.push_back(s);
     set.add(c.socket, i);

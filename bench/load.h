@@ -11,12 +11,14 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "bench/cpu.h"
 #include "bench/histogram.h"
 #include "common/clock.h"
 #include "common/messages.h"
+#include "common/transport.h"
 
 namespace flame::bench {
 
@@ -39,6 +41,9 @@ struct LoadOptions {
   bool link = true;
   Duration heartbeatInterval{1000};
   uint64_t maxJobs = 0;         // stop issuing after this many requests in total (0 = no limit)
+  // CURVE (issue 10): every client connects as a CURVE client with these keys (the server's
+  // public key and the clients' pair, which the server's KeyRing lists). None: plaintext.
+  std::optional<CurveClient> curve;
 };
 
 struct LoadPlan {

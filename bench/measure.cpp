@@ -1,5 +1,6 @@
 #include "bench/measure.h"
 
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -20,6 +21,13 @@ constexpr const char* kCeilingParts =
 constexpr const char* kRelayParts =
     "zero-logic ROUTER-ROUTER relay with credit (frames untouched, no decode) + echo DEALER runners + "
     "the same lean clients; in-process threads, separate ZeroMQ contexts";
+constexpr const char* kLeanCurveParts =
+    "as the plaintext call, with CURVE on both hops (client->broker, broker->runner): the broker's "
+    "KeyRing + ZapHandler on its loop (as flame-broker with [security]), clients and runners CURVE "
+    "clients with listed keys";
+constexpr const char* kCeilingCurveParts =
+    "as the plaintext ceiling, with the echo ROUTER a CURVE server (its own KeyRing + ZapHandler) "
+    "and the lean clients CURVE clients";
 constexpr Duration kSetupBound{20'000};
 
 std::string summary(const Row& r) {
@@ -39,6 +47,7 @@ Row rowFor(const std::string& scenario, const Shape& shape) {
   row.payload = shape.payload;
   row.transport = transportName(shape.transport);
   row.window = shape.window;
+  if (shape.curve) row.extra["curve"] = true;
   return row;
 }
 
@@ -62,7 +71,7 @@ std::string label(const std::string& scenario, const Shape& s) {
   std::string p = s.payload >= 1024 && s.payload % 1024 == 0 ? std::to_string(s.payload / 1024) + "KiB"
                                                               : std::to_string(s.payload) + "B";
   return scenario + " " + s.mode + " c" + std::to_string(s.clients) + " r" + std::to_string(s.runners) + " " + p +
-         " " + transportName(s.transport) + " w" + std::to_string(s.window);
+         " " + transportName(s.transport) + (s.curve ? " curve" : "") + " w" + std::to_string(s.window);
 }
 
 LoadPlan planFor(const Settings& settings) {
@@ -75,8 +84,9 @@ LoadPlan planFor(const Settings& settings) {
 namespace {
 // Lean clients of `shape` sending submits to `endpoint`, where something echoes them back.
 void runEchoLoad(Row& row, const std::string& what, const std::string& endpoint, const Shape& shape,
-                 const Settings& settings, Progress& progress) {
+                 const Settings& settings, Progress& progress, const BenchKeys* curve = nullptr) {
   LoadOptions o;
+  if (curve) o.curve = curve->clientSide();
   o.endpoint = endpoint;
   o.kind = LoadKind::Echo;
   o.clients = shape.clients;
@@ -92,13 +102,16 @@ Row measureCeiling(const Shape& shape, const Settings& settings, Progress& progr
   Shape s = shape;
   s.runners = 0;
   Row row = rowFor("ceiling", s);
-  row.parts = kCeilingParts;
-  EchoServer echo(shape.transport);
-  runEchoLoad(row, label("ceiling", s), echo.endpoint(), s, settings, progress);
+  row.parts = shape.curve ? kCeilingCurveParts : kCeilingParts;
+  std::optional<BenchKeys> keys;
+  if (shape.curve) keys = BenchKeys::generate();
+  EchoServer echo(shape.transport, keys ? &*keys : nullptr);
+  runEchoLoad(row, label("ceiling", s), echo.endpoint(), s, settings, progress, keys ? &*keys : nullptr);
   return row;
 }
 
 Row measureRelay(const Shape& shape, const Settings& settings, Progress& progress) {
+  if (shape.curve) throw std::invalid_argument("the relay reference has no CURVE variant");
   Row row = rowFor("relay", shape);
   row.parts = kRelayParts;
   std::string what = label("relay", shape);
@@ -115,9 +128,12 @@ Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape
   raiseFileLimit();
   Row row = rowFor(scenario, shape);
   std::string what = label(scenario, shape);
-  BrokerThread broker(shape.transport);
+  std::optional<BenchKeys> keys;
+  if (shape.curve) keys = BenchKeys::generate();
+  BrokerThread broker(shape.transport, BrokerOptions{}, true, keys ? &*keys : nullptr);
   FarmOptions f;
   f.endpoint = broker.runnersEndpoint();
+  if (keys) f.curve = keys->runnerSide();
   f.runners = shape.runners;
   f.slotsPerRunner = leanSlotsPerRunner(shape);
   RunnerFarm farm(f);
@@ -127,6 +143,7 @@ Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape
 
   LoadOptions o;
   o.endpoint = broker.clientsEndpoint();
+  if (keys) o.curve = keys->clientSide();
   o.kind = kind;
   o.clients = shape.clients;
   o.window = shape.window;
@@ -154,7 +171,7 @@ Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape
     row.extra["runner_unexpected_msgs"] = farm.unexpected();
     row.extra["runner_first_unexpected"] = farm.firstUnexpected();
   }
-  row.parts = kLeanParts;
+  row.parts = shape.curve ? kLeanCurveParts : kLeanParts;
   progress.finished(what, summary(row));
   return row;
 }

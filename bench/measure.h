@@ -19,6 +19,10 @@ struct Shape {
   size_t payload = 64;
   Transport transport = Transport::Tcp;
   uint32_t slotsPerRunner = 0;     // 0: the total window spread over the runners
+  // CURVE on every connection (issue 10): fresh keys per measurement (BenchKeys), the server
+  // (echo or broker) with a KeyRing and a ZAP handler, every client and runner a CURVE client.
+  // Ceiling and broker measurements only (not the relay or the library path).
+  bool curve = false;
 };
 
 // Bare DEALER->ROUTER echo (EchoServer) with the lean load generator.
@@ -54,7 +58,7 @@ Row measureLibrary(const Shape& shape, const Settings& settings, Progress& progr
 // shape.slotsPerRunner says otherwise).
 uint32_t leanSlotsPerRunner(const Shape& shape);
 
-// "call pipelined c4 r4 64B tcp w1000"
+// "call pipelined c4 r4 64B tcp w1000", "call pipelined c4 r4 64B tcp curve w1000"
 std::string label(const std::string& scenario, const Shape& shape);
 
 // Plan for one throughput measurement (warmup, duration; smoke shortens both).

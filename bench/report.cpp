@@ -110,7 +110,7 @@ void printTable(std::FILE* out, const std::vector<Row>& rows) {
 
 void printTargets(std::FILE* out, const std::vector<TargetCheck>& targets) {
   if (targets.empty()) return;
-  std::fprintf(out, "\ntargets (issues 4 and 9; 4 clients, 4 runners, 64 B, tcp, same run):\n");
+  std::fprintf(out, "\ntargets (issues 4, 9 and 10; 4 clients, 4 runners, 64 B, tcp, same run):\n");
   for (auto& t : targets)
     std::fprintf(out, "  %-4s  %-46s %s\n", t.pass ? "PASS" : "MISS", t.name.c_str(), t.measured.c_str());
 }

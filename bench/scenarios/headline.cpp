@@ -1,6 +1,7 @@
 // headline: the four target figures of issue 4 in one run, each broker figure measured right
 // after its ceiling (4 clients, 4 runners, 64 B, tcp), plus memory, and the library path
-// (flame::Client + flame::Runner) next to the lean call path, pipelined and sync (issue 9).
+// (flame::Client + flame::Runner) next to the lean call path, pipelined and sync (issue 9), and
+// what CURVE costs on the ceiling and call rows (issue 10, scenarios/curve.cpp).
 #include <cstdio>
 
 #include "bench/measure.h"
@@ -194,6 +195,9 @@ Rows runHeadline(const Settings& settings, Progress& progress, std::vector<Targe
   rows = {ceilP, relayP, callP, lib, libI, ceilS, callS, libS, ceilF, fan1, ceilFN, fanN, fanIdx};
   rows.insert(rows.end(), memRows.begin(), memRows.end());
   targets = {t1, t2, t3, t4, t5, t5i, t6};
+  // Issue 10: the ceiling and call rows again, plaintext and with CURVE, back to back.
+  Rows curveRows = runCurve(settings, progress, targets);
+  rows.insert(rows.end(), curveRows.begin(), curveRows.end());
   return rows;
 }
 

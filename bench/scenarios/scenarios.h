@@ -33,6 +33,9 @@ void setLibraryRatios(Row& library, const Row& call);
 Rows runElastic(const Settings& settings, Progress& progress);
 // flame-broker's RSS with queued jobs.
 Rows runMemory(const Settings& settings, Progress& progress);
+// What CURVE costs (issue 10): the ceiling and the call, pipelined and sync, plaintext and with
+// CURVE on every connection, back to back; appends its PASS/MISS to `targets` (curve.cpp).
+Rows runCurve(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets);
 // The target figures in one go; fills `targets` with PASS/MISS.
 Rows runHeadline(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets);
 

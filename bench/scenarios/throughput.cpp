@@ -117,10 +117,12 @@ size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   if (scenario == "library") return 6 * s.modes.size();
   if (scenario == "elastic") return 1;
   if (scenario == "memory") return s.memoryQueued.size();
-  if (scenario == "headline") return 16 * s.repeat + 1 + 2;
+  if (scenario == "curve") return 8 * s.repeat;
+  if (scenario == "headline") return 16 * s.repeat + 1 + 2 + plannedMeasurements("curve", s);
   if (scenario == "all") {
     size_t n = 0;
-    for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory"}) n += plannedMeasurements(sc, s);
+    for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory", "curve"})
+      n += plannedMeasurements(sc, s);
     return n;
   }
   return 0;
