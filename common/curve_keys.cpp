@@ -109,6 +109,10 @@ std::string readSecretKeyFile(const std::string& path) {
 }
 
 std::string readPublicKey(const std::string& keyOrFile) {
+  // A file first: a 40-character path made of Z85 characters ("/tmp/flame-xyz/.../broker.pub")
+  // is also a well-formed key, and taking it as one fails only at the handshake, obscurely.
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(keyOrFile, ec)) return singleKey(keyOrFile, "Z85 public key");
   if (isZ85Key(keyOrFile)) return keyOrFile;
   if (!std::filesystem::exists(keyOrFile))
     throw KeyFileError(keyOrFile + ": neither a Z85 public key (40 characters) nor a readable file");

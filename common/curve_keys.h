@@ -44,7 +44,8 @@ void writeKeyPair(const std::string& base, const CurveKeyPair& keys);
 // Reads a secret key file: it must exist, be readable by its owner only (no group or other
 // permission bits) and hold one Z85 key. Throws KeyFileError naming the file and the fault.
 std::string readSecretKeyFile(const std::string& path);
-// A public key given directly (40 Z85 characters) or as a file holding one (a NAME.pub).
+// A public key given as a file holding one (a NAME.pub) or directly (40 Z85 characters). A file
+// that exists wins: a 40-character path can be well-formed Z85 too.
 std::string readPublicKey(const std::string& keyOrFile);
 
 struct AllowedKey {

@@ -54,6 +54,14 @@ TEST_CASE("a generated key pair is written as NAME.key (0600) and NAME.pub and r
   CHECK(readSecretKeyFile(tmp.file("broker.key")) == keys.secretKey);
   CHECK(readPublicKey(tmp.file("broker.pub")) == keys.publicKey);
   CHECK(readPublicKey(keys.publicKey) == keys.publicKey);  // given directly
+  // A 40-character path of Z85 characters is a file first (CI's temp dirs made such paths).
+  std::string path = tmp.file("");  // "/tmp/flame-keys-XXXXXX/": 23 characters
+  REQUIRE(path.size() + 5 <= kZ85KeyLength);
+  path += std::string(kZ85KeyLength - path.size() - 4, 'b') + ".pub";
+  REQUIRE(path.size() == kZ85KeyLength);
+  std::filesystem::copy_file(tmp.file("broker.pub"), path);
+  REQUIRE(isZ85Key(path));
+  CHECK(readPublicKey(path) == keys.publicKey);
   // Never over an existing key, and nothing half written.
   CHECK_THROWS_AS(writeKeyPair(tmp.file("broker"), generateCurveKeyPair()), KeyFileError);
   CHECK(readSecretKeyFile(tmp.file("broker.key")) == keys.secretKey);
