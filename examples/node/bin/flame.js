@@ -8,6 +8,8 @@
 //   node bin/flame.js [--broker EP] status                                    prints JSON
 //
 // PAYLOAD `-` reads standard input. The broker defaults to $FLAME_CLIENTS or tcp://127.0.0.1:5555.
+// A broker with a [security] section: FLAME_SERVER_KEY (its public key, or a .pub file) and
+// FLAME_KEY_FILE (our secret key file, from `flame keygen`), as the C++ CLI reads them.
 // A failure prints `error: <code>: <message>` and exits 1.
 import { text } from "node:stream/consumers";
 import { parseArgs } from "node:util";
@@ -23,7 +25,8 @@ const { values: flags, positionals } = parseArgs({
 const [command, pool, fn, payloadArg = ""] = positionals;
 const payload = payloadArg === "-" ? await text(process.stdin) : payloadArg;
 const timeout = Number(flags.timeout);
-const client = new Client({ broker: flags.broker });
+const { FLAME_SERVER_KEY: serverKey, FLAME_KEY_FILE: secretKey } = process.env;
+const client = new Client({ broker: flags.broker, curve: serverKey ? { serverKey, secretKey } : undefined });
 const json = (value) => JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v), 2);
 
 try {

@@ -6,7 +6,9 @@
 //   node bin/runner.js --broker tcp://127.0.0.1:5556 --pool text [--slots 2] [--runner-id ID]
 //
 // The broker's backends start runners with FLAME_BROKER, FLAME_POOL, FLAME_RUNNER_ID,
-// FLAME_BOOT_TOKEN and FLAME_MAX_CONCURRENCY in the environment; flags win over them. SIGTERM or
+// FLAME_BOOT_TOKEN and FLAME_MAX_CONCURRENCY in the environment; flags win over them. A broker
+// with a [security] section adds FLAME_SERVER_KEY and FLAME_SECRET_KEY (CURVE); a static runner
+// is given FLAME_SERVER_KEY and FLAME_KEY_FILE (its secret key file) by its operator. SIGTERM or
 // SIGINT drains: running jobs finish, then the process exits 0.
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
@@ -20,6 +22,7 @@ const { values: flags } = parseArgs({
     slots: { type: "string", default: env.FLAME_MAX_CONCURRENCY ?? "1" },
     "runner-id": { type: "string", default: env.FLAME_RUNNER_ID },
     "failsafe-after": { type: "string", default: "30000" },
+    verbose: { type: "boolean", default: false }, // log every job
   },
 });
 
@@ -29,7 +32,9 @@ const runner = new Runner({
   slots: Number(flags.slots),
   runnerId: flags["runner-id"] || undefined,
   token: env.FLAME_BOOT_TOKEN || undefined,
+  curve: env.FLAME_SERVER_KEY ? { serverKey: env.FLAME_SERVER_KEY, secretKey: env.FLAME_SECRET_KEY || env.FLAME_KEY_FILE } : undefined,
   failsafeAfterMs: Number(flags["failsafe-after"]),
+  log: { ...console, debug: flags.verbose ? console.log : () => {} },
 });
 
 runner

@@ -13,10 +13,12 @@
 // - `broker_unreachable` when, while work is outstanding, nothing is heard from the broker for
 //   heartbeatIntervalMs x liveness, or when the broker restarted (its heartbeats carry a new
 //   instance) and so forgot our requests;
-// - `payload_too_large` for a payload over the limit the broker announces in its heartbeats.
+// - `payload_too_large` for a payload over the limit the broker announces in its heartbeats;
+// - `unauthorized` when a CURVE broker refuses our key (the next request tries a fresh socket).
 // While anything is outstanding (a request, a stop, a linked child) the client heartbeats every
 // interval, adopting the broker's interval when it is shorter; an idle client sends nothing.
 import { Dealer } from "zeromq";
+import { curveOptions } from "./curve.js";
 import { codeName, decode, encode, FlameError, INFINITE_MS, Mode } from "./wire.js";
 
 const EMPTY = Buffer.alloc(0);
@@ -24,7 +26,9 @@ const HOLD_PAYLOAD_OVER = 1 << 20; // payloads over this wait until the broker t
 const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout fires at once for anything longer
 
 export class Client {
-  #socket;
+  #broker;
+  #curve;
+  #socket = null; // opened on construction, and again after a refused CURVE handshake
   #log;
   #interval; // heartbeat interval in ms: ours, or the broker's when smaller
   #liveness;
@@ -41,13 +45,15 @@ export class Client {
   #closed = false;
   #receiving;
 
-  constructor({ broker = "tcp://127.0.0.1:5555", heartbeatIntervalMs = 1000, liveness = 3, log = console } = {}) {
+  // `curve`: `{ serverKey, secretKey }` (Z85 text or key files) for a broker with a [security]
+  // section; without it the connection is plaintext.
+  constructor({ broker = "tcp://127.0.0.1:5555", heartbeatIntervalMs = 1000, liveness = 3, curve, log = console } = {}) {
     this.#interval = Math.max(1, heartbeatIntervalMs);
     this.#liveness = Math.max(1, liveness);
     this.#log = log;
-    this.#socket = new Dealer({ linger: 200 });
-    this.#socket.connect(broker);
-    this.#receiving = this.#receive();
+    this.#broker = broker;
+    this.#curve = curveOptions(curve);
+    this.#open();
   }
 
   // Runs `fn` in `pool` and resolves with its result bytes (a Buffer). `timeout` in ms covers
@@ -116,9 +122,28 @@ export class Client {
     for (const { requestId } of this.#children.values()) this.#send("cancel", { requestId });
     this.#failEverything(new FlameError("cancelled", "the client was closed"));
     this.#closed = true;
-    await this.#sendChain;
-    this.#socket.close();
+    // Let the cancels go out, but do not wait for a send that cannot complete (no connection).
+    await Promise.race([this.#sendChain, new Promise((resolve) => setTimeout(resolve, 200))]);
+    this.#socket?.close(); // this also ends a send still waiting
     await this.#receiving;
+  }
+
+  #open() {
+    const socket = new Dealer({ linger: 200, ...this.#curve });
+    // A refused CURVE key, or plaintext on one side only, is silent at the socket level: watch
+    // the handshake (from before connecting, as a mismatch fails within the greeting).
+    const refused = (event) => {
+      if (socket !== this.#socket) return;
+      this.#socket = null; // libzmq does not retry such a socket: the next request opens one
+      socket.close();
+      const why = this.#curve.curveServerKey ? "refused our CURVE key" : "wants CURVE (give `curve` keys)";
+      this.#failEverything(new FlameError("unauthorized", `the broker ${why} (${event.type})`));
+    };
+    socket.events.on("handshake:error:auth", refused);
+    socket.events.on("handshake:error:protocol", refused);
+    socket.connect(this.#broker);
+    this.#socket = socket;
+    this.#receiving = this.#receive(socket);
   }
 
   // ------------------------------------------------------------------ requests
@@ -196,11 +221,11 @@ export class Client {
 
   // ------------------------------------------------------------------ broker messages
 
-  async #receive() {
+  async #receive(socket) {
     try {
-      for await (const frames of this.#socket) this.#onFrames(frames);
+      for await (const frames of socket) this.#onFrames(frames);
     } catch (e) {
-      if (!this.#closed) this.#log.error(`flame client: receive failed: ${e.message}`);
+      if (!socket.closed) this.#log.error(`flame client: receive failed: ${e.message}`);
     }
   }
 
@@ -322,14 +347,16 @@ export class Client {
 
   #ensureOpen() {
     if (this.#closed) throw new FlameError("cancelled", "the client is closed");
+    if (!this.#socket) this.#open();
   }
 
   // Sends [delimiter, header, payload?] in order. zeromq allows one send in flight per socket.
   #send(kind, fields, payload) {
     const frames = payload === undefined ? [EMPTY, encode(kind, fields)] : [EMPTY, encode(kind, fields), payload];
+    const socket = this.#socket;
     this.#sendChain = this.#sendChain
-      .then(() => this.#socket.send(frames))
-      .catch((e) => this.#closed || this.#log.error(`flame client: send failed: ${e.message}`));
+      .then(() => (socket && !socket.closed ? socket.send(frames) : undefined))
+      .catch((e) => socket?.closed || this.#log.error(`flame client: send failed: ${e.message}`));
   }
 }
 

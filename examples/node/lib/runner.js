@@ -19,6 +19,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { Dealer } from "zeromq";
+import { curveOptions } from "./curve.js";
 import { codeName, decode, encode, ErrorCode, FlameError, INFINITE_MS } from "./wire.js";
 
 const EMPTY = Buffer.alloc(0);
@@ -32,6 +33,7 @@ export class Runner {
   #sendChain = Promise.resolve();
   #state = "new"; // new | registering | registered | waiting (to reconnect) | done
   #draining = false;
+  #leaving = false; // drained and idle: about to finish
   #jobs = new Map(); // `${instance}:${jobId}` -> { jobId, instance, controller, done }
   #instance = 0n; // the broker run that welcomed us
   #interval;
@@ -53,16 +55,20 @@ export class Runner {
     // A booted runner presents its boot token; a static one a random secret of its own, so that
     // nobody else can take over its runner id (PROTOCOL.md, "Runner registration").
     token,
+    // `{ serverKey, secretKey }` (Z85 text or key files) for a broker with a [security] section:
+    // a booted runner gets them as FLAME_SERVER_KEY and FLAME_SECRET_KEY.
+    curve,
     heartbeatIntervalMs = 1000, // until the broker's `welcome` says otherwise
     liveness = 3,
     failsafeAfterMs = 30_000,
     drainGraceMs = 30_000,
     cancelGraceMs = 5_000,
-    log = console,
+    log = { ...console, debug() {} }, // console; pass one with `debug` to see every job
   } = {}) {
     if (!pool || slots < 1) throw new TypeError("a runner needs a pool and at least one slot");
     this.#options = { broker, pool, slots, runnerId, booted: Boolean(token), failsafeAfterMs, drainGraceMs, cancelGraceMs };
     this.#options.token = token || randomBytes(16).toString("hex");
+    this.#options.curve = curveOptions(curve);
     this.#interval = heartbeatIntervalMs;
     this.#liveness = liveness;
     this.#log = log;
@@ -113,8 +119,18 @@ export class Runner {
   // ------------------------------------------------------------------ connection
 
   #connect() {
-    const socket = new Dealer({ linger: 0 });
+    const socket = new Dealer({ linger: 0, ...this.#options.curve });
     this.#socket = socket;
+    // A refused CURVE key, or plaintext on one side only, is silent at the socket level: watch
+    // the handshake (from before connecting, as a mismatch fails within the greeting).
+    const refused = (event) => {
+      if (socket !== this.#socket) return;
+      const why = this.#options.curve.curveServerKey ? "refused our CURVE key" : "wants CURVE (FLAME_SERVER_KEY)";
+      this.#log.error(`flame runner ${this.runnerId}: the broker ${why} (${event.type}); exiting`);
+      this.#finish("unauthorized");
+    };
+    socket.events.on("handshake:error:auth", refused);
+    socket.events.on("handshake:error:protocol", refused);
     socket.connect(this.#options.broker);
     this.#state = "registering";
     this.#lastHeard = performance.now(); // silence counts from the connection
@@ -245,6 +261,7 @@ export class Runner {
     }
     const job = { jobId: m.jobId, instance: this.#instance, controller: new AbortController(), done: null };
     this.#jobs.set(key, job);
+    this.#log.debug(`flame runner ${this.runnerId}: job ${m.jobId} ${m.function} started`);
     this.#runJob(job, key, handler, m, payload);
   }
 
@@ -299,8 +316,15 @@ export class Runner {
     this.#finish("retired");
   }
 
+  // Idle while draining: leave one heartbeat interval later, not at once. A job the broker sent
+  // before it read our `leaving{exiting=false}` may still be on its way; refused meanwhile with
+  // `shuttingDown`, it is queued again for another runner, where after `leaving{exiting=true}`
+  // it would fail with `runnerLost`.
   #finishDrainIfIdle() {
-    if (this.#draining && this.#state === "registered" && this.#jobs.size === 0) this.#finish("drained");
+    if (this.#draining && this.#state === "registered" && this.#jobs.size === 0 && !this.#leaving) {
+      this.#leaving = true;
+      this.#after(this.#interval, () => this.#finish("drained"));
+    }
   }
 
   // ------------------------------------------------------------------ the end
@@ -312,7 +336,8 @@ export class Runner {
     for (const timer of this.#timers) clearTimeout(timer);
     clearTimeout(this.#ticker);
     if (wasRegistered) this.#send([encode("leaving", { reason: why, exiting: true })]);
-    await this.#sendChain;
+    // Let `leaving` go out, but do not wait for a send that cannot complete (no connection).
+    await Promise.race([this.#sendChain, new Promise((resolve) => setTimeout(resolve, 1_000))]);
     if (this.#socket && !this.#socket.closed) {
       this.#socket.linger = 1000; // let `leaving` reach the broker
       this.#socket.close();
@@ -328,7 +353,7 @@ export class Runner {
     const socket = this.#socket;
     this.#sendChain = this.#sendChain
       .then(() => (socket.closed ? undefined : socket.send(frames)))
-      .catch((e) => this.#log.error(`flame runner ${this.runnerId}: send failed: ${e.message}`));
+      .catch((e) => socket.closed || this.#log.error(`flame runner ${this.runnerId}: send failed: ${e.message}`));
   }
 
   #after(ms, fn) {

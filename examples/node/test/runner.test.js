@@ -86,12 +86,12 @@ describe("C++ CLI -> broker -> node runner", () => {
 describe("node runner lifecycle", () => {
   test("SIGTERM drains: the running job finishes, then the runner leaves and exits 0", async () => {
     const broker = await startBroker();
-    const runner = startRunner(broker, "drainme");
+    const runner = startRunner(broker, "drainme", "--verbose");
     const client = new Client({ broker: broker.clients, heartbeatIntervalMs: 200, log: quiet });
     try {
       await runner.waitForLine("registered in pool drainme");
       const call = client.call("drainme", "sleep", "500", { timeout: 10_000 });
-      assert.ok(await eventually(async () => (await client.status())[0]?.slotsUsed === 1));
+      await runner.waitForLine("sleep started"); // running on the runner, not on its way there
       process.kill(runner.pid, "SIGTERM");
       assert.equal((await call).toString(), "slept 500");
       assert.deepEqual(await runner.waitExit(5_000), { code: 0, signal: null });
