@@ -127,6 +127,8 @@ class Client::Impl final : private ClientEffects {
   // Starts watching the DEALER's handshakes (before it connects, so none is missed); the loop
   // reads the events once monitor_->watch(reactor_) ran.
   void monitorHandshakes();
+  // Puts the DEALER and its monitor on the loop.
+  void watchDealer();
 
   const ClientOptions options_;
   const std::optional<CurveClient> curve_;  // from options_.serverKey/secretKey
@@ -250,12 +252,7 @@ void Client::Impl::start(ClientRequest request) {
 void Client::Impl::run() {
   try {
     reactor_.addFd(wakeFd_, [this] { onWake(); });
-    reactor_.add(dealer_, [this] { onBroker(); }, [this] {
-      clock_.refresh();
-      core_.onWritable();
-      arm();
-    });
-    monitor_->watch(reactor_);
+    watchDealer();
     while (!quitting_) reactor_.pollOnce();
   } catch (const zmq::error_t& e) {
     log_->error("client I/O thread stopped on a ZeroMQ error, failing all requests: {}", e.what());
@@ -277,6 +274,15 @@ void Client::Impl::run() {
   }
   monitor_.reset();  // before the socket it watches
   dealer_.close();
+}
+
+void Client::Impl::watchDealer() {
+  reactor_.add(dealer_, [this] { onBroker(); }, [this] {
+    clock_.refresh();
+    core_.onWritable();
+    arm();
+  });
+  monitor_->watch(reactor_);
 }
 
 void Client::Impl::monitorHandshakes() {
@@ -303,13 +309,8 @@ void Client::Impl::reconnect() {
   dealer_.close();
   dealer_ = newDealer(context_, {}, curve_ ? &*curve_ : nullptr);
   monitorHandshakes();
-  monitor_->watch(reactor_);
   dealer_.connect(options_.broker);
-  reactor_.add(dealer_, [this] { onBroker(); }, [this] {
-    clock_.refresh();
-    core_.onWritable();
-    arm();
-  });
+  watchDealer();
   log_->debug("client reconnecting to {} for a new handshake", options_.broker);
 }
 

@@ -125,6 +125,13 @@ int main(int argc, char** argv) {
       !parseDurationFlag("--cancel-grace", cancelGrace, options.cancelGrace))
     return kExitUsage;
   if (!readKeyFlags(serverKey, keyFile, options)) return kExitUsage;
+  if (options.serverKey.empty() != options.secretKey.empty()) {
+    std::fprintf(stderr,
+                 "flame-worker: CURVE needs both the broker's public key (--server-key or FLAME_SERVER_KEY) and this "
+                 "runner's secret key (--key-file, FLAME_KEY_FILE or FLAME_SECRET_KEY); only the %s is given\n",
+                 options.serverKey.empty() ? "secret key" : "broker's public key");
+    return kExitUsage;
+  }
   if (!flame::setLogLevel(logLevel)) {
     std::fprintf(stderr, "flame-worker: --log-level: unknown level '%s'\n", logLevel.c_str());
     return kExitUsage;

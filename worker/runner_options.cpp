@@ -28,17 +28,14 @@ void readCurveKeys(RunnerOptions& o) {
   if (keyFile && secretKey)
     throw std::invalid_argument(std::string(kEnvRunnerKeyFile) + " and " + kEnvSecretKey +
                                 " are both set: give this runner's secret key one way only");
-  if ((keyFile || secretKey) && !serverKey)
-    throw std::invalid_argument(std::string(keyFile ? kEnvRunnerKeyFile : kEnvSecretKey) + " is set but " + kEnvServerKey +
-                                " is not: a CURVE runner needs the broker's public key too");
-  if (serverKey && !keyFile && !secretKey)
-    throw std::invalid_argument(std::string(kEnvServerKey) + " is set but neither " + kEnvRunnerKeyFile + " nor " +
-                                kEnvSecretKey + " is: a CURVE runner needs its own secret key too");
-  if (!serverKey) return;
-  try {
-    o.serverKey = readPublicKey(serverKey);
-  } catch (const KeyFileError& e) {
-    throw std::invalid_argument(std::string(kEnvServerKey) + ": " + e.what());
+  // One key without the other is not refused here: flame-worker's flags may give the other. The
+  // Runner refuses an incomplete pair (curveClientFor).
+  if (serverKey) {
+    try {
+      o.serverKey = readPublicKey(serverKey);
+    } catch (const KeyFileError& e) {
+      throw std::invalid_argument(std::string(kEnvServerKey) + ": " + e.what());
+    }
   }
   if (keyFile) {
     try {
@@ -46,7 +43,7 @@ void readCurveKeys(RunnerOptions& o) {
     } catch (const KeyFileError& e) {
       throw std::invalid_argument(std::string(kEnvRunnerKeyFile) + ": " + e.what());
     }
-  } else {
+  } else if (secretKey) {
     if (!isZ85Key(secretKey))
       throw std::invalid_argument(std::string(kEnvSecretKey) +
                                   " is not a Z85 secret key (40 characters, as in a NAME.key)");

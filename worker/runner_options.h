@@ -44,8 +44,9 @@ struct RunnerOptions {
   // broker's public key, or a file holding it), FLAME_KEY_FILE (a secret key file, mode 0600) or
   // FLAME_SECRET_KEY (a secret key itself: how the broker hands a booted runner the key it
   // minted for it). Throws std::invalid_argument naming the variable and the fault (e.g.
-  // FLAME_MAX_CONCURRENCY not a positive integer, an unreadable key file, a secret key without
-  // FLAME_SERVER_KEY).
+  // FLAME_MAX_CONCURRENCY not a positive integer, an unreadable key file, both FLAME_KEY_FILE and
+  // FLAME_SECRET_KEY). One key without the other is left for the Runner to refuse (flame-worker's
+  // flags may give the other).
   static RunnerOptions fromEnvironment();
 };
 

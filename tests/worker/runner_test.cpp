@@ -1210,15 +1210,12 @@ TEST_CASE("curve runner: FLAME_SERVER_KEY with FLAME_SECRET_KEY or FLAME_KEY_FIL
     CHECK(o.serverKey == server.publicKey);
     CHECK(o.secretKey == own.secretKey);
   }
-  SECTION("a secret key without the server key") {
+  SECTION("one key without the other: read (a flag may give the other), refused by the Runner") {
     env.set("FLAME_SECRET_KEY", own.secretKey);
-    CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(),
-                      "FLAME_SECRET_KEY is set but FLAME_SERVER_KEY is not: a CURVE runner needs the broker's "
-                      "public key too");
-  }
-  SECTION("a server key without a secret key") {
-    env.set("FLAME_SERVER_KEY", server.publicKey);
-    CHECK_THROWS_WITH(RunnerOptions::fromEnvironment(), Catch::StartsWith("FLAME_SERVER_KEY is set but neither"));
+    auto o = RunnerOptions::fromEnvironment();
+    CHECK(o.secretKey == own.secretKey);
+    CHECK(o.serverKey.empty());
+    CHECK_THROWS_WITH(Runner(o), Catch::Contains("only secretKey is set"));
   }
   SECTION("both a key file and a secret key") {
     env.set("FLAME_SERVER_KEY", server.publicKey);
@@ -1309,6 +1306,24 @@ TEST_CASE("flame-worker: --server-key and --key-file register over CURVE; a refu
     CHECK(realNow() - start < Duration(5000));  // far from the 60 s failsafe (a process start included)
     CHECK(out.find("refused the handshake") != std::string::npos);
     CHECK(out.find(keyFingerprint(own.publicKey)) != std::string::npos);
+  }
+  SECTION("a key flag completes a key from the environment; one key alone is bad usage") {
+    FakeBroker broker(server);
+    broker.zap()->allow(own.publicKey);
+    auto run = runCommand("FLAME_SERVER_KEY=" + dir.file("broker.pub") + " " + *worker + " --broker " +
+                          broker.endpoint() + " --log-level warn --key-file " + dir.file("runner.key"));
+    broker.registerRunner();
+    CHECK(broker.lastKey() == own.publicKey);
+    broker.send(msg::Drain{0});
+    REQUIRE(run.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(run.get().first == 0);
+
+    // The endpoint is never dialled: the keys are checked before the runner is built.
+    auto alone = runCommand(*worker + " --broker tcp://127.0.0.1:1 --key-file " + dir.file("runner.key"));
+    REQUIRE(alone.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    auto [code, out] = alone.get();
+    CHECK(code == 2);
+    CHECK(out.find("only the secret key is given") != std::string::npos);
   }
   SECTION("a key file that cannot be read is bad usage, named") {
     // The endpoint is never dialled: the keys are read before the runner is built.
