@@ -45,6 +45,16 @@ Quad measureQuad(const Shape& plain, const Settings& settings, Progress& progres
   return q;
 }
 
+// CPU microseconds per completed job, all of flame-bench's threads (every role and its ZeroMQ
+// I/O threads) over the measured interval: what one job costs the machine, which other
+// processes on the cores change much less than they change jobs/s.
+double cpuPerJob(const Row& r) {
+  double cores = r.extra.value("cores_used", 0.0), rate = r.jobsPerS.value_or(0);
+  return rate > 0 ? cores / rate * 1e6 : 0.0;
+}
+// a's capacity over b's: b's CPU per job over a's (1 = as cheap, 0.5 = twice the CPU per job).
+double capacity(const Row& a, const Row& b) { return cpuPerJob(a) > 0 ? cpuPerJob(b) / cpuPerJob(a) : 0.0; }
+
 double jobs(const Row& a, const Row& b) { return b.jobsPerS.value_or(0) > 0 ? a.jobsPerS.value_or(0) / *b.jobsPerS : 0.0; }
 double p50(const Row& a, const Row& b) { return b.p50Us.value_or(0) > 0 ? a.p50Us.value_or(0) / *b.p50Us : 0.0; }
 double round3(double v) { return std::round(v * 1000) / 1000; }
@@ -102,8 +112,11 @@ Rows runCurve(const Settings& settings, Progress& progress, std::vector<TargetCh
   // Pipelined: jobs/s.
   {
     std::vector<Quad> quads = repeated(pipelined, settings, progress);
-    Series cost, plainRatio, curveRatio, relative, ceilingCost;
+    Series cost, plainRatio, curveRatio, relative, ceilingCost, cpuCost, cpuRelative;
     for (auto& q : quads) {
+      cpuCost.values.push_back(capacity(q.callCurve, q.call));
+      cpuRelative.values.push_back(capacity(q.callCurve, q.ceilingCurve) /
+                                   std::max(capacity(q.call, q.ceiling), 1e-9));
       cost.values.push_back(jobs(q.callCurve, q.call));
       plainRatio.values.push_back(jobs(q.call, q.ceiling));
       curveRatio.values.push_back(jobs(q.callCurve, q.ceilingCurve));
@@ -123,17 +136,23 @@ Rows runCurve(const Settings& settings, Progress& progress, std::vector<TargetCh
       for (Row* r : {&q.ceiling, &q.call, &q.callCurve, &q.ceilingCurve}) r->extra["median_of"] = quads.size();
     }
     q.callCurve.extra["ratio_over_plaintext_ratio"] = round3(relative.median());
+    for (Row* r : {&q.ceiling, &q.call, &q.callCurve, &q.ceilingCurve})
+      r->extra["cpu_us_per_job"] = std::round(cpuPerJob(*r) * 10) / 10;
+    q.callCurve.extra["cpu_capacity_over_plaintext"] = round3(cpuCost.median());
 
     TargetCheck cost6{"curve: pipelined call >= 0.6 x plaintext call",
                       fmt("%.3f x (%.0f vs %.0f jobs/s)", cost.median(), q.callCurve.jobsPerS.value_or(0),
                           q.call.jobsPerS.value_or(0)) +
-                          (quads.size() > 1 ? "; runs " + cost.list() : ""),
+                          (quads.size() > 1 ? "; runs " + cost.list() : "") +
+                          fmt("; by CPU per job %.3f x (%.1f vs %.1f us)", cpuCost.median(), cpuPerJob(q.call),
+                              cpuPerJob(q.callCurve)),
                       cost.median() >= kCurveCallRatio};
     mark(q.callCurve, cost6);
     TargetCheck ratio{"curve: pipelined call/ceiling >= 0.9 x plaintext's",
                       fmt("%.3f x: %.3f with CURVE, %.3f plaintext (medians)", relative.median(), curveRatio.median(),
                           plainRatio.median()) +
-                          (quads.size() > 1 ? "; runs " + relative.list() : ""),
+                          (quads.size() > 1 ? "; runs " + relative.list() : "") +
+                          fmt("; by CPU per job %.3f x", cpuRelative.median()),
                       relative.median() >= 1.0 - kPipelinedNoise};
     q.callCurve.extra["target_2"] = ratio.name;
     q.callCurve.extra["pass_2"] = ratio.pass;
