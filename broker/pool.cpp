@@ -31,6 +31,12 @@ void RunnerIndex::leave(RunnerState& r) {
   groups_.erase(std::find_if(groups_.begin(), groups_.end(), [&](auto& g) { return g.get() == group; }));
 }
 
+// A runner that can take work, with `used` slots taken: how many more jobs it can take. A
+// single-use runner takes one job in its life, whatever its slots (it leaves the index then).
+uint32_t RunnerIndex::freeSlotsOf(const RunnerState& r, uint32_t used) {
+  return r.singleUse ? 1 : r.slots - used;
+}
+
 void RunnerIndex::update(RunnerState& r) {
   if (!r.group) return;  // not registered yet
   if (!r.acceptsWork()) return erase(r);
@@ -38,8 +44,8 @@ void RunnerIndex::update(RunnerState& r) {
   std::pair<uint32_t, uint64_t> key{r.used, ~r.seq};
   if (r.indexed) {
     if (key == r.indexPos->first) return;
-    freeSlots_ += r.indexPos->first.first;  // the free slots it had: slots - old used
-    freeSlots_ -= r.used;
+    freeSlots_ -= freeSlotsOf(r, r.indexPos->first.first);  // what it had
+    freeSlots_ += freeSlotsOf(r, r.used);
     auto hint = std::next(r.indexPos);
     auto node = map.extract(r.indexPos);
     node.key() = key;
@@ -48,13 +54,13 @@ void RunnerIndex::update(RunnerState& r) {
     r.indexPos = map.emplace(key, &r).first;
     r.indexed = true;
     ++available_;
-    freeSlots_ += r.slots - r.used;
+    freeSlots_ += freeSlotsOf(r, r.used);
   }
 }
 
 void RunnerIndex::erase(RunnerState& r) {
   if (!r.indexed) return;
-  freeSlots_ -= r.slots - r.indexPos->first.first;
+  freeSlots_ -= freeSlotsOf(r, r.indexPos->first.first);
   r.group->map.erase(r.indexPos);
   r.indexed = false;
   --available_;

@@ -179,11 +179,12 @@ class RunnerIndex {
   RunnerState* pick(Placement placement, const std::string& function) const;
   bool empty() const { return available_ == 0; }
   size_t size() const { return available_; }
-  // Free slots over the runners that can take a job now.
+  // Jobs the runners that can take work now would take (slots - used; 1 for a single-use runner).
   uint32_t freeSlots() const { return freeSlots_; }
   size_t groups() const { return groups_.size(); }
 
  private:
+  static uint32_t freeSlotsOf(const RunnerState& r, uint32_t used);
   std::vector<std::unique_ptr<RunnerGroup>> groups_;
   size_t available_ = 0;
   uint32_t freeSlots_ = 0;

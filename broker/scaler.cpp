@@ -202,8 +202,10 @@ void Scaler::grow(Managed& pool, const Pool& p, TimePoint now) {
   uint32_t booting = pool.booting;
   uint32_t wanted = 0;
   if (!broker_.shuttingDown()) {
-    int64_t deficit = int64_t(v.waiting) + L.warmSlots - v.freeSlots - int64_t(booting) * L.maxConcurrency;
-    wanted = deficit > 0 ? static_cast<uint32_t>((deficit + L.maxConcurrency - 1) / L.maxConcurrency) : 0;
+    // A single-use runner takes one job, whatever its max_concurrency: it covers one slot of demand.
+    const int64_t perRunner = L.singleUse ? 1 : L.maxConcurrency;
+    int64_t deficit = int64_t(v.waiting) + L.warmSlots - v.freeSlots - int64_t(booting) * perRunner;
+    wanted = deficit > 0 ? static_cast<uint32_t>((deficit + perRunner - 1) / perRunner) : 0;
     if (v.ready + booting < L.min) wanted = std::max(wanted, L.min - (v.ready + booting));
     uint32_t machines = v.ready + booting + v.draining;
     uint32_t room = L.max > machines ? L.max - machines : 0;

@@ -176,6 +176,43 @@ TEST_CASE("single_use runners take one job, then are drained", "[scaler]") {
   CHECK(h.jobsFor(a).empty());
 }
 
+TEST_CASE("single_use runners with several slots each count as one slot of demand", "[scaler]") {
+  // 8 jobs, 4 slots per runner: each single-use runner takes one job, so 8 runners, in one round.
+  PoolLimits l = limits(0, 20, 4);
+  l.singleUse = true;
+  ScalerHarness h(l);
+  for (uint64_t i = 1; i <= 8; ++i) h.submit("c", i, "p", "echo", "", Mode::Call, kInfiniteMs);
+  h.tick();
+  CHECK(h.backend->bootCount() == 8);
+  // Connected and not yet used, a single-use runner's free slots count once: 8 runners for 8 jobs,
+  // no more booted when they connect.
+  std::vector<std::string> conns;
+  for (size_t i = 0; i < 8; ++i) conns.push_back(h.connect(i));
+  h.tick();
+  CHECK(h.backend->bootCount() == 8);
+  size_t dispatched = 0;
+  for (auto& c : conns) dispatched += h.jobsFor(c).size();
+  CHECK(dispatched == 8);
+}
+
+TEST_CASE("an idle single-use runner is one free slot, whatever its max_concurrency", "[scaler]") {
+  PoolLimits l = limits(0, 20, 4);
+  l.singleUse = true;
+  l.warmSlots = 2;
+  ScalerHarness h(l);
+  h.submit("c", 1, "p", "echo", "", Mode::Call, kInfiniteMs);
+  h.tick();
+  CHECK(h.backend->bootCount() == 3);  // one for the job, two warm
+  std::vector<std::string> conns;
+  for (size_t i = 0; i < 3; ++i) conns.push_back(h.connect(i));
+  h.tick();
+  CHECK(h.core.view(*h.core.findPool("p")).freeSlots == 2);  // not 8: each takes one job
+  h.submit("c", 2, "p", "echo", "", Mode::Call, kInfiniteMs);
+  h.tick();
+  CHECK(h.core.view(*h.core.findPool("p")).freeSlots == 1);
+  CHECK(h.backend->bootCount() == 4);  // the warm slot it used is replaced
+}
+
 TEST_CASE("a boot whose runner never connects is stopped at boot_timeout and backs off", "[scaler]") {
   ScalerHarness h(limits(0, 1, 1));
   h.submit("c", 1, "p", "echo", "", Mode::Call, kInfiniteMs);
