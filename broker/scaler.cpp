@@ -206,7 +206,8 @@ void Scaler::grow(Managed& pool, const Pool& p, TimePoint now) {
     const int64_t perRunner = L.singleUse ? 1 : L.maxConcurrency;
     int64_t deficit = int64_t(v.waiting) + L.warmSlots - v.freeSlots - int64_t(booting) * perRunner;
     wanted = deficit > 0 ? static_cast<uint32_t>((deficit + perRunner - 1) / perRunner) : 0;
-    if (v.ready + booting < L.min) wanted = std::max(wanted, L.min - (v.ready + booting));
+    if (v.waiting > 0) pool.idledBelowMin = false;
+    if (v.ready + booting < L.min && !pool.idledBelowMin) wanted = std::max(wanted, L.min - (v.ready + booting));
     uint32_t machines = v.ready + booting + v.draining;
     uint32_t room = L.max > machines ? L.max - machines : 0;
     wanted = std::min(wanted, room);
@@ -269,6 +270,7 @@ void Scaler::shrinkIdle(Managed& pool, const Pool& p, TimePoint now) {
     pool.nextTimeouts = std::min(pool.nextTimeouts, m->second.drainDeadline);
     freeSlots -= std::min(freeSlots, r->slots);
     --live;
+    if (isMin) pool.idledBelowMin = true;  // not replaced until there is work again
     broker_.drainRunner(r->id, L.shutdownTimeout);
   }
   pool.nextIdleWalk = next;

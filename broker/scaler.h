@@ -103,6 +103,9 @@ class Scaler final : public BrokerListener {
     uint32_t booting = 0;       // machines in Phase::Booting
     uint64_t boots = 0, bootFailures = 0;  // counters for status
     bool demand = true;         // demand changed since the last growth check
+    // A min runner was drained by min_idle_shutdown_after: the pool stays below min while idle
+    // (as FLAME's), and min is restored with the next waiting job.
+    bool idledBelowMin = false;
     TimePoint nextGrowth = TimePoint::max();    // a growth check is due (the boot backoff ends)
     TimePoint nextTimeouts = TimePoint::max();  // earliest boot or drain timeout
     TimePoint nextIdleWalk{};                   // when idle runners are next looked at

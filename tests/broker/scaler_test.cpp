@@ -161,6 +161,29 @@ TEST_CASE("min runners are booted at start and replaced when they die", "[scaler
   CHECK(h.backend->bootCount() == 3);
 }
 
+TEST_CASE("a finite min_idle_shutdown_after lets an idle pool shrink below min until work comes back",
+          "[scaler]") {
+  PoolLimits l = limits(2, 4, 1);
+  l.minIdleShutdownAfter = Duration(3000);
+  ScalerHarness h(l);
+  h.tick();
+  REQUIRE(h.backend->bootCount() == 2);
+  auto a = h.connect(0);
+  auto b = h.connect(1);
+  h.pass(Duration(3500), {a, b});
+  CHECK(h.outbox.takeOf<msg::Drain>(a).size() == 1);
+  CHECK(h.outbox.takeOf<msg::Drain>(b).size() == 1);
+  h.core.onRunner(a, msg::Leaving{"drained", true}, {});
+  h.core.onRunner(b, msg::Leaving{"drained", true}, {});
+  // Idle for a minute: no replacement boots (the old code booted two every 3 s).
+  h.pass(Duration(60000));
+  CHECK(h.backend->bootCount() == 2);
+  // A job: back up to min.
+  h.submit("c", 1, "p", "echo", "", Mode::Call, kInfiniteMs);
+  h.tick();
+  CHECK(h.backend->bootCount() == 4);
+}
+
 TEST_CASE("single_use runners take one job, then are drained", "[scaler]") {
   PoolLimits l = limits(0, 1, 2);
   l.singleUse = true;
