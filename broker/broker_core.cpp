@@ -72,6 +72,7 @@ void BrokerCore::declarePool(const std::string& name, const PoolSettings& settin
   Pool& pool = ensurePool(name);
   pool.placement = settings.placement;
   pool.defaultTimeout = settings.defaultTimeout;
+  pool.castTimeout = settings.castTimeout;
   pool.maxQueue = settings.maxQueue;
   pool.singleUse = settings.singleUse;
 }
@@ -223,7 +224,11 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   auto now = clock_.now();
   Job& job = jobs_.create();
   const JobId id = job.id;
-  Duration timeout = s.timeoutMs == 0 ? (s.mode == Mode::Place ? kInfinite : pool->defaultTimeout)
+  // 0 = the pool's default: `timeout` for a call, `cast_timeout` (infinite unless set) for a
+  // cast, infinite for place.
+  Duration timeout = s.timeoutMs == 0 ? (s.mode == Mode::Place  ? kInfinite
+                                         : s.mode == Mode::Cast ? pool->castTimeout
+                                                                : pool->defaultTimeout)
                                       : fromWireMs(s.timeoutMs);
   job.mode = s.mode;
   if (keys_) job.owner = session.key;

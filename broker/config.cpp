@@ -209,6 +209,8 @@ PoolConfig parsePool(const std::string& name, const toml::table& table, const Br
   l.singleUse = t.boolean("single_use", false);
   pool.settings.defaultTimeout = t.duration("timeout", broker.defaultTimeout);
   if (pool.settings.defaultTimeout.count() == 0) t.fail("timeout", "must be positive");
+  pool.settings.castTimeout = t.duration("cast_timeout", kInfinite);
+  if (pool.settings.castTimeout.count() == 0) t.fail("cast_timeout", "must be positive");
   pool.settings.maxQueue = static_cast<uint32_t>(t.integer("max_queue", broker.maxQueue, 0, 100'000'000));
   auto placement = t.str("placement", broker.placement == Placement::Spread ? "spread" : "pack");
   if (placement != "pack" && placement != "spread") t.fail("placement", "must be \"pack\" or \"spread\", got '" + placement + "'");

@@ -199,6 +199,7 @@ struct Pool {
   std::string name;
   Placement placement = Placement::Pack;
   Duration defaultTimeout{30000};
+  Duration castTimeout = kInfinite;
   uint32_t maxQueue = 0;  // 0 = unlimited
   bool singleUse = false;  // its runners take one job each (pool option single_use)
   PoolQueue queue;

@@ -18,6 +18,7 @@ struct PoolSettings {
   Duration defaultTimeout{30000};
   uint32_t maxQueue = 0;
   bool singleUse = false;  // each runner takes one job in its life, then is drained
+  Duration castTimeout = kInfinite;  // a cast's deadline when it sets none (FLAME: none)
 };
 
 // A pool's load, in O(1) (the core keeps these counts as things happen).

@@ -540,3 +540,22 @@ TEST_CASE("dispatch across functions keeps arrival order when a runner serves bo
   }
   CHECK(order == std::vector<std::string>{"a1", "b1", "a2"});
 }
+
+TEST_CASE("a cast has no deadline unless its pool sets cast_timeout; a call keeps the pool's timeout",
+          "[broker][deadlines]") {
+  Harness h;
+  h.core.declarePool("p", {});  // timeout 30 s
+  PoolSettings bounded;
+  bounded.castTimeout = Duration(5000);
+  h.core.declarePool("q", bounded);
+  h.submit("c", 1, "p", "echo", "", Mode::Cast);
+  h.submit("c", 2, "p", "echo", "", Mode::Call);
+  h.submit("c", 3, "q", "echo", "", Mode::Cast);
+  h.advance(Duration(6000));
+  CHECK(h.core.findPool("q")->queue.size() == 0);  // cast_timeout 5 s
+  h.advance(Duration(60000));
+  CHECK(h.core.findPool("p")->queue.size() == 1);  // the cast still waits; the call timed out
+  bool callTimedOut = false;
+  for (auto& e : h.outbox.takeOf<msg::Error>("c")) callTimedOut |= e.requestId == 2 && e.code == ErrorCode::Timeout;
+  CHECK(callTimedOut);
+}

@@ -175,3 +175,19 @@ TEST_CASE("a plaintext endpoint other machines can reach is refused unless allow
   CHECK(checkPlaintextExposure(parseConfig("[broker]\nrunners = \"tcp://*:5556\"\n", "t", insecure)).size() == 1);
   CHECK(checkPlaintextExposure(parseConfig("")).empty());  // the defaults are loopback
 }
+
+TEST_CASE("cast_timeout is infinite unless a pool sets it", "[config]") {
+  auto c = parseConfig(R"([pools.a]
+[pools.a.process]
+command = ["x"]
+[pools.b]
+cast_timeout = "2m"
+[pools.b.process]
+command = ["x"]
+)");
+  REQUIRE(c.pools.size() == 2);
+  CHECK(c.pools[0].settings.castTimeout == kInfinite);
+  CHECK(c.pools[1].settings.castTimeout == Duration(120000));
+  CHECK_THROWS_WITH(parseConfig("[pools.a]\ncast_timeout = \"0s\"\n[pools.a.process]\ncommand = [\"x\"]\n"),
+                    Catch::Contains("pools.a.cast_timeout"));
+}
