@@ -74,7 +74,8 @@ struct ClientOptions {
 
 struct CallOptions {
   // Budget from the broker's receipt, covering queueing and running.
-  // Duration(0) = the pool's default (for place: infinite); kInfinite = none.
+  // Duration(0) = the pool's default (a call: its timeout; a cast: its cast_timeout, infinite
+  // unless set; a place: infinite); kInfinite = none.
   Duration timeout{0};
   bool idempotent = false;  // may be re-run on another runner if its runner is lost
   uint8_t retries = 0;      // how many such re-runs (only with idempotent; 0 = the default, 1)
