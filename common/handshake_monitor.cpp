@@ -12,9 +12,11 @@ namespace flame {
 
 namespace {
 
-// A wrong server key shows up as NO_DETAIL on every attempt; one alone may be a broker that
-// went away in the middle of a handshake (see the header).
-constexpr int kSilentFailuresForRefusal = 2;
+// How many handshakes in a row cut without detail make a refusal (see the header): a wrong
+// server key does it on every attempt; a mechanism mismatch about every other attempt (a race);
+// one alone may be a broker that went away in the middle of a handshake.
+constexpr int kSilentFailuresCurve = 2;
+constexpr int kSilentFailuresPlaintext = 3;
 
 constexpr int kWatchedEvents = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
@@ -74,9 +76,16 @@ HandshakeVerdicts::Verdict HandshakeVerdicts::onEvent(const HandshakeEvent& even
                "and FLAME_KEY_FILE)";
       return Verdict::Refused;
     case HandshakeEventKind::FailedNoDetail:
-      if (!curve_ || ++silentFailures_ < kSilentFailuresForRefusal) return Verdict::None;
-      why_ = "the broker closed the connection during the CURVE handshake " + std::to_string(silentFailures_) +
-             " times in a row: is the server key the broker's public key? (" + key + ")";
+      if (++silentFailures_ < (curve_ ? kSilentFailuresCurve : kSilentFailuresPlaintext)) return Verdict::None;
+      if (curve_)
+        why_ = "the broker closed the connection during the CURVE handshake " + std::to_string(silentFailures_) +
+               " times in a row: is the server key the broker's public key, and does the broker use CURVE on this "
+               "endpoint? (" + key + ")";
+      else
+        why_ = "the broker closed the connection during the handshake " + std::to_string(silentFailures_) +
+               " times in a row: does it require CURVE on this endpoint? (then give this " + who_ +
+               " the broker's public key and a key pair: --server-key and --key-file, or FLAME_SERVER_KEY and "
+               "FLAME_KEY_FILE)";
       return Verdict::Refused;
   }
   return Verdict::None;

@@ -24,10 +24,16 @@
 // (unknown key), 27 ms (plaintext) and 200 ms (wrong server key: two attempts), process start
 // included; a runner with an unknown key exited 5 after 32 ms.
 //
-// So: AUTH and PROTOCOL are refusals at once. NO_DETAIL is a refusal only for a CURVE client,
-// and only the second in a row without a success between: one alone may be a broker that died
-// in the middle of a handshake; a wrong key repeats within ~150 ms. A plaintext client never
-// treats NO_DETAIL as a refusal (a plaintext broker refuses nobody without saying why).
+// The table is for a client and server on one context (one libzmq I/O thread). Across processes
+// (or contexts) a mechanism mismatch races: the server closes the connection as soon as it reads
+// the client's greeting, and in about half the attempts (4 of 8 measured) the client's next write
+// fails first, so it sees NO_DETAIL (EPIPE) instead of PROTOCOL, and libzmq reconnects after
+// ~110-160 ms to try again; one attempt in 8 saw that twice in a row.
+//
+// So: AUTH and PROTOCOL are refusals at once. NO_DETAIL is a refusal when it repeats without a
+// success between: twice for a CURVE client (a wrong key repeats within ~150 ms), three times for
+// a plaintext client (a mismatch is usually read as PROTOCOL by then). One alone may be a broker
+// that died in the middle of a handshake. The worst case is thus about half a second.
 #pragma once
 
 #include <zmq.hpp>

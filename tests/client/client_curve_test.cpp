@@ -1,8 +1,9 @@
 // flame::Client with CURVE (issue 10, item 3) against a fake CURVE broker: a ROUTER with a
 // secret key and a ZAP handler in the test (tests/common/fake_zap.h) that accepts the keys it is
 // told to. A refused handshake must fail requests at once with `unauthorized`: every call here
-// has a 60 s timeout and the client's liveness window is 30 s, so an answer within the bound can
-// only come from the handshake. Loopback wildcard ports; every wait is bounded.
+// has a 60 s timeout and the client's liveness window is 30 s, so an answer within the 5 s bound
+// can only come from the handshake (it takes milliseconds; the bound leaves room for a loaded
+// machine, where a 2 s bound failed once). Loopback wildcard ports; every wait is bounded.
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <future>
@@ -17,10 +18,9 @@ using flame::testing::FakeBroker;
 
 namespace {
 
-constexpr auto kBound = std::chrono::seconds(5);  // failure bound of every wait
-// "At once": the handshake takes milliseconds; the other ways a request could end here take
-// 30 s (liveness) or 60 s (its timeout).
-constexpr auto kAtOnce = std::chrono::seconds(2);
+// Failure bound of every wait; far below the 30 s (liveness) and 60 s (timeout) that any other
+// ending of a request would take here.
+constexpr auto kBound = std::chrono::seconds(5);
 constexpr CallOptions kLongCall{.timeout = Duration(60000)};
 
 ClientOptions curveOptions(const std::string& endpoint, const std::string& serverKey, const CurveKeyPair& own) {
@@ -33,16 +33,14 @@ ClientOptions curveOptions(const std::string& endpoint, const std::string& serve
   return options;
 }
 
-// The answer of a call that should fail at once, with how long it took.
+// The answer of a call that should fail at once: it must come within kBound.
 struct Refused {
   CallResult result;
-  std::chrono::steady_clock::duration took;
 };
 Refused callRefused(Client& client) {
-  auto start = std::chrono::steady_clock::now();
   auto future = client.callAsync("p", "f", "x", kLongCall);
   REQUIRE(future.wait_for(kBound) == std::future_status::ready);
-  return Refused{future.get(), std::chrono::steady_clock::now() - start};
+  return Refused{future.get()};
 }
 
 }  // namespace
@@ -78,14 +76,12 @@ TEST_CASE("curve client: an unknown key fails the call at once with unauthorized
   CHECK(refused.result.error().code == ErrorCode::Unauthorized);
   CHECK(refused.result.error().message.find("the broker refused this client's key " +
                                             keyFingerprint(own.publicKey)) == 0);
-  CHECK(refused.took < kAtOnce);
   CHECK(broker.zap()->requests() >= 1);  // it was the ZAP handler's answer
 
   // While refused, a new request fails at once too, without reaching the broker.
   auto again = callRefused(client);
   REQUIRE_FALSE(again.result.ok());
   CHECK(again.result.error().code == ErrorCode::Unauthorized);
-  CHECK(again.took < kAtOnce);
   CHECK_FALSE(broker.next(Duration(50)));
 }
 
@@ -134,8 +130,10 @@ TEST_CASE("curve client: a plaintext client of a CURVE broker fails at once with
   auto refused = callRefused(client);
   REQUIRE_FALSE(refused.result.ok());
   CHECK(refused.result.error().code == ErrorCode::Unauthorized);
-  CHECK(refused.result.error().message.find("the broker requires CURVE on this endpoint") == 0);
-  CHECK(refused.took < kAtOnce);
+  // "the broker requires CURVE on this endpoint: ..." — or, when the mismatch raced into cut
+  // handshakes three times (common/handshake_monitor.h), "... does it require CURVE on this endpoint?".
+  CHECK(refused.result.error().message.find("require") != std::string::npos);
+  CHECK(refused.result.error().message.find("CURVE on this endpoint") != std::string::npos);
 }
 
 TEST_CASE("curve client: a CURVE client of a plaintext broker, or with a wrong server key, fails at once",
@@ -147,8 +145,9 @@ TEST_CASE("curve client: a CURVE client of a plaintext broker, or with a wrong s
     auto refused = callRefused(client);
     REQUIRE_FALSE(refused.result.ok());
     CHECK(refused.result.error().code == ErrorCode::Unauthorized);
-    CHECK(refused.result.error().message.find("does not use CURVE") != std::string::npos);
-    CHECK(refused.took < kAtOnce);
+    // "does not use CURVE on this endpoint" — or, when the mismatch raced into cut handshakes,
+    // "does the broker use CURVE on this endpoint?".
+    CHECK(refused.result.error().message.find("use CURVE on this endpoint") != std::string::npos);
   }
   SECTION("wrong server key") {
     CurveBrokerSetup setup;
@@ -158,8 +157,7 @@ TEST_CASE("curve client: a CURVE client of a plaintext broker, or with a wrong s
     auto refused = callRefused(client);
     REQUIRE_FALSE(refused.result.ok());
     CHECK(refused.result.error().code == ErrorCode::Unauthorized);
-    CHECK(refused.result.error().message.find("is the server key the broker's public key?") != std::string::npos);
-    CHECK(refused.took < kAtOnce);
+    CHECK(refused.result.error().message.find("is the server key the broker's public key") != std::string::npos);
   }
 }
 

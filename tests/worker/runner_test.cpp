@@ -1146,8 +1146,9 @@ TEST_CASE("curve runner: a key the broker refuses ends run() at once with Unauth
   registerBuiltinFunctions(runner, false);
   auto start = realNow();
   RunnerThread thread(runner);
+  // Within kWait (5 s), so the handshake and not the 60 s failsafe (it takes milliseconds).
   CHECK(thread.waitExit() == RunExit::Unauthorized);
-  CHECK(realNow() - start < Duration(2000));  // the handshake, not the 60 s failsafe
+  CHECK(realNow() - start < kWait);
   CHECK(broker.zap()->requests() >= 1);
   CHECK_FALSE(broker.recvWithin(Duration(20)));  // nothing reached the broker
 }
@@ -1161,8 +1162,8 @@ TEST_CASE("curve runner: a plaintext runner of a CURVE broker ends at once with 
   registerBuiltinFunctions(runner, false);
   auto start = realNow();
   RunnerThread thread(runner);
-  CHECK(thread.waitExit() == RunExit::Unauthorized);
-  CHECK(realNow() - start < Duration(2000));
+  CHECK(thread.waitExit() == RunExit::Unauthorized);  // within kWait: not the 60 s failsafe
+  CHECK(realNow() - start < kWait);
 }
 
 TEST_CASE("curve runner: one key without the other, or a key that is not Z85, is refused at construction",
@@ -1303,7 +1304,7 @@ TEST_CASE("flame-worker: --server-key and --key-file register over CURVE; a refu
     auto [code, out] = run.get();
     INFO(out);
     CHECK(code == 5);  // unauthorized
-    CHECK(realNow() - start < Duration(5000));  // far from the 60 s failsafe (a process start included)
+    CHECK(realNow() - start < Duration(10000));  // far from the 60 s failsafe (a process start included)
     CHECK(out.find("refused the handshake") != std::string::npos);
     CHECK(out.find(keyFingerprint(own.publicKey)) != std::string::npos);
   }
