@@ -64,7 +64,7 @@ TEST_CASE("exec shellQuote", "[backends][exec]") {
   CHECK(shellQuote("$HOME") == "'$HOME'");
 }
 
-TEST_CASE("exec boot runs the command with the runner environment; stdout names the machine",
+TEST_CASE("exec boot runs the command with the runner environment, stdout names the machine",
           "[backends][exec]") {
   TempDir tmp("flame-exec");
   ExecOptions options;

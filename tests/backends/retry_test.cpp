@@ -18,7 +18,7 @@ TEST_CASE("backoff doubles from base and is capped", "[backends][retry]") {
   CHECK(backoffDelay(policy, 0) == milliseconds(200));
 }
 
-TEST_CASE("Retry-After in seconds parses; dates and garbage do not", "[backends][retry]") {
+TEST_CASE("Retry-After in seconds parses, dates and garbage do not", "[backends][retry]") {
   CHECK(parseRetryAfter("3") == milliseconds(3000));
   CHECK(parseRetryAfter(" 0 ") == milliseconds(0));
   CHECK_FALSE(parseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT"));

@@ -25,7 +25,7 @@ TEST_CASE("boot tokens depend on every input and verify only themselves", "[brok
   CHECK_FALSE(sameSecret("abc", "abd"));
 }
 
-TEST_CASE("the token secret file is created 0600 once, then read back; unsafe files are refused",
+TEST_CASE("the token secret file is created 0600 once, then read back, unsafe files are refused",
           "[broker][token]") {
   char dir[] = "/tmp/flame-secret-XXXXXX";
   REQUIRE(mkdtemp(dir));

@@ -72,7 +72,7 @@ TEST_CASE("queue order is FIFO", "[broker]") {
   CHECK(order == std::vector<std::string>{"1", "2", "3", "4", "5"});
 }
 
-TEST_CASE("pack fills the busiest runner; spread balances", "[broker]") {
+TEST_CASE("pack fills the busiest runner, spread balances", "[broker]") {
   SECTION("pack") {
     Harness h;
     auto r1 = h.ready("r1", "p", 3);
@@ -138,7 +138,7 @@ TEST_CASE("a running job past its deadline: timeout to the client, cancel to the
   REQUIRE(next.size() == 1);  // the slot is free again and went to job 2
 }
 
-TEST_CASE("a silent runner is declared lost; its jobs fail with runner_lost, idempotent ones are retried",
+TEST_CASE("a silent runner is declared lost, its jobs fail with runner_lost, idempotent ones are retried",
           "[broker]") {
   Harness h;
   auto r1 = h.ready("r1", "p", 2);
@@ -239,7 +239,7 @@ TEST_CASE("submit errors: unknown pool, unknown function, bad names, payload too
   CHECK(h.core.findPool("small")->queue.size() == 2);
 }
 
-TEST_CASE("cast is accepted at once and runs; its failure is counted", "[broker]") {
+TEST_CASE("cast is accepted at once and runs, its failure is counted", "[broker]") {
   Harness h;
   auto r = h.ready("r1", "p", 1, {"fail"});
   h.submit("c", 1, "p", "fail", "boom", Mode::Cast);
@@ -253,7 +253,7 @@ TEST_CASE("cast is accepted at once and runs; its failure is counted", "[broker]
   CHECK(h.core.findPool("p")->counters.failed == 1);
 }
 
-TEST_CASE("place: a child holds its slot until stopped; stop answers when it ended", "[broker]") {
+TEST_CASE("place: a child holds its slot until stopped, stop answers when it ended", "[broker]") {
   Harness h;
   auto r = h.ready("r1", "p", 1, {"echo", "serve"});
   h.submit("c", 1, "p", "serve", "", Mode::Place, 0, true);
@@ -309,7 +309,7 @@ TEST_CASE("cancel by the client: queued job dropped, running job cancelled on it
   CHECK(nf[0].code == ErrorCode::NotFound);
 }
 
-TEST_CASE("runner registration: unknown connections are asked for ready; reconnects keep jobs", "[broker]") {
+TEST_CASE("runner registration: unknown connections are asked for ready, reconnects keep jobs", "[broker]") {
   Harness h;
   h.core.onRunner("stranger", msg::Heartbeat{}, {});
   auto errs = h.outbox.takeOf<msg::Error>("stranger");
@@ -343,7 +343,7 @@ TEST_CASE("a re-registering runner's busy slots come back as it finishes them", 
   CHECK(h.jobsFor(r).size() == 1);
 }
 
-TEST_CASE("leaving: draining takes no new work; exiting fails what is left at once", "[broker]") {
+TEST_CASE("leaving: draining takes no new work, exiting fails what is left at once", "[broker]") {
   Harness h;
   auto r1 = h.ready("r1", "p", 2);
   h.submit("c", 1, "p", "echo");
@@ -370,7 +370,7 @@ TEST_CASE("a runner whose connection is gone at dispatch is dropped and the job 
   CHECK(h.jobPayloadsFor(r2) == std::vector<std::string>{"payload"});
 }
 
-TEST_CASE("jobs found undelivered after dispatch go back to the queue in order; delivered ones are lost",
+TEST_CASE("jobs found undelivered after dispatch go back to the queue in order, delivered ones are lost",
           "[broker]") {
   Harness h;
   auto r1 = h.ready("r1", "p", 3);
@@ -541,7 +541,7 @@ TEST_CASE("dispatch across functions keeps arrival order when a runner serves bo
   CHECK(order == std::vector<std::string>{"a1", "b1", "a2"});
 }
 
-TEST_CASE("a cast has no deadline unless its pool sets cast_timeout; a call keeps the pool's timeout",
+TEST_CASE("a cast has no deadline unless its pool sets cast_timeout, a call keeps the pool's timeout",
           "[broker][deadlines]") {
   Harness h;
   h.core.declarePool("p", {});  // timeout 30 s

@@ -96,7 +96,7 @@ TEST_CASE("fly: a machine whose runner never connects is deleted with force at b
   CHECK(del[0].param("force") == "true");
 }
 
-TEST_CASE("fly: an idle runner's machine is deleted after it drains; a lost one at once", "[scaler][fly]") {
+TEST_CASE("fly: an idle runner's machine is deleted after it drains, a lost one at once", "[scaler][fly]") {
   FakeApiServer api;
   serveMachines(api, 404);  // DELETE of a machine already gone (auto_destroy) is still fine
   FlyScaler h(api);

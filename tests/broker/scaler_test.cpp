@@ -107,7 +107,7 @@ TEST_CASE("boots cover only the slots that are missing, counting booting slots",
   CHECK(h.backend->bootCount() == 3);
 }
 
-TEST_CASE("idle runners are drained and stopped; a busy runner never is", "[scaler]") {
+TEST_CASE("idle runners are drained and stopped, a busy runner never is", "[scaler]") {
   ScalerHarness h(limits(0, 2, 1));
   h.submit("c", 1, "p", "echo", "", Mode::Call, kInfiniteMs);
   h.submit("c", 2, "p", "echo", "", Mode::Call, kInfiniteMs);
@@ -366,7 +366,7 @@ TEST_CASE("the orphan sweep stops machines of this broker that no runner owns", 
   CHECK(h.backend->alive().size() == 2);                    // our live runner was left alone
 }
 
-TEST_CASE("a restarted broker re-adopts the runners its predecessor booted; the sweep stops only the rest",
+TEST_CASE("a restarted broker re-adopts the runners its predecessor booted, the sweep stops only the rest",
           "[scaler][reliability]") {
   const std::string secret = "0123456789abcdef0123456789abcdef";
   ScalerHarness h(limits(0, 2, 1));

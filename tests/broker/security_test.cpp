@@ -89,7 +89,7 @@ TEST_CASE("the key ring keeps the two endpoints' lists apart and knows minted ke
   CHECK_FALSE(ring.check(D::Runners, stranger.publicKey, now + Duration(1000)).allowed);
 }
 
-TEST_CASE("reloading re-reads the lists from disk; a bad file keeps the current ones", "[security]") {
+TEST_CASE("reloading re-reads the lists from disk, a bad file keeps the current ones", "[security]") {
   TempDir dir("flame-sec");
   CurveKeyPair alice = generateCurveKeyPair(), bob = generateCurveKeyPair();
   writeKeyPair(dir.path("broker"), generateCurveKeyPair());
@@ -372,7 +372,7 @@ BootSpec bootNumber(FakeBackend& backend, size_t n) {
 
 }  // namespace
 
-TEST_CASE("a listed client key is served; an unknown key, a runner key and a plaintext client are refused",
+TEST_CASE("a listed client key is served, an unknown key, a runner key and a plaintext client are refused",
           "[security][broker]") {
   SecureBroker b;
   auto alice = b.client(&b.alice);
@@ -394,7 +394,7 @@ TEST_CASE("a listed client key is served; an unknown key, a runner key and a pla
   CHECK(clientAsRunner->watch.outcome() == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
 }
 
-TEST_CASE("a child is its placer's key's: another client cannot stop it, an admin can; setPool needs an admin",
+TEST_CASE("a child is its placer's key's: another client cannot stop it, an admin can, setPool needs an admin",
           "[security][broker]") {
   SecureBroker b;
   auto runner = b.runnerPeer(&b.runner);
@@ -422,7 +422,7 @@ TEST_CASE("a child is its placer's key's: another client cannot stop it, an admi
   CHECK(admin->expect<msg::StatusReply>().requestId == 3);
 }
 
-TEST_CASE("a static pool takes runners with a runner key only; a minted key cannot serve it", "[security][broker]") {
+TEST_CASE("a static pool takes runners with a runner key only, a minted key cannot serve it", "[security][broker]") {
   SecureBroker b;
   // Ask for a booted runner to get a minted key.
   auto alice = b.client(&b.alice);
@@ -435,7 +435,7 @@ TEST_CASE("a static pool takes runners with a runner key only; a minted key cann
   CHECK(impostor->expect<msg::Error>().code == ErrorCode::Unauthorized);
 }
 
-TEST_CASE("a booted runner joins with the key minted for its id; a rogue with its token or another's key does not",
+TEST_CASE("a booted runner joins with the key minted for its id, a rogue with its token or another's key does not",
           "[security][broker]") {
   SecureBroker b;
   auto alice = b.client(&b.alice);

@@ -77,7 +77,7 @@ TEST_CASE("cli: status --json prints one JSON object", "[client][cli]") {
       "\n");
 }
 
-TEST_CASE("cli: status prints tables; --broker may follow the subcommand", "[client][cli]") {
+TEST_CASE("cli: status prints tables, --broker may follow the subcommand", "[client][cli]") {
   FakeBroker broker;
   auto run = startCli({"status", "--broker", broker.endpoint(), "--log-level", "error"});
   auto got = broker.expect<msg::StatusRequest>();
@@ -153,7 +153,7 @@ TEST_CASE("cli: cast prints the job id, unlinked", "[client][cli]") {
   CHECK(r.out == "99\n");
 }
 
-TEST_CASE("cli: place prints the handle; stop stops it", "[client][cli]") {
+TEST_CASE("cli: place prints the handle, stop stops it", "[client][cli]") {
   FakeBroker broker;
   auto run = startCli({"--broker", broker.endpoint(), "place", "p", "serve"});
   auto got = broker.expect<msg::Submit>();
@@ -342,7 +342,7 @@ flame::testing::CurveBrokerSetup setupWith(const CurveKeyPair& keys) {
 
 }  // namespace
 
-TEST_CASE("cli: --server-key and --key-file talk CURVE; the broker sees the client's key", "[client][cli][curve]") {
+TEST_CASE("cli: --server-key and --key-file talk CURVE, the broker sees the client's key", "[client][cli][curve]") {
   KeyFiles keys;
   FakeBroker broker(setupWith(keys.broker));
   broker.zap()->allow(keys.client.publicKey);
@@ -392,7 +392,7 @@ TEST_CASE("cli: a refused key prints unauthorized: ... and exits 1 at once", "[c
                         Catch::Contains("--server-key and --key-file"));
 }
 
-TEST_CASE("cli: key options default from the environment; bad keys are usage errors naming their source",
+TEST_CASE("cli: key options default from the environment, bad keys are usage errors naming their source",
           "[client][cli][curve]") {
   KeyFiles keys;
   FakeBroker broker(setupWith(keys.broker));

@@ -149,7 +149,7 @@ TEST_CASE("core: a submit is sent at once with its header and payload, and its a
   CHECK(a.got.size() == 1);
 }
 
-TEST_CASE("core: a call's local deadline is timeout + 2 x interval; then it fails and is cancelled", "[client][core]") {
+TEST_CASE("core: a call's local deadline is timeout + 2 x interval, then it fails and is cancelled", "[client][core]") {
   Fixture f;
   Answers a;
   uint64_t id = f.call(a, CallOptions{.timeout = Duration(200)});
@@ -235,7 +235,7 @@ TEST_CASE("core: heartbeats go at once when work begins, every interval while it
   CHECK(f.port.heartbeats() == 2);
 }
 
-TEST_CASE("core: silence is counted from when work began; the broker is dead at interval x liveness",
+TEST_CASE("core: silence is counted from when work began, the broker is dead at interval x liveness",
           "[client][core]") {
   Fixture f;
   f.heartbeatAnswer();        // last heard at t0...
@@ -375,7 +375,7 @@ TEST_CASE("core: a parked payload that outlives its deadline is never sent", "[c
   CHECK(f.port.requests().empty());  // no submit, and no cancel for what never left
 }
 
-TEST_CASE("core: linked children report their exit once; unlinked ones never", "[client][core]") {
+TEST_CASE("core: linked children report their exit once, unlinked ones never", "[client][core]") {
   Fixture f;
   Answers linked, unlinked;
   Exits exits, unlinkedExits;

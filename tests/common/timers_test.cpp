@@ -64,7 +64,7 @@ TEST_CASE("cancelled and rescheduled timers do not run at their old deadline") {
   CHECK_FALSE(timers.reschedule(tb, clock.now()));  // a one-shot that ran is gone
 }
 
-TEST_CASE("a handler may cancel timers and schedule new ones; a new due timer waits a round") {
+TEST_CASE("a handler may cancel timers and schedule new ones, a new due timer waits a round") {
   ManualClock clock;
   TimerQueue timers;
   int second = 0, again = 0;

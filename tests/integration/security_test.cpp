@@ -138,7 +138,7 @@ TEST_CASE("with CURVE, a booted runner and a static runner with a listed key ser
   CHECK(booted.output.find("booted too") != std::string::npos);
 }
 
-TEST_CASE("an unknown key, a plaintext client and a revoked key are refused at once; none of their jobs runs",
+TEST_CASE("an unknown key, a plaintext client and a revoked key are refused at once, none of their jobs runs",
           "[integration][security]") {
   Secured s;
   auto worker = s.readyRunner("static");

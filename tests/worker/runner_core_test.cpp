@@ -188,7 +188,7 @@ struct Harness {
 
 }  // namespace
 
-TEST_CASE("core: ready waits for the connection; welcome sets the heartbeat; heartbeats every interval",
+TEST_CASE("core: ready waits for the connection, welcome sets the heartbeat, heartbeats every interval",
           "[runner][core]") {
   Harness h;
   h.core.start();
@@ -257,7 +257,7 @@ TEST_CASE("core: silence for interval x liveness drops the connection at that in
   h.connectionUp();
 }
 
-TEST_CASE("core: each silent connection doubles the backoff up to max; any message resets it",
+TEST_CASE("core: each silent connection doubles the backoff up to max, any message resets it",
           "[runner][core]") {
   Harness h;
   h.startAndConnect();
@@ -455,7 +455,7 @@ TEST_CASE("core: requestStop cancels running jobs and ends when they return", "[
   CHECK(h.fx.finished == RunExit::Stopped);
 }
 
-TEST_CASE("core: a job's budget runs out on the runner's clock; its outcome is timeout", "[runner][core]") {
+TEST_CASE("core: a job's budget runs out on the runner's clock, its outcome is timeout", "[runner][core]") {
   Harness h;
   h.startAndConnect();
   h.welcome();
@@ -503,7 +503,7 @@ TEST_CASE("core: jobs beyond the slots, unknown functions and duplicates", "[run
   CHECK(failed.message == "no threads");
 }
 
-TEST_CASE("core: handler errors are repaired to UTF-8; results over the broker's limit are payload_too_large",
+TEST_CASE("core: handler errors are repaired to UTF-8, results over the broker's limit are payload_too_large",
           "[runner][core]") {
   Harness h;
   h.startAndConnect();
@@ -526,7 +526,7 @@ TEST_CASE("core: handler errors are repaired to UTF-8; results over the broker's
   CHECK(h.fx.sent.at(0).payload == std::optional<std::string>("0123456789"));
 }
 
-TEST_CASE("core: results wait for welcome; after a reconnect ready holds running jobs and undelivered results",
+TEST_CASE("core: results wait for welcome, after a reconnect ready holds running jobs and undelivered results",
           "[runner][core]") {
   Harness h;
   h.startAndConnect();
@@ -559,7 +559,7 @@ TEST_CASE("core: results wait for welcome; after a reconnect ready holds running
   CHECK(delivered.instance == 11);
 }
 
-TEST_CASE("core: a restarted broker's job with an old id is another job; cancels and results name their run",
+TEST_CASE("core: a restarted broker's job with an old id is another job, cancels and results name their run",
           "[runner][core]") {
   Harness h;
   h.startAndConnect();

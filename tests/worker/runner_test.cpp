@@ -253,7 +253,7 @@ RunnerOptions testOptions(const FakeBroker& broker) {
 
 }  // namespace
 
-TEST_CASE("ready announces id, pool, slots, functions and token; heartbeats follow welcome",
+TEST_CASE("ready announces id, pool, slots, functions and token, heartbeats follow welcome",
           "[runner]") {
   FakeBroker broker;
   ManualClock clock;
@@ -346,7 +346,7 @@ TEST_CASE("echo round trip carries the payload frame both ways", "[runner]") {
   CHECK(result == std::optional<std::string>("slept 20"));
 }
 
-TEST_CASE("an inline handler runs on the runner's own thread; others on handler threads", "[runner]") {
+TEST_CASE("an inline handler runs on the runner's own thread, others on handler threads", "[runner]") {
   FakeBroker broker;
   RunnerOptions o = testOptions(broker);
   o.concurrency = 2;
@@ -416,7 +416,7 @@ TEST_CASE("handler errors, exceptions and unknown functions are reported", "[run
   CHECK(done.message.find("nope") != std::string::npos);
 }
 
-TEST_CASE("N slots run N jobs at the same time; a job beyond them is refused", "[runner]") {
+TEST_CASE("N slots run N jobs at the same time, a job beyond them is refused", "[runner]") {
   FakeBroker broker;
   auto options = testOptions(broker);
   options.concurrency = 3;
@@ -932,7 +932,7 @@ TEST_CASE("JobContext::sleepFor returns early on stop", "[runner]") {
   CHECK(job.payload() == "p");
 }
 
-TEST_CASE("a restarted broker's job that reuses an old id runs; each result names its broker run",
+TEST_CASE("a restarted broker's job that reuses an old id runs, each result names its broker run",
           "[runner][reliability]") {
   auto broker = std::make_unique<FakeBroker>();
   const std::string endpoint = broker->endpoint();
@@ -1123,7 +1123,7 @@ RunnerOptions curveRunnerOptions(const FakeBroker& broker, const CurveKeyPair& s
 
 }  // namespace
 
-TEST_CASE("curve runner: an allowed key registers and serves; the broker sees that key", "[runner][curve]") {
+TEST_CASE("curve runner: an allowed key registers and serves, the broker sees that key", "[runner][curve]") {
   CurveKeyPair server = generateCurveKeyPair(), own = generateCurveKeyPair();
   FakeBroker broker(server);
   broker.zap()->allow(own.publicKey);
@@ -1181,7 +1181,7 @@ TEST_CASE("curve runner: one key without the other, or a key that is not Z85, is
   CHECK_THROWS_WITH(Runner(options), Catch::Contains("secretKey is not a Z85 secret key"));
 }
 
-TEST_CASE("curve runner: FLAME_SERVER_KEY with FLAME_SECRET_KEY or FLAME_KEY_FILE; errors name the variable",
+TEST_CASE("curve runner: FLAME_SERVER_KEY with FLAME_SECRET_KEY or FLAME_KEY_FILE, errors name the variable",
           "[runner][curve]") {
   CurveKeyPair server = generateCurveKeyPair(), own = generateCurveKeyPair();
   TempDir dir;
@@ -1270,7 +1270,7 @@ std::optional<std::string> workerBinary() {
 
 }  // namespace
 
-TEST_CASE("flame-worker: --server-key and --key-file register over CURVE; a refused key exits 5 at once",
+TEST_CASE("flame-worker: --server-key and --key-file register over CURVE, a refused key exits 5 at once",
           "[runner][curve]") {
   auto worker = workerBinary();
   if (!worker) {
