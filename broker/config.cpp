@@ -366,6 +366,151 @@ std::vector<std::string> checkPlaintextExposure(const BrokerConfig& config) {
   return warnings;
 }
 
+namespace {
+// TOML literals.
+std::string quoted(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+std::string literal(Duration d) { return quoted(formatDuration(d)); }
+std::string literal(bool b) { return b ? "true" : "false"; }
+std::string literal(const std::vector<std::string>& list) {
+  std::string out = "[";
+  for (size_t i = 0; i < list.size(); ++i) out += (i ? ", " : "") + quoted(list[i]);
+  return out + "]";
+}
+std::string literal(const std::map<std::string, std::string>& map) {
+  std::string out = "{";
+  bool first = true;
+  for (auto& [k, v] : map) {
+    out += (first ? " " : ", ") + quoted(k) + " = " + quoted(v);
+    first = false;
+  }
+  return out + (first ? "}" : " }");
+}
+std::string literal(Placement p) { return quoted(p == Placement::Spread ? "spread" : "pack"); }
+template <typename N>
+std::string number(N n) {
+  std::ostringstream out;
+  out << n;
+  if constexpr (std::is_floating_point_v<N>)
+    if (out.str().find_first_of(".e") == std::string::npos) out << ".0";
+  return out.str();
+}
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> configEntries(const BrokerConfig& c) {
+  std::vector<std::pair<std::string, std::string>> e;
+  auto add = [&](std::string key, std::string value) { e.emplace_back(std::move(key), std::move(value)); };
+  const BrokerOptions& o = c.broker;
+  add("broker.clients", quoted(o.clientsEndpoint));
+  add("broker.runners", quoted(o.runnersEndpoint));
+  add("broker.advertise_runners", quoted(c.advertiseRunners));
+  add("broker.broker_id", quoted(c.brokerId));
+  add("broker.heartbeat_interval", literal(o.heartbeatInterval));
+  add("broker.liveness", number(o.liveness));
+  add("broker.max_payload_bytes", number(o.maxPayloadBytes));
+  add("broker.default_timeout", literal(o.defaultTimeout));
+  add("broker.max_queue", number(o.maxQueue));
+  add("broker.placement", literal(o.placement));
+  add("broker.orphan_sweep_interval", literal(c.orphanSweepInterval));
+  add("broker.shutdown_grace", literal(o.shutdownGrace));
+  add("broker.keep_runners_on_shutdown", literal(o.keepRunnersOnShutdown));
+  add("broker.token_secret_file", quoted(c.tokenSecretFile));
+  add("broker.adopt_window", literal(c.adoptWindow));
+  add("broker.log_level", quoted(c.logLevel));
+  add("broker.allow_plaintext", literal(c.allowPlaintext));
+  add("security.secret_key_file", quoted(c.security.secretKeyFile));
+  add("security.client_keys", quoted(c.security.clientKeys));
+  add("security.admin_keys", quoted(c.security.adminKeys));
+  add("security.runner_keys", quoted(c.security.runnerKeys));
+  for (const PoolConfig& p : c.pools) {
+    const std::string k = "pools." + p.name + ".";
+    const PoolLimits& l = p.limits;
+    add(k + "backend", quoted(p.backend));
+    add(k + "min", number(l.min));
+    add(k + "max", number(l.max));
+    add(k + "max_concurrency", number(l.maxConcurrency));
+    add(k + "warm_slots", number(l.warmSlots));
+    add(k + "idle_shutdown_after", literal(l.idleShutdownAfter));
+    add(k + "min_idle_shutdown_after", literal(l.minIdleShutdownAfter));
+    add(k + "boot_timeout", literal(l.bootTimeout));
+    add(k + "shutdown_timeout", literal(l.shutdownTimeout));
+    add(k + "timeout", literal(p.settings.defaultTimeout));
+    add(k + "cast_timeout", literal(p.settings.castTimeout));
+    add(k + "single_use", literal(l.singleUse));
+    add(k + "max_queue", number(p.settings.maxQueue));
+    add(k + "placement", literal(p.settings.placement));
+    const std::string b = k + p.backend + ".";
+    if (p.backend == "process") {
+      add(b + "command", literal(p.process.command));
+      add(b + "env", literal(p.process.extraEnv));
+      add(b + "stop_grace", literal(p.process.stopGrace));
+    } else if (p.backend == "exec") {
+      add(b + "boot", literal(p.exec.bootCommand));
+      add(b + "stop", literal(p.exec.stopCommand));
+      add(b + "list", literal(p.exec.listCommand));
+      add(b + "command_timeout", literal(p.exec.commandTimeout));
+    } else if (p.backend == "fly") {
+      const FlyOptions& f = p.fly;
+      add(b + "app", quoted(f.app));
+      add(b + "image", quoted(f.image));
+      add(b + "token", quoted(f.token));
+      add(b + "region", quoted(f.region));
+      add(b + "cpu_kind", quoted(f.cpuKind));
+      add(b + "cpus", number(f.cpus));
+      add(b + "memory_mb", number(f.memoryMb));
+      add(b + "gpu_kind", quoted(f.gpuKind));
+      add(b + "api_base", quoted(f.apiBase));
+      add(b + "request_timeout", literal(f.requestTimeout));
+      add(b + "max_retries", number(f.maxRetries));
+      add(b + "create_rate_per_second", number(f.createRatePerSecond));
+      add(b + "create_burst", number(f.createBurst));
+      add(b + "watch_interval", literal(f.watchInterval));
+      add(b + "env", literal(f.env));
+    } else if (p.backend == "kubernetes") {
+      const KubernetesOptions& ko = p.kubernetes;
+      add(b + "image", quoted(ko.image));
+      add(b + "namespace", quoted(ko.namespace_));
+      add(b + "api_server", quoted(ko.apiServer));
+      add(b + "token_path", quoted(ko.tokenPath));
+      add(b + "ca_path", quoted(ko.caPath));
+      add(b + "insecure_skip_tls_verify", literal(ko.insecureSkipTlsVerify));
+      add(b + "cpu", quoted(ko.cpu));
+      add(b + "memory", quoted(ko.memory));
+      add(b + "labels", literal(ko.labels));
+      add(b + "service_account", quoted(ko.serviceAccount));
+      add(b + "request_timeout", literal(ko.requestTimeout));
+      add(b + "max_retries", number(ko.maxRetries));
+      add(b + "watch_interval", literal(ko.watchInterval));
+      add(b + "env", literal(ko.env));
+    }
+  }
+  return e;
+}
+
+std::string formatConfig(const BrokerConfig& config) {
+  std::string out, table;
+  for (auto& [key, value] : configEntries(config)) {
+    size_t dot = key.rfind('.');
+    std::string section = key.substr(0, dot);
+    if (section != table) {
+      out += (out.empty() ? "[" : "\n[") + section + "]\n";
+      table = section;
+    }
+    out += key.substr(dot + 1) + " = " + value + "\n";
+  }
+  return out;
+}
+
 BrokerConfig loadConfig(const std::string& path, const BrokerOverrides& overrides) {
   std::ifstream in(path);
   if (!in) throw ConfigError(path + ": cannot read the config file");

@@ -103,6 +103,14 @@ BrokerConfig parseConfig(std::string_view text, const std::string& source = "con
                          const BrokerOverrides& overrides = {});
 BrokerConfig loadConfig(const std::string& path, const BrokerOverrides& overrides = {});
 
+// The effective configuration, every key the file may set, in file order: "broker.liveness" →
+// "3", "pools.gpu.fly.cpus" → "1", values as TOML literals (strings quoted, durations as
+// strings: "30s", "infinity"). `flame-broker --print-config` prints it as a TOML file; a test
+// holds examples/flame.toml to it.
+std::vector<std::pair<std::string, std::string>> configEntries(const BrokerConfig& config);
+// configEntries as a TOML document that parseConfig reads back to the same configuration.
+std::string formatConfig(const BrokerConfig& config);
+
 // Builds the backend of a pool. Throws ConfigError when its options cannot work
 // (for fly and kubernetes: the backend's own configStatus()).
 std::unique_ptr<Backend> makeBackend(const PoolConfig& pool);

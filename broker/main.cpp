@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
   auto* oClientKeys = app.add_option("--client-keys", clientKeys, "CURVE: allowed client keys (file or folder)");
   auto* oRunnerKeys = app.add_option("--runner-keys", runnerKeys, "CURVE: allowed static runner keys (file or folder)");
   auto* oAdminKeys = app.add_option("--admin-keys", adminKeys, "CURVE: admin client keys (file or folder)");
+  bool printConfig = false;
+  app.add_flag("--print-config", printConfig,
+               "print the configuration in effect (the file, defaults and flags merged) as TOML, and exit");
   app.add_option("--endpoints-file", endpointsFile,
                  "once bound, write the actual endpoints as one JSON line to this file ('-' = stdout)");
   CLI11_PARSE(app, argc, argv);
@@ -113,6 +116,10 @@ int main(int argc, char** argv) {
     return usage(e.what());
   }
   if (!flame::setLogLevel(config.logLevel)) return usage("log level: unknown level '" + config.logLevel + "'");
+  if (printConfig) {
+    std::fputs(flame::formatConfig(config).c_str(), stdout);
+    return 0;
+  }
 
   sigset_t set;
   sigemptyset(&set);

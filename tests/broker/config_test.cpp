@@ -1,6 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <regex>
+
 #include <fstream>
+
+#include <toml++/toml.h>
 
 #include "broker/config.h"
 
@@ -94,13 +99,81 @@ TEST_CASE("durations accept infinity where it makes sense", "[config]") {
   CHECK(c.pools[0].limits.idleShutdownAfter == kInfinite);
 }
 
-TEST_CASE("the shipped example config is valid", "[config]") {
+namespace {
+std::string exampleConfig() {
   std::ifstream in(std::string(FLAME_SOURCE_DIR) + "/examples/flame.toml");
   REQUIRE(in.good());
   std::stringstream buf;
   buf << in.rdbuf();
-  auto c = parseConfig(buf.str(), "examples/flame.toml");
-  CHECK_FALSE(c.pools.empty());
+  return buf.str();
+}
+
+// The example with its commented-out sections and keys switched on: "# key = value" and
+// "# [table]" lines lose their "# " (prose comments have no " = " right after a bare key).
+std::string uncommented(const std::string& text) {
+  static const std::regex setting(R"(^# (\[[a-z0-9_.]+\]|[a-z0-9_]+ = .*)$)");
+  std::istringstream lines(text);
+  std::string line, out;
+  while (std::getline(lines, line)) {
+    std::smatch m;
+    out += (std::regex_match(line, m, setting) ? m[1].str() : line) + "\n";
+  }
+  return out;
+}
+
+std::map<std::string, std::string> entriesOf(const BrokerConfig& c) {
+  auto list = configEntries(c);
+  return {list.begin(), list.end()};
+}
+
+// Keys without a default: the example shows a value.
+bool hasNoDefault(const std::string& key) {
+  static const std::regex required(
+      R"(^(broker\.broker_id|security\..*|pools\.[^.]+\.(process\.command|exec\.boot|exec\.stop|fly\.app|fly\.image|kubernetes\.image))$)");
+  return std::regex_match(key, required);
+}
+}  // namespace
+
+TEST_CASE("the example config lists every key, each with its built-in default", "[config]") {
+  const std::string text = uncommented(exampleConfig());
+  BrokerConfig example = parseConfig(text, "examples/flame.toml (all sections on)");
+  REQUIRE(example.pools.size() == 4);  // process, exec, fly, kubernetes
+
+  // The defaults: the same pools with nothing but their backend and required keys.
+  auto shown = entriesOf(example);
+  std::string minimal;
+  for (const PoolConfig& p : example.pools) {
+    minimal += "[pools." + p.name + "]\nbackend = \"" + p.backend + "\"\n[pools." + p.name + "." + p.backend + "]\n";
+    for (auto& [key, value] : shown)
+      if (hasNoDefault(key) && key.rfind("pools." + p.name + ".", 0) == 0)
+        minimal += key.substr(key.rfind('.') + 1) + " = " + value + "\n";
+  }
+  auto defaults = entriesOf(parseConfig(minimal, "defaults"));
+
+  toml::table table = toml::parse(text);
+  size_t compared = 0;
+  for (auto& [key, value] : shown) {
+    INFO(key);
+    // Every key is in the file; a pool's own keys once, in [pools.default].
+    std::string at = key;
+    if (std::count(key.begin(), key.end(), '.') == 2 && key.rfind("pools.default.", 0) != 0)
+      at = "pools.default." + key.substr(key.rfind('.') + 1);
+    CHECK(table.at_path(at));
+    if (hasNoDefault(key)) continue;
+    REQUIRE(defaults.count(key));
+    CHECK(value == defaults[key]);  // with its default
+    ++compared;
+  }
+  CHECK(compared > 60);
+}
+
+TEST_CASE("the configuration in effect prints as TOML that reads back the same", "[config]") {
+  BrokerConfig c = parseConfig(uncommented(exampleConfig()));
+  c.broker.heartbeatInterval = Duration(1500);
+  c.pools[0].process.extraEnv = {{"A", "x \"quoted\" \\ value"}};
+  std::string printed = formatConfig(c);
+  CHECK(printed.find("[pools.gpu.fly]") != std::string::npos);
+  CHECK(formatConfig(parseConfig(printed, "printed")) == printed);
 }
 
 TEST_CASE("shutdown and re-adoption keys are read and checked", "[config]") {
