@@ -13,7 +13,9 @@
 
 namespace flame::fly {
 
-// Metadata keys FlyBackend puts on every machine it creates (config.metadata).
+// Metadata keys FlyBackend puts on every machine it creates (config.metadata). Every key that
+// starts with kMetaPrefix is flame's: users' metadata may not use it.
+inline constexpr const char* kMetaPrefix = "flame_";
 inline constexpr const char* kMetaPool = "flame_pool";
 inline constexpr const char* kMetaBrokerId = "flame_broker_id";
 inline constexpr const char* kMetaRunnerId = "flame_runner_id";

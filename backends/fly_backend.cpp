@@ -69,16 +69,25 @@ FlyBackend::FlyBackend(FlyOptions options)
       watcher_(options_.watchInterval,
                [this](const std::vector<WatchedMachine>& watched) { return probe(watched); }) {
   options_.apiBase = stripTrailingSlash(options_.apiBase);
-  if (options_.token.empty()) {
-    if (const char* fromEnv = std::getenv("FLY_API_TOKEN")) options_.token = fromEnv;
-  }
+  // As FLAME does: a broker running on Fly boots its runners in its own app, from its own image,
+  // unless told otherwise. Fly sets both variables on every machine.
+  auto fromEnv = [](std::string& value, const char* name) {
+    if (!value.empty()) return;
+    if (const char* set = std::getenv(name)) value = set;
+  };
+  fromEnv(options_.token, "FLY_API_TOKEN");
+  fromEnv(options_.app, "FLY_APP_NAME");
+  fromEnv(options_.image, "FLY_IMAGE_REF");
+  std::string reservedKey;
+  for (const auto& [key, value] : options_.metadata)
+    if (key.rfind(fly::kMetaPrefix, 0) == 0 && reservedKey.empty()) reservedKey = key;
   std::string problem;
   if (options_.apiBase.empty())
     problem = "api base URL is empty";
   else if (options_.app.empty())
-    problem = "app is required";
+    problem = "app is required (or run the broker on Fly, where FLY_APP_NAME is set)";
   else if (options_.image.empty())
-    problem = "image is required";
+    problem = "image is required (or run the broker on Fly, where FLY_IMAGE_REF is set)";
   else if (options_.token.empty())
     problem = "no API token (set token or FLY_API_TOKEN)";
   else if (options_.token.find_first_of("\r\n") != std::string::npos)
@@ -89,6 +98,13 @@ FlyBackend::FlyBackend(FlyOptions options)
     problem = "memory_mb must be >= 1";
   else if (options_.maxRetries < 0)
     problem = "max_retries must be >= 0";
+  else if (options_.gpus < 0)
+    problem = "gpus must be >= 0";
+  else if (options_.gpus > 0 && options_.gpuKind.empty())
+    problem = "gpus needs gpu_kind (e.g. \"a100-pcie-40gb\"): Fly attaches GPUs of one kind";
+  else if (!reservedKey.empty())
+    problem = "metadata key '" + reservedKey + "' is flame's own (keys starting with '" +
+              std::string(fly::kMetaPrefix) + "' are reserved)";
   if (!problem.empty()) {
     configStatus_ = BackendStatus::failure("fly backend: " + problem, false);
     log()->error("{}", configStatus_.message);
@@ -115,6 +131,13 @@ BootResult FlyBackend::boot(const BootSpec& spec) {
   json guest = {
       {"cpu_kind", options_.cpuKind}, {"cpus", options_.cpus}, {"memory_mb", options_.memoryMb}};
   if (!options_.gpuKind.empty()) guest["gpu_kind"] = options_.gpuKind;
+  if (options_.gpus > 0) guest["gpus"] = options_.gpus;
+  // The user's metadata first, then flame's tags (the constructor refused clashing keys).
+  json metadata = json::object();
+  for (const auto& [key, value] : options_.metadata) metadata[key] = value;
+  metadata[fly::kMetaPool] = spec.pool;
+  metadata[fly::kMetaBrokerId] = spec.brokerId;
+  metadata[fly::kMetaRunnerId] = spec.runnerId;
   json env = json::object();
   for (const auto& [name, value] : runnerEnvironment(spec, options_.env)) env[name] = value;
   json body = {
@@ -125,12 +148,14 @@ BootResult FlyBackend::boot(const BootSpec& spec) {
         {"env", env},
         {"auto_destroy", true},  // the machine is deleted when the runner exits
         {"restart", {{"policy", "no"}}},
-        {"metadata",
-         {{fly::kMetaPool, spec.pool},
-          {fly::kMetaBrokerId, spec.brokerId},
-          {fly::kMetaRunnerId, spec.runnerId}}}}},
+        {"metadata", metadata}}},
   };
   if (!options_.region.empty()) body["region"] = options_.region;
+  json init = json::object();
+  if (!options_.initEntrypoint.empty()) init["entrypoint"] = options_.initEntrypoint;
+  if (!options_.initCmd.empty()) init["cmd"] = options_.initCmd;
+  if (!options_.initExec.empty()) init["exec"] = options_.initExec;
+  if (!init.empty()) body["config"]["init"] = init;
 
   std::lock_guard lock(mutex_);
   http::Request request = baseRequest("POST", "/machines");

@@ -43,14 +43,24 @@ namespace flame {
 
 struct FlyOptions {
   std::string apiBase = "https://api.machines.dev";
-  std::string app;     // required
+  std::string app;     // empty: $FLY_APP_NAME (set on Fly machines); missing in both: fails
   std::string token;   // empty: $FLY_API_TOKEN; missing in both: configStatus() fails
-  std::string image;   // required
+  std::string image;   // empty: $FLY_IMAGE_REF (the broker's own image on Fly); missing: fails
   std::string region;  // empty: Fly picks (field omitted)
   std::string cpuKind = "shared";
   int cpus = 1;
   int memoryMb = 256;
   std::string gpuKind;                     // empty: omitted
+  // GPUs per machine, sent as guest.gpus next to gpu_kind. 0: not sent. > 0 needs gpuKind.
+  int gpus = 0;
+  // The machine config's init: entrypoint, cmd and exec each override the image's; empty: not sent.
+  std::vector<std::string> initCmd;
+  std::vector<std::string> initEntrypoint;
+  std::vector<std::string> initExec;
+  // Merged into the machine config's metadata. Keys starting with "flame_" are flame's own
+  // (the broker, runner and pool tags that list() and the watcher select by): such a key here
+  // is a configuration error, so a user's tag can never hide a machine from the orphan sweep.
+  std::map<std::string, std::string> metadata;
   std::map<std::string, std::string> env;  // extra runner env; the spec's FLAME_* win
   Duration requestTimeout{30'000};         // per HTTP attempt
   int maxRetries = 5;

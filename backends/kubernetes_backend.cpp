@@ -94,11 +94,18 @@ KubernetesBackend::KubernetesBackend(KubernetesOptions options)
     options_.ownerPodNamespace = fromEnv({"FLAME_POD_NAMESPACE", "POD_NAMESPACE"});
   if (options_.ownerPodNamespace.empty()) options_.ownerPodNamespace = ownNamespace;
 
+  template_ = options_.podTemplate.empty() ? k8s::defaultPodTemplate()
+                                           : k8s::loadPodTemplate(options_.podTemplate);
   std::string problem;
   if (options_.apiServer.empty())
     problem = "api server URL is empty";
-  else if (options_.image.empty())
-    problem = "image is required";
+  else if (!template_.status.ok)
+    problem = template_.status.message;
+  else if (options_.image.empty() && !template_.runnerHasImage)
+    problem = options_.podTemplate.empty()
+                  ? "image is required"
+                  : "image is required: pod_template " + options_.podTemplate +
+                        " gives the runner container no image";
   else if (options_.namespace_.empty())
     problem = "no namespace (set namespace or mount " + options_.namespacePath + ")";
   else if (options_.maxRetries < 0)
@@ -108,6 +115,9 @@ KubernetesBackend::KubernetesBackend(KubernetesOptions options)
     log()->error("{}", configStatus_.message);
     return;
   }
+  if (template_.runnerHasImage && !options_.image.empty())
+    log()->warn("pod_template {} names the runner container's image: it is used, not image={}",
+                options_.podTemplate, options_.image);
 
   // An owner in another namespace (or one we cannot place) would make the garbage collector
   // treat the owner as absent and delete every runner pod right after its creation.
@@ -167,35 +177,29 @@ BootResult KubernetesBackend::boot(const BootSpec& spec) {
   }
   std::string podName = dnsLabel(spec.runnerId);
 
-  json labels = json::object();
-  for (const auto& [key, value] : options_.labels) labels[key] = value;
-  labels[k8s::kKeyPool] = dnsLabel(spec.pool);
-  labels[k8s::kKeyBrokerId] = dnsLabel(spec.brokerId);
-  labels[k8s::kKeyRunnerId] = podName;
-  json annotations = {{k8s::kKeyPool, spec.pool},
+  k8s::RunnerPodFill fill;
+  fill.name = podName;
+  fill.labels = options_.labels;
+  fill.labels[k8s::kKeyPool] = dnsLabel(spec.pool);
+  fill.labels[k8s::kKeyBrokerId] = dnsLabel(spec.brokerId);
+  fill.labels[k8s::kKeyRunnerId] = podName;
+  fill.annotations = {{k8s::kKeyPool, spec.pool},
                       {k8s::kKeyBrokerId, spec.brokerId},
                       {k8s::kKeyRunnerId, spec.runnerId}};
-  json metadata = {{"name", podName}, {"labels", labels}, {"annotations", annotations}};
   if (setsOwner_) {
-    metadata["ownerReferences"] = json::array({{{"apiVersion", "v1"},
-                                                {"kind", "Pod"},
-                                                {"name", options_.ownerPodName},
-                                                {"uid", options_.ownerPodUid},
-                                                {"controller", false},
-                                                {"blockOwnerDeletion", false}}});
+    fill.ownerReference = json{{"apiVersion", "v1"},
+                               {"kind", "Pod"},
+                               {"name", options_.ownerPodName},
+                               {"uid", options_.ownerPodUid},
+                               {"controller", false},
+                               {"blockOwnerDeletion", false}};
   }
-  json env = json::array();
-  for (const auto& [name, value] : runnerEnvironment(spec, options_.env))
-    env.push_back({{"name", name}, {"value", value}});
-  json container = {{"name", "runner"}, {"image", options_.image}, {"env", env}};
-  json quantities = json::object();
-  if (!options_.cpu.empty()) quantities["cpu"] = options_.cpu;
-  if (!options_.memory.empty()) quantities["memory"] = options_.memory;
-  if (!quantities.empty())
-    container["resources"] = {{"requests", quantities}, {"limits", quantities}};
-  json podSpec = {{"restartPolicy", "Never"}, {"containers", json::array({container})}};
-  if (!options_.serviceAccount.empty()) podSpec["serviceAccountName"] = options_.serviceAccount;
-  json pod = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", metadata}, {"spec", podSpec}};
+  fill.image = options_.image;
+  fill.env = runnerEnvironment(spec, options_.env);
+  fill.cpu = options_.cpu;
+  fill.memory = options_.memory;
+  fill.serviceAccount = options_.serviceAccount;
+  json pod = k8s::buildRunnerPod(template_, fill);
 
   std::lock_guard lock(mutex_);
   http::Request request = baseRequest("POST", "/pods");

@@ -5,6 +5,7 @@
 //   list  GET    /api/v1/namespaces/{ns}/pods?labelSelector=flame/broker-id=<id>
 //   watch GET    the same list every watchInterval (+ GET .../pods/{name} for one it leaves out)
 //
+// Pods are built from the user's pod template when one is given (KubernetesOptions::podTemplate).
 // Pods carry labels flame/pool, flame/broker-id, flame/runner-id (values sanitised to DNS-1123
 // labels) and the same keys as annotations with the exact values, which list() reports.
 // Owner: when the broker's own pod is known (name and uid) and lives in the namespace the runner
@@ -40,6 +41,7 @@
 #include "backends/http.h"
 #include "backends/kubernetes_api.h"
 #include "backends/machine_watcher.h"
+#include "backends/pod_template.h"
 #include "backends/retry.h"
 #include "common/clock.h"
 
@@ -52,7 +54,12 @@ struct KubernetesOptions {
   std::string tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token";  // empty: no auth
   std::string caPath = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";  // empty: system CAs
   bool insecureSkipTlsVerify = false;
-  std::string image;                       // required
+  std::string image;  // required, unless the pod template's runner container names its image
+  // A JSON file with the user's own Pod manifest or PodSpec (see backends/pod_template.h): node
+  // selectors, tolerations, volumes, GPU limits... are kept; flame fills in the runner
+  // container's image (if the template has none) and env, its labels, annotations, name,
+  // restartPolicy Never and ownerReferences. Read once, at construction. Empty: no template.
+  std::string podTemplate;
   std::map<std::string, std::string> env;  // extra runner env; the spec's FLAME_* win
   std::string cpu;     // resources requests = limits, e.g. "500m"; empty: omitted
   std::string memory;  // e.g. "512Mi"; empty: omitted
@@ -82,7 +89,8 @@ class KubernetesBackend final : public Backend {
   explicit KubernetesBackend(KubernetesOptions options);
   ~KubernetesBackend() override;
 
-  // ok, or why the options cannot work (no image, no namespace).
+  // ok, or why the options cannot work (no image, no namespace, a pod template that cannot be
+  // read or has the wrong shape: the message names the file).
   const BackendStatus& configStatus() const { return configStatus_; }
   // The namespace in use (after reading namespacePath).
   const std::string& namespaceName() const { return options_.namespace_; }
@@ -125,6 +133,7 @@ class KubernetesBackend final : public Backend {
 
   KubernetesOptions options_;
   BackendStatus configStatus_;
+  k8s::PodTemplate template_;
   bool setsOwner_ = false;
   Sleeper sleeper_;
   RetryPolicy retry_;

@@ -124,6 +124,13 @@ class FakeKubernetesApi {
     std::lock_guard lock(mutex_);
     pods_.erase(name);
   }
+  // The pod as stored (what the create sent, plus uid, namespace and status), if it exists.
+  std::optional<nlohmann::json> pod(const std::string& name) const {
+    std::lock_guard lock(mutex_);
+    auto it = pods_.find(name);
+    if (it == pods_.end()) return std::nullopt;
+    return it->second;
+  }
   bool exists(const std::string& name) const {
     std::lock_guard lock(mutex_);
     return pods_.count(name) > 0;
@@ -156,6 +163,33 @@ class FakeKubernetesApi {
       response.status = 422;
       response.set_content(R"({"kind":"Status","reason":"Invalid","message":"name required"})",
                            "application/json");
+      return;
+    }
+    // Validation the API server does for every pod (a subset): each container needs a name and
+    // an image, and an object's namespace, if given, must be the one in the URL.
+    std::string invalid;
+    const auto& containers = pod.value("spec", nlohmann::json::object())
+                                 .value("containers", nlohmann::json::array());
+    if (containers.empty()) invalid = "spec.containers: Required value";
+    for (size_t i = 0; i < containers.size(); ++i) {
+      for (const char* field : {"name", "image"}) {
+        if (!containers[i].contains(field) || !containers[i][field].is_string() ||
+            containers[i][field].get<std::string>().empty())
+          invalid = "spec.containers[" + std::to_string(i) + "]." + field + ": Required value";
+      }
+    }
+    if (!invalid.empty()) {
+      response.status = 422;
+      response.set_content(
+          nlohmann::json{{"kind", "Status"}, {"reason", "Invalid"}, {"message", invalid}}.dump(),
+          "application/json");
+      return;
+    }
+    if (pod["metadata"].contains("namespace") && pod["metadata"]["namespace"] != "flame-ns") {
+      response.status = 400;
+      response.set_content(
+          R"({"kind":"Status","reason":"BadRequest","message":"the namespace of the provided object does not match the namespace sent on the request"})",
+          "application/json");
       return;
     }
     std::string name = pod["metadata"]["name"];

@@ -112,6 +112,9 @@ TEST_CASE("fly create omits empty region and gpu kind", "[backends][fly]") {
   json body = json::parse(server.requests().at(0).body);
   CHECK_FALSE(body.contains("region"));
   CHECK_FALSE(body["config"]["guest"].contains("gpu_kind"));
+  CHECK_FALSE(body["config"]["guest"].contains("gpus"));
+  CHECK_FALSE(body["config"].contains("init"));
+  CHECK(body["config"]["metadata"].size() == 3);  // flame's tags only
   CHECK(body["config"]["guest"]["cpu_kind"] == "shared");
   CHECK(body["config"]["guest"]["cpus"] == 1);
   CHECK(body["config"]["guest"]["memory_mb"] == 256);
@@ -375,6 +378,7 @@ TEST_CASE("fly creates are rate limited by a token bucket on the injected clock"
 
 TEST_CASE("fly options are validated at construction", "[backends][fly]") {
   ::unsetenv("FLY_API_TOKEN");
+  ::unsetenv("FLY_IMAGE_REF");
   RecordingSleeper sleeper;
   FlyOptions options;
   options.apiBase = "http://127.0.0.1:1";
@@ -750,4 +754,106 @@ TEST_CASE("fly list with a malformed answer fails clearly or skips bad entries",
   REQUIRE(mixed.machines.size() == 1);  // m-3: ours, with an unreadable runner id
   CHECK(mixed.machines[0].machineId == "m-3");
   CHECK(mixed.machines[0].runnerId.empty());
+}
+
+TEST_CASE("fly create sends gpus, init and the user's metadata (issue 12)", "[backends][fly]") {
+  FakeApiServer server;
+  server.server().Post(kMachinesPath, server.scripted({}, created("m-gpu")));
+  server.start();
+  RecordingSleeper sleeper;
+  FlyOptions options = baseOptions(server, sleeper);
+  options.gpuKind = "l40s";
+  options.gpus = 2;
+  options.initEntrypoint = {"/bin/sh", "-c"};
+  options.initCmd = {"flame-worker --gpu"};
+  options.initExec = {"/usr/bin/tini", "--"};
+  options.metadata = {{"team", "vision"}, {"cost_center", "42"}};
+  FlyBackend fly(options);
+  REQUIRE(fly.configStatus().ok);
+  REQUIRE(fly.boot(spec()).status.ok);
+
+  json config = json::parse(server.requests().at(0).body)["config"];
+  CHECK(config["guest"]["gpu_kind"] == "l40s");
+  CHECK(config["guest"]["gpus"] == 2);
+  CHECK(config["init"]["entrypoint"] == json::array({"/bin/sh", "-c"}));
+  CHECK(config["init"]["cmd"] == json::array({"flame-worker --gpu"}));
+  CHECK(config["init"]["exec"] == json::array({"/usr/bin/tini", "--"}));
+  CHECK(config["metadata"]["team"] == "vision");
+  CHECK(config["metadata"]["cost_center"] == "42");
+  CHECK(config["metadata"]["flame_broker_id"] == "broker-a");
+  CHECK(config["metadata"]["flame_runner_id"] == "thumbs-1");
+  CHECK(config["metadata"]["flame_pool"] == "thumbs");
+}
+
+TEST_CASE("fly gpus and metadata are validated at construction (issue 12)", "[backends][fly]") {
+  RecordingSleeper sleeper;
+  FlyOptions options;
+  options.apiBase = "http://127.0.0.1:1";
+  options.app = "myapp";
+  options.image = "img";
+  options.token = "t";
+  options.sleeper = sleeper.sleeper();
+  SECTION("gpus without gpu_kind") {
+    options.gpus = 1;
+    FlyBackend fly(options);
+    CHECK_FALSE(fly.configStatus().ok);
+    CHECK_THAT(fly.configStatus().message, Catch::Contains("gpus needs gpu_kind"));
+    CHECK_FALSE(fly.boot(spec()).status.ok);
+  }
+  SECTION("negative gpus") {
+    options.gpuKind = "a10";
+    options.gpus = -1;
+    FlyBackend fly(options);
+    CHECK_THAT(fly.configStatus().message, Catch::Contains("gpus must be >= 0"));
+  }
+  SECTION("gpu_kind without gpus is fine: gpus is not sent") {
+    options.gpuKind = "a10";
+    FlyBackend fly(options);
+    CHECK(fly.configStatus().ok);
+  }
+  SECTION("a metadata key of flame's own") {
+    options.metadata = {{"team", "x"}, {"flame_broker_id", "someone-else"}};
+    FlyBackend fly(options);
+    CHECK_FALSE(fly.configStatus().ok);
+    CHECK_THAT(fly.configStatus().message, Catch::Contains("'flame_broker_id' is flame's own"));
+  }
+}
+
+TEST_CASE("fly app and image default to the broker's own on Fly (issue 12)", "[backends][fly]") {
+  FakeApiServer server;
+  server.server().Post(kMachinesPath, server.scripted({}, created("m-own")));
+  server.start();
+  RecordingSleeper sleeper;
+  FlyOptions options = baseOptions(server, sleeper);
+  options.app.clear();
+  options.image.clear();
+  ::unsetenv("FLY_APP_NAME");
+  ::unsetenv("FLY_IMAGE_REF");
+  {
+    FlyBackend off(options);
+    CHECK_THAT(off.configStatus().message, Catch::Contains("FLY_APP_NAME"));
+  }
+  ::setenv("FLY_APP_NAME", "myapp", 1);
+  {
+    FlyBackend off(options);
+    CHECK_THAT(off.configStatus().message, Catch::Contains("FLY_IMAGE_REF"));
+  }
+  ::setenv("FLY_IMAGE_REF", "registry.fly.io/myapp:deployment-01H", 1);
+  {
+    FlyBackend onFly(options);
+    REQUIRE(onFly.configStatus().ok);
+    REQUIRE(onFly.boot(spec()).status.ok);  // posted to /v1/apps/myapp/machines
+    CHECK(json::parse(server.requests().at(0).body)["config"]["image"] ==
+          "registry.fly.io/myapp:deployment-01H");
+  }
+  // Set options win over the environment.
+  options.image = "registry.fly.io/other:v2";
+  {
+    FlyBackend explicitImage(options);
+    REQUIRE(explicitImage.boot(spec("thumbs-2")).status.ok);
+    CHECK(json::parse(server.requests().at(1).body)["config"]["image"] ==
+          "registry.fly.io/other:v2");
+  }
+  ::unsetenv("FLY_APP_NAME");
+  ::unsetenv("FLY_IMAGE_REF");
 }

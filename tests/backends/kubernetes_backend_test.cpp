@@ -743,3 +743,211 @@ TEST_CASE("kubernetes create with an odd success answer still boots the pod we n
   REQUIRE(result.status.ok);
   CHECK(result.handle.machineId == "thumbs-1");
 }
+
+// ---- Issue 12 item 11: the user's own pod template ---------------------------------------------
+
+namespace {
+
+// A GPU pod as a user would write it (here as `kubectl create --dry-run=client -o json` prints
+// it): a sidecar, the runner container without an image, GPU limits, tolerations, a node
+// selector, a pull secret and a volume. Some fields are flame's and must be replaced.
+constexpr const char* kGpuTemplate = R"({
+  "apiVersion": "v1",
+  "kind": "Pod",
+  "metadata": {
+    "generateName": "gpu-",
+    "namespace": "templates-ns",
+    "labels": {"app": "gpu-runner", "flame/pool": "spoofed"},
+    "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+    "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u"}]
+  },
+  "spec": {
+    "restartPolicy": "Always",
+    "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "imagePullSecrets": [{"name": "regcred"}],
+    "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}}],
+    "containers": [
+      {"name": "log-shipper", "image": "fluent/fluent-bit:3"},
+      {"name": "runner",
+       "resources": {"limits": {"nvidia.com/gpu": 1}},
+       "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": true}],
+       "env": [{"name": "MODEL_DIR", "value": "/models"},
+               {"name": "FLAME_POOL", "value": "spoofed"},
+               {"name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]}
+    ]
+  }
+})";
+
+const json* envEntry(const json& env, const std::string& name) {
+  for (const auto& entry : env)
+    if (entry["name"] == name) return &entry;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("kubernetes pod template: a GPU pod keeps the user's spec and gets flame's parts",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  secrets.write("gpu-pod.json", kGpuTemplate);
+  FakeKubernetesApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions(api.baseUrl(), secrets, sleeper);
+  options.podTemplate = secrets.path("gpu-pod.json");
+  options.env = {{"EXTRA", "1"}};
+  options.cpu = "4";
+  options.memory = "16Gi";
+  options.labels = {{"team", "vision"}};
+  options.ownerPodName = "broker-0";
+  options.ownerPodUid = "1234-uid";
+  KubernetesBackend k8s(options);
+  REQUIRE(k8s.configStatus().ok);
+
+  BootResult result = k8s.boot(spec("gpu-1"));
+  REQUIRE(result.status.ok);  // the fake validates names, images and the namespace
+  auto stored = api.pod("gpu-1");
+  REQUIRE(stored);
+  const json& pod = *stored;
+
+  // The user's spec, kept.
+  const json& podSpec = pod["spec"];
+  CHECK(podSpec["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-l4");
+  REQUIRE(podSpec["tolerations"].size() == 1);
+  CHECK(podSpec["tolerations"][0]["key"] == "nvidia.com/gpu");
+  CHECK(podSpec["tolerations"][0]["effect"] == "NoSchedule");
+  CHECK(podSpec["imagePullSecrets"][0]["name"] == "regcred");
+  CHECK(podSpec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "models");
+  REQUIRE(podSpec["containers"].size() == 2);
+  CHECK(podSpec["containers"][0]["name"] == "log-shipper");
+  CHECK(podSpec["containers"][0]["image"] == "fluent/fluent-bit:3");
+  CHECK_FALSE(podSpec["containers"][0].contains("env"));  // only the runner gets flame's env
+  const json& runner = podSpec["containers"][1];
+  CHECK(runner["name"] == "runner");
+  CHECK(runner["resources"]["limits"]["nvidia.com/gpu"] == 1);
+  CHECK(runner["volumeMounts"][0]["mountPath"] == "/models");
+  CHECK(envEntry(runner["env"], "MODEL_DIR")->at("value") == "/models");
+  CHECK(envEntry(runner["env"], "HF_TOKEN")->at("valueFrom")["secretKeyRef"]["name"] == "hf");
+  CHECK(pod["metadata"]["labels"]["app"] == "gpu-runner");
+  CHECK(pod["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] ==
+        "false");
+
+  // flame's parts, filled in or overriding the template's.
+  CHECK(runner["image"] == "ghcr.io/acme/app:1");
+  CHECK(runner["resources"]["requests"]["cpu"] == "4");
+  CHECK(runner["resources"]["limits"]["cpu"] == "4");
+  CHECK(runner["resources"]["limits"]["memory"] == "16Gi");
+  CHECK(envValue(runner["env"], "EXTRA") == "1");
+  CHECK(envValue(runner["env"], kEnvPool) == "thumbs");  // not the template's "spoofed"
+  CHECK(envValue(runner["env"], kEnvRunnerId) == "gpu-1");
+  CHECK(envValue(runner["env"], kEnvBrokerId) == "broker-a");
+  CHECK(envValue(runner["env"], kEnvBroker) == "tcp://127.0.0.2:5556");
+  CHECK(envValue(runner["env"], kEnvBootToken) == "one-time");
+  size_t pools = 0;
+  for (const auto& entry : runner["env"]) pools += entry["name"] == kEnvPool;
+  CHECK(pools == 1);
+  CHECK(podSpec["restartPolicy"] == "Never");
+  const json& metadata = pod["metadata"];
+  CHECK(metadata["name"] == "gpu-1");
+  CHECK_FALSE(metadata.contains("generateName"));
+  CHECK(metadata["namespace"] == "flame-ns");  // the template's was dropped; the fake set this
+  CHECK(metadata["labels"]["flame/pool"] == "thumbs");
+  CHECK(metadata["labels"]["flame/broker-id"] == "broker-a");
+  CHECK(metadata["labels"]["flame/runner-id"] == "gpu-1");
+  CHECK(metadata["labels"]["team"] == "vision");
+  CHECK(metadata["annotations"]["flame/runner-id"] == "gpu-1");
+  REQUIRE(metadata["ownerReferences"].size() == 1);
+  CHECK(metadata["ownerReferences"][0]["name"] == "broker-0");
+
+  // The pod is flame's like any other: listed, stopped.
+  ListResult listed = k8s.list("broker-a");
+  REQUIRE(listed.status.ok);
+  REQUIRE(listed.machines.size() == 1);
+  CHECK(listed.machines[0].runnerId == "gpu-1");
+  CHECK(k8s.stop(result.handle).ok);
+  CHECK_FALSE(api.exists("gpu-1"));
+}
+
+TEST_CASE("kubernetes pod template: a bare PodSpec naming the runner's image needs no image option",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  secrets.write("spec.json",
+                R"({"nodeSelector": {"pool": "big"},
+                    "containers": [{"name": "worker", "image": "ghcr.io/acme/gpu:2"}]})");
+  FakeKubernetesApi api;
+  api.start();
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions(api.baseUrl(), secrets, sleeper);
+  options.image.clear();
+  options.podTemplate = secrets.path("spec.json");
+  KubernetesBackend k8s(options);
+  REQUIRE(k8s.configStatus().ok);
+  REQUIRE(k8s.boot(spec()).status.ok);
+  auto pod = api.pod("thumbs-1");
+  REQUIRE(pod);
+  CHECK((*pod)["apiVersion"] == "v1");
+  CHECK((*pod)["kind"] == "Pod");
+  CHECK((*pod)["spec"]["nodeSelector"]["pool"] == "big");
+  REQUIRE((*pod)["spec"]["containers"].size() == 1);
+  const json& runner = (*pod)["spec"]["containers"][0];  // no "runner": the first container
+  CHECK(runner["name"] == "worker");
+  CHECK(runner["image"] == "ghcr.io/acme/gpu:2");
+  CHECK(envValue(runner["env"], kEnvRunnerId) == "thumbs-1");
+  CHECK_FALSE(runner.contains("resources"));
+
+  // The template's image wins over a configured one.
+  options.image = "ghcr.io/acme/app:1";
+  KubernetesBackend both(options);
+  REQUIRE(both.boot(spec("thumbs-2")).status.ok);
+  CHECK(api.pod("thumbs-2")->at("spec")["containers"][0]["image"] == "ghcr.io/acme/gpu:2");
+}
+
+TEST_CASE("kubernetes pod template errors fail at construction, naming the file",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions("http://127.0.0.1:1", secrets, sleeper);
+  struct Case {
+    std::string text;  // empty: the file is not written
+    std::string says;
+  };
+  Case c = GENERATE(
+      Case{"", "cannot read the file"},
+      Case{"apiVersion: v1\nkind: Pod\n", "not valid JSON (YAML is not read"},
+      Case{"[1, 2]", "not a JSON object"},
+      Case{R"({"kind": "Deployment", "spec": {"containers": [{"name": "a"}]}})", "not \"Pod\""},
+      Case{R"({"metadata": {}})", "spec is missing"},
+      Case{R"({"spec": {"containers": []}})", "spec.containers is missing or empty"},
+      Case{R"({"containers": ["runner"]})", "spec.containers[0] is not an object"},
+      Case{R"({"containers": [{"name": "runner", "env": {"A": "1"}}]})", ".env is not an array"},
+      Case{R"({"containers": [{"name": "runner", "resources": {"limits": 1}}]})",
+           "resources.limits is not an object"},
+      Case{R"({"metadata": {"labels": {"a": 1}}, "spec": {"containers": [{"name": "r"}]}})",
+           "metadata.labels.a is not a string"});
+  INFO(c.text);
+  if (!c.text.empty()) secrets.write("pod.json", c.text);
+  options.podTemplate = secrets.path("pod.json");
+  KubernetesBackend k8s(options);
+  CHECK_FALSE(k8s.configStatus().ok);
+  CHECK_THAT(k8s.configStatus().message, Catch::Contains("pod_template " + secrets.path("pod.json")));
+  CHECK_THAT(k8s.configStatus().message, Catch::Contains(c.says));
+  BootResult result = k8s.boot(spec());
+  CHECK_FALSE(result.status.ok);
+  CHECK_FALSE(result.status.retryable);
+}
+
+TEST_CASE("kubernetes pod template without a runner image needs the image option",
+          "[backends][kubernetes]") {
+  SecretsDir secrets;
+  secrets.write("pod.json", R"({"containers": [{"name": "runner"}]})");
+  RecordingSleeper sleeper;
+  KubernetesOptions options = baseOptions("http://127.0.0.1:1", secrets, sleeper);
+  options.image.clear();
+  options.podTemplate = secrets.path("pod.json");
+  KubernetesBackend k8s(options);
+  CHECK_FALSE(k8s.configStatus().ok);
+  CHECK_THAT(k8s.configStatus().message, Catch::Contains("image is required"));
+  CHECK_THAT(k8s.configStatus().message, Catch::Contains(secrets.path("pod.json")));
+}
