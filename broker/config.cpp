@@ -149,22 +149,38 @@ void parseBackend(PoolConfig& pool, Table& t) {
   } else if (pool.backend == "fly") {
     auto& f = pool.fly;
     f.apiBase = b.str("api_base", f.apiBase);
-    f.app = b.str("app", "");
+    // On Fly, the broker's own app and image are the defaults (as FLAME does).
+    auto onFly = [](const char* name) {
+      const char* value = std::getenv(name);
+      return std::string(value != nullptr ? value : "");
+    };
+    f.app = b.str("app", onFly("FLY_APP_NAME"));
     f.token = b.str("token", "");
-    f.image = b.str("image", "");
+    f.image = b.str("image", onFly("FLY_IMAGE_REF"));
     f.region = b.str("region", "");
     f.cpuKind = b.str("cpu_kind", f.cpuKind);
     f.cpus = static_cast<int>(b.integer("cpus", f.cpus, 1, 64));
     f.memoryMb = static_cast<int>(b.integer("memory_mb", f.memoryMb, 128, 1 << 20));
     f.gpuKind = b.str("gpu_kind", "");
+    f.gpus = static_cast<int>(b.integer("gpus", 0, 0, 64));
+    if (f.gpus > 0 && f.gpuKind.empty())
+      b.fail("gpus", "needs gpu_kind (e.g. \"a100-pcie-40gb\"): Fly attaches GPUs of one kind");
+    f.initCmd = b.strings("init_cmd");
+    f.initEntrypoint = b.strings("init_entrypoint");
+    f.initExec = b.strings("init_exec");
+    f.metadata = b.stringMap("metadata");
+    for (const auto& [key, value] : f.metadata)
+      if (key.rfind(fly::kMetaPrefix, 0) == 0)
+        b.fail("metadata." + key, "keys starting with \"" + std::string(fly::kMetaPrefix) +
+                                      "\" are flame's own (its broker, runner and pool tags)");
     f.env = b.stringMap("env");
     f.requestTimeout = b.duration("request_timeout", f.requestTimeout, false);
     f.maxRetries = static_cast<int>(b.integer("max_retries", f.maxRetries, 0, 100));
     f.createRatePerSecond = b.number("create_rate_per_second", f.createRatePerSecond);
     f.createBurst = static_cast<int>(b.integer("create_burst", f.createBurst, 1, 1000));
     f.watchInterval = b.duration("watch_interval", f.watchInterval, false);
-    if (f.app.empty()) b.fail("app", "is required: the Fly app that hosts the runner machines");
-    if (f.image.empty()) b.fail("image", "is required: the runner image");
+    if (f.app.empty()) b.fail("app", "is required: the Fly app that hosts the runner machines (on Fly: default $FLY_APP_NAME)");
+    if (f.image.empty()) b.fail("image", "is required: the runner image (on Fly: default $FLY_IMAGE_REF)");
   } else if (pool.backend == "kubernetes") {
     auto& k = pool.kubernetes;
     k.apiServer = b.str("api_server", k.apiServer);
@@ -173,6 +189,7 @@ void parseBackend(PoolConfig& pool, Table& t) {
     k.caPath = b.str("ca_path", k.caPath);
     k.insecureSkipTlsVerify = b.boolean("insecure_skip_tls_verify", false);
     k.image = b.str("image", "");
+    k.podTemplate = b.str("pod_template", "");
     k.env = b.stringMap("env");
     k.cpu = b.str("cpu", "");
     k.memory = b.str("memory", "");
@@ -181,7 +198,9 @@ void parseBackend(PoolConfig& pool, Table& t) {
     k.requestTimeout = b.duration("request_timeout", k.requestTimeout, false);
     k.maxRetries = static_cast<int>(b.integer("max_retries", k.maxRetries, 0, 100));
     k.watchInterval = b.duration("watch_interval", k.watchInterval, false);
-    if (k.image.empty()) b.fail("image", "is required: the runner image");
+    // With a pod template the image may come from its runner container: the backend checks that
+    // when it reads the template (makeBackend, at start-up).
+    if (k.image.empty() && k.podTemplate.empty()) b.fail("image", "is required: the runner image (or a pod_template whose runner container names one)");
   }
   b.rejectUnknown();
 }
@@ -469,6 +488,11 @@ std::vector<std::pair<std::string, std::string>> configEntries(const BrokerConfi
       add(b + "cpus", number(f.cpus));
       add(b + "memory_mb", number(f.memoryMb));
       add(b + "gpu_kind", quoted(f.gpuKind));
+      add(b + "gpus", number(f.gpus));
+      add(b + "init_entrypoint", literal(f.initEntrypoint));
+      add(b + "init_cmd", literal(f.initCmd));
+      add(b + "init_exec", literal(f.initExec));
+      add(b + "metadata", literal(f.metadata));
       add(b + "api_base", quoted(f.apiBase));
       add(b + "request_timeout", literal(f.requestTimeout));
       add(b + "max_retries", number(f.maxRetries));
@@ -479,6 +503,7 @@ std::vector<std::pair<std::string, std::string>> configEntries(const BrokerConfi
     } else if (p.backend == "kubernetes") {
       const KubernetesOptions& ko = p.kubernetes;
       add(b + "image", quoted(ko.image));
+      add(b + "pod_template", quoted(ko.podTemplate));
       add(b + "namespace", quoted(ko.namespace_));
       add(b + "api_server", quoted(ko.apiServer));
       add(b + "token_path", quoted(ko.tokenPath));

@@ -1,8 +1,11 @@
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <map>
 #include <regex>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <toml++/toml.h>
@@ -263,4 +266,99 @@ command = ["x"]
   CHECK(c.pools[1].settings.castTimeout == Duration(120000));
   CHECK_THROWS_WITH(parseConfig("[pools.a]\ncast_timeout = \"0s\"\n[pools.a.process]\ncommand = [\"x\"]\n"),
                     Catch::Contains("pools.a.cast_timeout"));
+}
+
+// ---- issue 12, item 11: richer machines ----------------------------------------------------------
+
+TEST_CASE("fly gpus, init and metadata are read and checked", "[config]") {
+  ::unsetenv("FLY_APP_NAME");
+  ::unsetenv("FLY_IMAGE_REF");
+  auto c = parseConfig(R"(
+[pools.gpu]
+backend = "fly"
+[pools.gpu.fly]
+app = "a"
+image = "i"
+gpu_kind = "l40s"
+gpus = 2
+init_entrypoint = ["/bin/sh", "-c"]
+init_cmd = ["exec flame-worker"]
+init_exec = ["/tini"]
+metadata = { team = "vision" }
+)");
+  const FlyOptions& f = c.pools.at(0).fly;
+  CHECK(f.gpus == 2);
+  CHECK(f.initEntrypoint == std::vector<std::string>{"/bin/sh", "-c"});
+  CHECK(f.initCmd == std::vector<std::string>{"exec flame-worker"});
+  CHECK(f.initExec == std::vector<std::string>{"/tini"});
+  CHECK(f.metadata == std::map<std::string, std::string>{{"team", "vision"}});
+  CHECK(formatConfig(parseConfig(formatConfig(c), "printed")) == formatConfig(c));
+
+  const std::string head = "[pools.g]\nbackend = \"fly\"\n[pools.g.fly]\napp = \"a\"\nimage = \"i\"\n";
+  CHECK_THROWS_WITH(parseConfig(head + "gpus = 1\n"),
+                    Catch::Contains("pools.g.fly.gpus: needs gpu_kind"));
+  CHECK_THROWS_WITH(parseConfig(head + "gpu_kind = \"a10\"\ngpus = -1\n"),
+                    Catch::Contains("pools.g.fly.gpus: must be between 0"));
+  CHECK_THROWS_WITH(parseConfig(head + "init_cmd = \"flame-worker\"\n"),
+                    Catch::Contains("pools.g.fly.init_cmd: must be an array of strings"));
+  CHECK_THROWS_WITH(parseConfig(head + "metadata = { flame_broker_id = \"other\" }\n"),
+                    Catch::Contains("pools.g.fly.metadata.flame_broker_id") &&
+                        Catch::Contains("flame's own"));
+  CHECK_THROWS_WITH(parseConfig(head + "metadata = { n = 1 }\n"),
+                    Catch::Contains("pools.g.fly.metadata.n: must be a string"));
+  CHECK_NOTHROW(parseConfig(head + "gpu_kind = \"a10\"\n"));  // gpus not sent: Fly's count
+}
+
+TEST_CASE("fly app and image default to the broker's own on Fly", "[config]") {
+  const std::string text = "[pools.g]\nbackend = \"fly\"\n[pools.g.fly]\n";
+  ::unsetenv("FLY_APP_NAME");
+  ::unsetenv("FLY_IMAGE_REF");
+  CHECK_THROWS_WITH(parseConfig(text), Catch::Contains("pools.g.fly.app: is required") &&
+                                           Catch::Contains("FLY_APP_NAME"));
+  ::setenv("FLY_APP_NAME", "flame-app", 1);
+  CHECK_THROWS_WITH(parseConfig(text), Catch::Contains("pools.g.fly.image: is required") &&
+                                           Catch::Contains("FLY_IMAGE_REF"));
+  ::setenv("FLY_IMAGE_REF", "registry.fly.io/flame-app:deployment-1", 1);
+  auto c = parseConfig(text);
+  CHECK(c.pools.at(0).fly.app == "flame-app");
+  CHECK(c.pools.at(0).fly.image == "registry.fly.io/flame-app:deployment-1");
+  auto set = parseConfig(text + "app = \"other\"\nimage = \"img\"\n");  // set values win
+  CHECK(set.pools.at(0).fly.app == "other");
+  CHECK(set.pools.at(0).fly.image == "img");
+  ::unsetenv("FLY_APP_NAME");
+  ::unsetenv("FLY_IMAGE_REF");
+}
+
+TEST_CASE("kubernetes pod_template is read, and its errors stop the start-up naming the file",
+          "[config]") {
+  char pattern[] = "/tmp/flame-config-XXXXXX";
+  std::string dir = ::mkdtemp(pattern);
+  std::string good = dir + "/gpu-pod.json", bad = dir + "/bad.json";
+  std::ofstream(good) << R"({"containers": [{"name": "runner", "image": "ghcr.io/a/gpu:1",
+                             "resources": {"limits": {"nvidia.com/gpu": 1}}}]})";
+  std::ofstream(bad) << R"({"spec": {"containers": []}})";
+  // No image: allowed with a template (its runner container names one).
+  std::string text = "[pools.k]\nbackend = \"kubernetes\"\n[pools.k.kubernetes]\nnamespace = \"ns\"\n"
+                     "pod_template = \"" + good + "\"\n";
+  auto c = parseConfig(text);
+  CHECK(c.pools.at(0).kubernetes.podTemplate == good);
+  CHECK(formatConfig(c).find("pod_template = \"" + good + "\"") != std::string::npos);
+  CHECK(makeBackend(c.pools.at(0)) != nullptr);
+
+  auto withBad = parseConfig("[pools.k]\nbackend = \"kubernetes\"\n[pools.k.kubernetes]\n"
+                             "namespace = \"ns\"\nimage = \"i\"\npod_template = \"" + bad + "\"\n");
+  CHECK_THROWS_AS(makeBackend(withBad.pools.at(0)), ConfigError);
+  CHECK_THROWS_WITH(makeBackend(withBad.pools.at(0)),
+                    Catch::Contains("pools.k.kubernetes") && Catch::Contains(bad) &&
+                        Catch::Contains("spec.containers is missing or empty"));
+  auto missing = parseConfig("[pools.k]\nbackend = \"kubernetes\"\n[pools.k.kubernetes]\n"
+                             "namespace = \"ns\"\npod_template = \"" + dir + "/none.json\"\n");
+  CHECK_THROWS_WITH(makeBackend(missing.pools.at(0)),
+                    Catch::Contains(dir + "/none.json: cannot read the file"));
+  CHECK_THROWS_WITH(parseConfig("[pools.k]\nbackend = \"kubernetes\"\n[pools.k.kubernetes]\n"
+                                "pod_template = 3\n"),
+                    Catch::Contains("pools.k.kubernetes.pod_template: must be a string"));
+  CHECK_THROWS_WITH(parseConfig("[pools.k]\nbackend = \"kubernetes\"\n[pools.k.kubernetes]\n"),
+                    Catch::Contains("pools.k.kubernetes.image: is required"));
+  std::filesystem::remove_all(dir);
 }
