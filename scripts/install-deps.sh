@@ -10,6 +10,8 @@ packages=("$@"
   libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev gnuplot-nox
   # tests/package: cpack -G DEB (dpkg-shlibdeps, file) and systemd-analyze verify of the units
   dpkg-dev file systemd
+  # tests/metrics: the real Prometheus server and promtool scrape and check /metrics (issue 11)
+  prometheus
 )
 # Node.js and npm for examples/node (most machines have them already, from another source).
 command -v npm >/dev/null || packages+=(nodejs npm)
