@@ -42,8 +42,7 @@ std::string checkShape(const json& pod) {
   }
   if (!pod.contains("spec") || !pod["spec"].is_object()) return "spec is missing or not an object";
   const json& spec = pod["spec"];
-  if (!spec.contains("containers") || !spec["containers"].is_array() ||
-      spec["containers"].empty())
+  if (!spec.contains("containers") || !spec["containers"].is_array() || spec["containers"].empty())
     return "spec.containers is missing or empty: the runner needs a container";
   const json& containers = spec["containers"];
   for (size_t i = 0; i < containers.size(); ++i)
@@ -98,8 +97,8 @@ PodTemplate loadPodTemplate(const std::string& path) {
   if (!document.is_object()) return failed(path, "not a JSON object (a Pod or a PodSpec)");
   // A PodSpec alone (it has containers) or a Pod manifest (it has a spec).
   PodTemplate result;
-  result.pod = document.contains("containers") ? json{{"spec", std::move(document)}}
-                                               : std::move(document);
+  result.pod =
+      document.contains("containers") ? json{{"spec", std::move(document)}} : std::move(document);
   if (std::string why = checkShape(result.pod); !why.empty()) return failed(path, why);
   const json& containers = result.pod["spec"]["containers"];
   const json& runner = containers[runnerIndex(containers)];
@@ -119,10 +118,9 @@ json buildRunnerPod(const PodTemplate& podTemplate, const RunnerPodFill& fill) {
   pod["kind"] = "Pod";
   json& metadata = pod["metadata"];
   if (!metadata.is_object()) metadata = json::object();
-  for (const char* key :
-       {"generateName", "namespace", "uid", "resourceVersion", "creationTimestamp", "ownerReferences"})
+  for (const char* key : {"generateName", "namespace", "uid", "resourceVersion",
+                          "creationTimestamp", "managedFields", "ownerReferences"})
     metadata.erase(key);
-  metadata.erase("managedFields");
   metadata["name"] = fill.name;
   for (const auto& [key, value] : fill.labels) metadata["labels"][key] = value;
   for (const auto& [key, value] : fill.annotations) metadata["annotations"][key] = value;

@@ -23,8 +23,8 @@
 namespace flame::k8s {
 
 struct PodTemplate {
-  BackendStatus status;   // failed (not retryable): unreadable, not JSON, wrong shape
-  nlohmann::json pod;     // a Pod manifest: {"metadata": {...}, "spec": {...}} (objects)
+  BackendStatus status;         // failed (not retryable): unreadable, not JSON, wrong shape
+  nlohmann::json pod;           // a Pod manifest: {"metadata": {...}, "spec": {...}} (objects)
   bool runnerHasImage = false;  // the runner container names its own image
 };
 
@@ -43,10 +43,10 @@ struct RunnerPodFill {
   std::map<std::string, std::string> labels;       // over the template's (ours last)
   std::map<std::string, std::string> annotations;  // over the template's
   std::optional<nlohmann::json> ownerReference;    // replaces the template's ownerReferences
-  std::string image;           // the runner container's image when the template has none
-  std::map<std::string, std::string> env;          // set by name over the template's entries
-  std::string cpu, memory;     // when set: resources requests = limits for cpu / memory
-  std::string serviceAccount;  // when set: serviceAccountName
+  std::string image;  // the runner container's image when the template has none
+  std::map<std::string, std::string> env;  // set by name over the template's entries
+  std::string cpu, memory;                 // when set: resources requests = limits for cpu / memory
+  std::string serviceAccount;              // when set: serviceAccountName
 };
 
 // The pod to create: the template with flame's parts filled in. metadata.name is `fill.name`;
