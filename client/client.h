@@ -48,6 +48,7 @@
 #include "client/outcome.h"
 #include "client/typed.h"
 #include "common/clock.h"
+#include "common/function.h"
 #include "common/messages.h"
 
 namespace flame {
@@ -161,7 +162,46 @@ class Client {
     return fromBytes<Resp>(result.value());
   }
 
+  // Typed call of a flame::Function<In, Out> (common/function.h), declared once and shared
+  // with the runner that serves it: `args` is encoded as In, the result bytes decoded as Out
+  // (a Typed<Out> for a Cap'n Proto struct, std::string, or the trivially copyable type).
+  // Passing arguments of another type is a compile error. A result that does not decode fails
+  // with {BadRequest, "bad result of <function>: <why>"}.
+  //   inline constexpr flame::Function<Document, Counts> countWords{"count_words"};
+  //   auto r = client.call("wordcount", countWords, doc.asReader());
+  //   if (r) use(r->get().getWords());
+  template <class In, class Out>
+  Outcome<typename PayloadCodec<Out>::Value> call(std::string_view pool, const Function<In, Out>& function,
+                                                  typename PayloadCodec<In>::Arg args,
+                                                  CallOptions options = {}) {
+    return decodeResult<Out>(function.name,
+                             call(pool, function.name, PayloadCodec<In>::encode(args), options));
+  }
+  // Same, without waiting (the result is decoded on the I/O thread). Always satisfied.
+  template <class In, class Out>
+  std::future<Outcome<typename PayloadCodec<Out>::Value>> callAsync(std::string_view pool,
+                                                                    const Function<In, Out>& function,
+                                                                    typename PayloadCodec<In>::Arg args,
+                                                                    CallOptions options = {}) {
+    auto promise = std::make_shared<std::promise<Outcome<typename PayloadCodec<Out>::Value>>>();
+    auto future = promise->get_future();
+    callAsync(pool, function.name, PayloadCodec<In>::encode(args), options,
+              [promise, name = std::string(function.name)](CallResult result) {
+                promise->set_value(decodeResult<Out>(name, std::move(result)));
+              });
+    return future;
+  }
+
  private:
+  template <class Out>
+  static Outcome<typename PayloadCodec<Out>::Value> decodeResult(std::string_view function, CallResult result) {
+    if (!result) return result.error();
+    auto decoded = PayloadCodec<Out>::decode(result.value());
+    if (!decoded.value)
+      return Failure{ErrorCode::BadRequest, "bad result of " + std::string(function) + ": " + decoded.error};
+    return std::move(*decoded.value);
+  }
+
   class Impl;
   std::unique_ptr<Impl> impl_;
 };

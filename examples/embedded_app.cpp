@@ -1,28 +1,27 @@
 // embedded-app: "the whole app as a lambda". One binary holds the application code AND its
-// FLAME runner. Started by a broker's scaler (FLAME_BROKER and friends in its environment), it
-// serves; started by a person, it is the application: it runs runners in-process on threads
-// (a static pool) and calls them through the broker with flame::Client, using typed Cap'n
-// Proto payloads.
+// FLAME runner. Booted by a broker's backend (FLAME_BOOT_TOKEN, FLAME_BROKER and friends in its
+// environment), flame::serveIfBooted makes it a runner of its own functions; started by a
+// person, it is the application: it runs runners in-process on threads (a static pool) and
+// calls the functions declared in examples/wordcount_api.h through the broker.
 //
 //   flame-broker &                                   # a broker with default endpoints
 //   ./build/bin/embedded-app --clients tcp://127.0.0.1:5555 --runners tcp://127.0.0.1:5556
+//   FLAME_BROKER=tcp://127.0.0.1:5556 FLAME_POOL=wordcount ./build/bin/embedded-app  # a runner
 #include <CLI/CLI.hpp>
 
+#include <cctype>
 #include <chrono>
-#include <cstdlib>
 #include <iostream>
 #include <thread>
 
 #include "client/client.h"
-#include "examples/wordcount.capnp.h"
-#include "worker/runner.h"
-#include "worker/typed.h"
+#include "examples/wordcount_api.h"
+#include "worker/serve.h"
 
 namespace {
 
-// The application's function: counts words and lines. It runs wherever a runner runs it.
-void countWords(wordcount::Document::Reader doc, wordcount::Counts::Builder out, flame::JobContext& ctx,
-                const std::string& runnerId) {
+// The application's functions. They run wherever a runner runs them.
+void countWords(wordcount::Document::Reader doc, wordcount::Counts::Builder out, const std::string& runnerId) {
   uint32_t words = 0, lines = 0;
   bool inWord = false;
   for (char c : std::string_view(doc.getText().cStr(), doc.getText().size())) {
@@ -36,10 +35,20 @@ void countWords(wordcount::Document::Reader doc, wordcount::Counts::Builder out,
   out.setRunner(runnerId);
 }
 
-void registerFunctions(flame::Runner& runner) {
-  std::string id = runner.runnerId();
-  runner.handle("count_words", flame::typed<wordcount::Document, wordcount::Counts>(
-                                   [id](auto doc, auto out, flame::JobContext& ctx) { countWords(doc, out, ctx, id); }));
+// Registers every function, once: for the booted runner and for the in-process ones alike.
+void serveAll(flame::Runner& runner) {
+  runner.serve(wordcount::countWords,
+               [id = runner.runnerId()](wordcount::Document::Reader doc, wordcount::Counts::Builder out) {
+                 countWords(doc, out, id);
+               });
+  runner.serve(wordcount::shout, [](std::string text) {
+    for (auto& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return text;
+  });
+  runner.serve(wordcount::square, [](uint64_t n) -> flame::Reply<uint64_t> {
+    if (n > 0xffffffffu) return flame::fail("too large to square: " + std::to_string(n));
+    return n * n;
+  });
 }
 
 // True once `pool` has at least one runner, polling the broker's status until `limit`.
@@ -58,13 +67,8 @@ bool waitForRunners(flame::Client& client, const std::string& pool, std::chrono:
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Booted by a scaler: be a runner of ourselves, like FLAME.Parent.get() in Elixir.
-  if (std::getenv("FLAME_BROKER") != nullptr) {
-    flame::Runner runner(flame::RunnerOptions::fromEnvironment());
-    registerFunctions(runner);
-    auto exit = runner.run();
-    std::_Exit(exit == flame::RunExit::Drained || exit == flame::RunExit::Stopped ? 0 : 3);
-  }
+  // Booted by a backend: be a runner of ourselves (FLAME.Parent), and exit with its code.
+  flame::serveIfBooted(serveAll);
 
   CLI::App app{"embedded-app: an application that is its own FLAME runner"};
   std::string clients = "tcp://127.0.0.1:5555", runners = "tcp://127.0.0.1:5556";
@@ -84,7 +88,7 @@ int main(int argc, char** argv) {
     o.concurrency = 2;
     o.failsafeAfter = flame::Duration(5000);
     pool.push_back(std::make_unique<flame::Runner>(o));
-    registerFunctions(*pool.back());
+    serveAll(*pool.back());
     threads.emplace_back([r = pool.back().get()] { r->run(); });
   }
 
@@ -102,18 +106,33 @@ int main(int argc, char** argv) {
   const char* texts[] = {"the quick brown fox\njumps over\nthe lazy dog\n", "flame runs your code\nelsewhere\n",
                          "one\n"};
   int failures = 0;
+  auto failed = [&](const flame::Failure& f) {
+    std::cerr << "call failed: " << f.toString() << "\n";
+    ++failures;
+  };
   for (const char* text : texts) {
-    auto r = client.callTyped<wordcount::Document, wordcount::Counts>(
-        "wordcount", "count_words", [&](wordcount::Document::Builder d) { d.setText(text); }, options);
+    capnp::MallocMessageBuilder doc;
+    doc.initRoot<wordcount::Document>().setText(text);
+    auto r = client.call("wordcount", wordcount::countWords, doc.getRoot<wordcount::Document>(), options);
     if (!r) {
-      std::cerr << "call failed: " << r.error().toString() << "\n";
-      ++failures;
+      failed(r.error());
       continue;
     }
-    auto counts = r.value().get();
+    auto counts = r->get();
     std::cout << counts.getWords() << " words, " << counts.getLines() << " lines (runner "
               << counts.getRunner().cStr() << ")\n";
   }
+  auto loud = client.callAsync("wordcount", wordcount::shout, "flame", options);
+  auto squared = client.call("wordcount", wordcount::square, 12, options);
+  if (auto r = loud.get())
+    std::cout << "shout: " << *r << "\n";
+  else
+    failed(r.error());
+  if (squared)
+    std::cout << "square: " << *squared << "\n";
+  else
+    failed(squared.error());
+
   for (auto& r : pool) r->requestDrain();
   for (auto& t : threads) t.join();
   return failures == 0 ? 0 : 1;

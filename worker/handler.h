@@ -49,17 +49,23 @@ class JobContext {
  public:
   // Runners build these; tests of a handler may build one directly.
   JobContext(uint64_t jobId, Mode mode, std::string_view payload, std::stop_token stop,
-             TimePoint deadline)
+             TimePoint deadline, uint32_t slot = 0)
       : jobId_(jobId),
         mode_(mode),
         payload_(payload),
         stop_(std::move(stop)),
-        deadline_(deadline) {}
+        deadline_(deadline),
+        slot_(slot) {}
 
   uint64_t jobId() const { return jobId_; }
   Mode mode() const { return mode_; }
   // The argument bytes (the job's payload frame).
   std::string_view payload() const { return payload_; }
+  // The slot the job runs in: 0 .. concurrency-1, unique among the runner's running jobs at any
+  // moment; a slot is free again once its job's handler has returned, and a new job takes the
+  // lowest free one. Pin a job's resources to it, e.g. one GPU per slot:
+  //   cudaSetDevice(job.slot()), or CUDA_VISIBLE_DEVICES=<slot> in a child process's environment.
+  uint32_t slot() const { return slot_; }
 
   // Cooperative cancellation: true once the job was cancelled, timed out or the runner is
   // stopping. A handler should return soon after; one that does not within the runner's
@@ -80,6 +86,7 @@ class JobContext {
   std::string_view payload_;
   std::stop_token stop_;
   TimePoint deadline_;
+  uint32_t slot_;
 };
 
 // A runner function. Called on a handler thread, one call per job; it may block, and should

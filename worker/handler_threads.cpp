@@ -17,9 +17,12 @@ struct Task {
 
 }  // namespace
 
-HandlerResult runHandler(const RunningJob& job, const Handler& handler) {
+namespace {
+
+HandlerResult callHandler(const RunningJob& job, const Handler& handler) {
   JobContext context(job.jobId, job.mode,
-                     std::string_view(static_cast<const char*>(job.payload.data()), job.payload.size()), job.stop.get_token(), job.deadline);
+                     std::string_view(static_cast<const char*>(job.payload.data()), job.payload.size()),
+                     job.stop.get_token(), job.deadline, job.slot);
   try {
     return handler(context);
   } catch (const std::exception& e) {
@@ -28,6 +31,16 @@ HandlerResult runHandler(const RunningJob& job, const Handler& handler) {
     // An exception escaping a thread would end the process.
     return fail("handler threw a non-standard exception");
   }
+}
+
+}  // namespace
+
+HandlerResult runHandler(const RunningJob& job, const Handler& handler) {
+  HandlerResult result = callHandler(job, handler);
+  // Free before the outcome is posted: the core starts the next job only after it has read
+  // this outcome, and that job must find the slot free.
+  if (job.slots) job.slots->release(job.slot);
+  return result;
 }
 
 // Everything a handler thread touches, owned jointly by the pool and every thread, so that a

@@ -13,6 +13,8 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -25,6 +27,42 @@
 
 namespace flame {
 
+// The runner's slot numbers (JobContext::slot()): 0 .. count-1, each held by at most one running
+// job. The I/O thread acquires one when a job starts; runHandler() releases it as soon as the
+// handler returns, on whichever thread ran it, so the table is shared and thread-safe. The core
+// starts a job only while fewer than `concurrency` are running (their outcomes not yet in), and
+// every one of those holds at most one slot, so acquire() finds one free whenever a job starts.
+class SlotTable {
+ public:
+  explicit SlotTable(uint32_t count) : used_(count, 0) {}
+  // The lowest free slot, now held; nullopt if all are held (a bug in the caller). Thread-safe.
+  std::optional<uint32_t> acquire() {
+    std::lock_guard lock(mutex_);
+    for (uint32_t i = 0; i < used_.size(); ++i)
+      if (!used_[i]) {
+        used_[i] = 1;
+        return i;
+      }
+    return std::nullopt;
+  }
+  // Frees a held slot. Thread-safe.
+  void release(uint32_t slot) {
+    std::lock_guard lock(mutex_);
+    if (slot < used_.size()) used_[slot] = 0;
+  }
+  // How many slots are held. Thread-safe.
+  size_t held() const {
+    std::lock_guard lock(mutex_);
+    size_t n = 0;
+    for (char u : used_) n += u ? 1 : 0;
+    return n;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<char> used_;
+};
+
 // One job as a handler thread runs it. Shared (shared_ptr) by the I/O thread, which requests
 // stop, and the handler thread running it; only `stop` changes once it is submitted.
 struct RunningJob {
@@ -34,10 +72,13 @@ struct RunningJob {
   zmq::message_t payload;  // the job's payload frame, as received (no copy)
   TimePoint deadline = TimePoint::max();
   std::stop_source stop;
+  uint32_t slot = 0;                  // JobContext::slot()
+  std::shared_ptr<SlotTable> slots;   // where `slot` is held; null: none (tests). runHandler frees it
 };
 
 // Runs one handler for `job`: the boundary with user code, so no exception escapes it (one
-// becomes a handlerError result). Used by the handler threads and for inline handlers.
+// becomes a handlerError result). Then frees the job's slot. Used by the handler threads and for
+// inline handlers; once per job.
 HandlerResult runHandler(const RunningJob& job, const Handler& handler);
 
 class HandlerThreads {

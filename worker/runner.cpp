@@ -130,6 +130,7 @@ class Runner::Impl final : public RunnerEffects {
   TimerId wakeTimer_ = 0;
   std::vector<JobOutcome> outcomes_;  // reused batch buffer
   HandlerThreads threads_{completions_};
+  std::shared_ptr<SlotTable> slots_ = std::make_shared<SlotTable>(options_.concurrency);  // JobContext::slot()
   RunnerCore core_;
 };
 
@@ -238,6 +239,10 @@ SendStatus Runner::Impl::send(zmq::message_t& header, zmq::message_t* payload) {
 std::string Runner::Impl::startJob(std::shared_ptr<RunningJob> job, const std::string& function) {
   auto handler = handlers_.find(function);
   if (handler == handlers_.end()) return "no handler for function '" + function + "'";  // a bug: the core checks
+  auto slot = slots_->acquire();
+  if (!slot) return "no free slot";  // a bug: the core runs at most `concurrency` jobs
+  job->slot = *slot;
+  job->slots = slots_;
   if (handler->second.runInline) {
     // Done now; the core hears of it from the loop, like any outcome (never from inside its
     // own call).
@@ -249,6 +254,7 @@ std::string Runner::Impl::startJob(std::shared_ptr<RunningJob> job, const std::s
     // Threads start on demand, one per running job at most, and are then reused.
     threads_.ensureThreads(core_.runningJobs() + 1);
   } catch (const std::system_error& e) {
+    slots_->release(job->slot);
     return std::string("cannot start a handler thread: ") + e.what();
   }
   threads_.submit(std::move(job), handler->second.handler);

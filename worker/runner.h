@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "worker/handler.h"
+#include "worker/typed.h"
 #include "worker/runner_options.h"
 
 namespace flame {
@@ -40,6 +41,13 @@ class Runner {
   // reads and heartbeats nothing, and it cannot be interrupted (JobContext::stopRequested() sees
   // a cancel or an expired budget only if it came before the call). Same rules as handle().
   void handleInline(std::string function, Handler handler);
+  // Serves a typed function declared once with the caller (common/function.h) with `impl`
+  // (worker/typed.h, functionHandler: its forms, and what a payload that does not decode does).
+  // Same rules as handle(); a wrong impl is a compile error.
+  template <class In, class Out, class Impl>
+  void serve(const Function<In, Out>& function, Impl impl) {
+    handle(std::string(function.name), functionHandler(function, std::move(impl)));
+  }
 
   // Blocks: connects, registers, serves jobs until the runner must stop, then says `leaving`
   // when it can and returns why. Call once. Throws only for programming errors (zmq misuse).
