@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <vector>
+
 #include "schema/flame.capnp.h"
 
 using namespace flame;
@@ -36,4 +38,33 @@ TEST_CASE("bad typed bytes are a bad_request failure, never an exception", "[cli
       toBytes<wire::Placed>([](wire::Placed::Builder b) { b.setRunnerId("a long runner id"); });
   truncated.resize(truncated.size() - 8);
   CHECK_FALSE(fromBytes<wire::Placed>(truncated).ok());
+}
+
+TEST_CASE("PayloadCodec: the wire forms of Function<In, Out> payloads", "[client][function]") {
+  // Bytes as they are; a trivially copyable value as exactly its sizeof bytes.
+  CHECK(PayloadCodec<std::string>::encode("a\0b") == "a");
+  CHECK(PayloadCodec<std::string>::decode(std::string("a\0b", 3)).value == std::string("a\0b", 3));
+  struct Point {
+    int32_t x, y;
+  };
+  auto bytes = PayloadCodec<Point>::encode(Point{3, -4});
+  CHECK(bytes.size() == sizeof(Point));
+  auto point = PayloadCodec<Point>::decode(bytes);
+  REQUIRE(point.value);
+  CHECK(point.value->x == 3);
+  CHECK(point.value->y == -4);
+  auto short_ = PayloadCodec<Point>::decode("abc");
+  CHECK_FALSE(short_.value);
+  CHECK(short_.error == "expected 8 bytes, got 3");
+  // A Cap'n Proto struct: the standard framing, as toBytes writes it.
+  capnp::MallocMessageBuilder message;
+  message.initRoot<wire::Placed>().setChildId(9);
+  auto placed = PayloadCodec<wire::Placed>::encode(message.getRoot<wire::Placed>());
+  auto decoded = PayloadCodec<wire::Placed>::decode(placed);
+  REQUIRE(decoded.value);
+  CHECK(decoded.value->get().getChildId() == 9);
+  CHECK(PayloadCodec<wire::Placed>::decode("").error == "empty message");
+  // Unsupported types are rejected at compile time by Function's static_assert.
+  static_assert(!PayloadCodec<std::vector<int>>::kSupported);
+  static_assert(!PayloadCodec<const char*>::kSupported);
 }
