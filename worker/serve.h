@@ -28,13 +28,14 @@ bool bootedAsRunner();
 // FLAME_POOL, FLAME_RUNNER_ID, FLAME_BOOT_TOKEN, FLAME_MAX_CONCURRENCY, the CURVE keys), lets
 // `registerFunctions` register the functions, runs it with SIGTERM/SIGINT draining it (a second
 // signal stops it), and returns its exit code as flame-worker's: 0 drained or stopped, 2 bad
-// environment (logged), 3 failsafe, 4 retired, 5 unauthorized. Not booted: returns nullopt at
+// environment (logged), 3 failsafe, 4 retired, 5 unauthorized — except that when handlers
+// that ignored cancellation still run (Runner::strandedHandlers()), it ends the process itself
+// with std::_Exit(code), as flame-worker does. Not booted: returns nullopt at
 // once and calls nothing. Call once, from the main thread, before starting other threads (it
 // sets signal dispositions while it serves, and restores them).
 std::optional<int> runIfBooted(const std::function<void(Runner&)>& registerFunctions);
 
-// runIfBooted, and when it served: ends the process with its exit code (std::exit; std::_Exit
-// when handlers ignoring cancellation still run, whose captures static destructors could free).
+// runIfBooted, and when it served: ends the process with its exit code (std::exit).
 // Returns only when not booted, so the rest of main() is the application.
 void serveIfBooted(const std::function<void(Runner&)>& registerFunctions);
 
