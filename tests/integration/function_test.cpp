@@ -232,7 +232,7 @@ TEST_CASE("serveIfBooted returns at once when not booted", "[integration][functi
   CHECK_FALSE(registered);
 }
 
-TEST_CASE("JobContext::slot: N running jobs hold slots 0..N-1 once each; a freed slot is reused",
+TEST_CASE("JobContext::slot: N running jobs hold slots 0..N-1 once each and a freed slot is reused",
           "[integration][slots]") {
   constexpr uint32_t kSlots = 3;
   // Declared before the runner, so they outlive its handler threads.

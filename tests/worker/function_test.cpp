@@ -45,7 +45,7 @@ TEST_CASE("a served function decodes its payload and encodes its result", "[work
   CHECK(PayloadCodec<uint32_t>::decode(n.value).value == 4u);
 }
 
-TEST_CASE("a payload that does not decode is a handlerError naming the function; impl never runs",
+TEST_CASE("a payload that does not decode is a handlerError naming the function and impl never runs",
           "[worker][function]") {
   bool ran = false;
   auto handler = functionHandler(kEchoPlaced, [&](wire::Placed::Reader, wire::Placed::Builder) { ran = true; });
