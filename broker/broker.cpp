@@ -51,6 +51,18 @@ Broker::Broker(BrokerConfig config, const Clock& clock, const BackendFactory& fa
   server_->core().setListener(scaler_.get());
   scaler_->setWake([server = server_.get()] { server->wake(); });
   scaler_->sweepOrphans();  // deferred while runners of a previous run may come back
+  if (!config_.metrics.empty()) {
+    try {
+      metrics_ = std::make_unique<MetricsServer>(config_.metrics, [server = server_.get()] { server->wake(); });
+    } catch (const std::runtime_error& e) {
+      throw ConfigError(std::string("broker.metrics: ") + e.what());
+    }
+    publishMetrics();
+  }
+}
+
+void Broker::publishMetrics() {
+  metrics_->publish(renderBrokerMetrics(server_->core(), scaler_.get(), MetricsIdentity{FLAME_VERSION, config_.brokerId}));
 }
 
 void Broker::reloadKeys() {
@@ -84,15 +96,19 @@ void Broker::run() {
     if (firstSweep_ > clock_.now()) reactor.at(firstSweep_, sweep);
     reactor.every(config_.orphanSweepInterval, sweep);
     if (zap_) reactor.add(zap_->socket(), [this] { zap_->onReadable(); });
+    // Metrics: a snapshot every 250 ms, and one per scrape (onTick); rendering is the loop's only cost.
+    if (metrics_) reactor.every(Duration(250), [this] { publishMetrics(); });
   };
   hooks.onTick = [this] {
     if (reloadKeys_.exchange(false)) applyKeyReload();
     scaler_->tick();
+    if (metrics_ && metrics_->freshWanted()) publishMetrics();
   };
   hooks.nextWakeup = [this] { return scaler_->nextWakeup(); };
   // Drains go out with the server's last flush and closing time (they used to be dropped).
   hooks.onStopped = [this] { scaler_->shutdown(config_.broker.keepRunnersOnShutdown); };
   server_->run(hooks);
+  if (metrics_) publishMetrics();  // the final counts, for a last scrape during shutdown
   server_->core().setListener(nullptr);
 }
 

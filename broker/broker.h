@@ -18,6 +18,7 @@
 #include <string>
 
 #include "broker/config.h"
+#include "broker/metrics_server.h"
 #include "broker/scaler.h"
 #include "broker/server.h"
 #include "broker/zap.h"
@@ -43,6 +44,8 @@ class Broker {
   const std::string& clientsEndpoint() const { return server_->clientsEndpoint(); }
   const std::string& runnersEndpoint() const { return server_->runnersEndpoint(); }
   const std::string& advertisedRunnersEndpoint() const { return advertise_; }
+  // The Prometheus endpoint actually bound ("127.0.0.1:9464", a port 0 resolved); "" when off.
+  std::string metricsAddress() const { return metrics_ ? metrics_->boundAddress() : std::string(); }
 
   // Serves until stop() (clean: running work finishes within shutdown_grace) or stopNow().
   // Before it returns, the scaler has drained and stopped every machine (or left them, with
@@ -75,6 +78,8 @@ class Broker {
   std::unique_ptr<Scaler> scaler_;
   std::string advertise_;
   TimePoint firstSweep_{};
+  std::unique_ptr<MetricsServer> metrics_;  // [broker] metrics; its HTTP thread never touches the core
+  void publishMetrics();                    // on the loop
 };
 
 }  // namespace flame

@@ -241,6 +241,9 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   job.client = client;
   job.requestId = s.requestId;
   job.deadline = addSaturating(now, timeout);
+  job.submitted = now;
+  pool->metrics.submit(job.mode);
+  pool->metrics.bytesReceived += payload.size();
   job.payload = std::move(payload);
   if (job.deadline != TimePoint::max()) {
     deadlines_.push(job.deadline, id);
@@ -264,6 +267,7 @@ void BrokerCore::handleCancel(const std::string& client, ClientSession& session,
   }
   Job& job = *jobs_.find(*requested);
   log_->info("pool={} job={} cancelled by its client", job.pool->name, job.id);
+  if (!job.answered) job.pool->metrics.finish(job.mode, ErrorCode::Cancelled);
   if (!job.answered) replyError(client, job.requestId, ErrorCode::Cancelled, "cancelled by the client", job.id);
   job.answered = true;
   if (job.state == JobState::Queued) {
@@ -306,6 +310,7 @@ void BrokerCore::cancelRunning(Job& job) {
 void BrokerCore::answerError(Job& job, ErrorCode code, const std::string& message) {
   if (job.answered) return;
   job.answered = true;
+  job.pool->metrics.finish(job.mode, code);
   if (job.mode == Mode::Cast) {
     log_->warn("pool={} job={} cast function={} failed: {}: {}", job.pool->name, job.id,
                            job.function, errorCodeName(code), message);
@@ -349,6 +354,9 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   // buffer (refcounted) except for tiny payloads, which are copied.
   zmq::message_t payload;
   payload.copy(job.payload);
+  job.pool->metrics.queueSeconds.observe(now - job.submitted);
+  job.pool->metrics.bytesSent += payload.size();
+  job.dispatched = now;
   job.state = JobState::Running;
   job.runner = &runner;
   job.runnerPos = static_cast<uint32_t>(runner.jobs.size());
@@ -403,6 +411,7 @@ void BrokerCore::onUndeliverable(const std::string& routingId, const std::vector
     if (job.mode == Mode::Place && stopWaiters_.count(job.id)) {
       // A child stopped before it could start: its placer never had `placed` (it was dropped
       // with the dispatch), so the place request itself is answered.
+      if (!job.answered) job.pool->metrics.finish(job.mode, ErrorCode::Cancelled);
       if (!job.answered) replyError(job.client, job.requestId, ErrorCode::Cancelled, "stopped before it was placed", job.id);
       job.answered = true;
       notifyStopWaiters(job.id);
@@ -674,6 +683,10 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
   }
   if (code == ErrorCode::None) ++pool.counters.completed;
   else ++pool.counters.failed;
+  pool.metrics.runSeconds.observe(clock_.now() - job.dispatched);
+  pool.metrics.bytesReceived += payload.size();
+  if (code == ErrorCode::None && !job.answered) pool.metrics.finish(job.mode, ErrorCode::None);
+  if (code == ErrorCode::None && job.mode == Mode::Call && !job.answered) pool.metrics.bytesSent += payload.size();
   log_->debug("pool={} job={} done on runner={}: {}", pool.name, job.id, runner.id, errorCodeName(code));
   if (code == ErrorCode::None && job.mode == Mode::Call) {
     if (!job.answered) {
@@ -805,6 +818,7 @@ void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::st
   else log->warn("pool={} runner={} lost with {} jobs: {}", pool.name, runner.id, ids.size(), why);
   pool.available.leave(runner);
   pool.runners.erase(&runner);
+  if (runner.phase != RunnerPhase::Draining) ++pool.metrics.runnersLost;
   if (runner.phase == RunnerPhase::Draining) --pool.draining;
   for (auto& f : runner.functions) {
     auto fr = pool.functionRunners.find(f);

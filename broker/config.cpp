@@ -12,6 +12,7 @@
 
 #include <toml++/toml.h>
 
+#include "broker/metrics_server.h"
 #include "common/duration.h"
 
 namespace flame {
@@ -256,6 +257,7 @@ void applyOverrides(BrokerConfig& config, const BrokerOverrides& f) {
   if (f.keepRunnersOnShutdown) o.keepRunnersOnShutdown = *f.keepRunnersOnShutdown;
   if (f.logLevel) config.logLevel = *f.logLevel;
   if (f.allowPlaintext) config.allowPlaintext = *f.allowPlaintext;
+  if (f.metrics) config.metrics = *f.metrics;
   if (f.secretKeyFile) config.security.secretKeyFile = *f.secretKeyFile;
   if (f.clientKeys) config.security.clientKeys = *f.clientKeys;
   if (f.runnerKeys) config.security.runnerKeys = *f.runnerKeys;
@@ -316,6 +318,7 @@ BrokerConfig parseConfig(std::string_view text, const std::string& source, const
     config.adoptWindow = t.duration("adopt_window", config.adoptWindow, false);
     config.logLevel = t.str("log_level", config.logLevel);
     config.allowPlaintext = t.boolean("allow_plaintext", config.allowPlaintext);
+    config.metrics = t.str("metrics", config.metrics);
     t.rejectUnknown();
   }
   if (const toml::table* sec = top.subtable("security")) {
@@ -382,6 +385,20 @@ std::vector<std::string> checkPlaintextExposure(const BrokerConfig& config) {
     warnings.push_back(std::string("broker.") + key + " '" + *endpoint +
                        "' is reachable from other machines without encryption or authentication (--insecure)");
   }
+  if (!config.metrics.empty()) {
+    // The metrics endpoint has no authentication at all (CURVE does not cover it).
+    std::string host;
+    int port = 0;
+    if (!splitHostPort(config.metrics, host, port))
+      throw ConfigError("broker.metrics: '" + config.metrics + "' is not host:port (e.g. \"127.0.0.1:9464\")");
+    if (!isLoopbackHost(host)) {
+      if (!config.allowPlaintext)
+        throw ConfigError("broker.metrics: '" + config.metrics +
+                          "' is reachable from other machines and has no authentication: bind a loopback "
+                          "address (127.0.0.1:9464) or accept it with --insecure (allow_plaintext = true in [broker])");
+      warnings.push_back("broker.metrics '" + config.metrics + "' is reachable from other machines without authentication (--insecure)");
+    }
+  }
   return warnings;
 }
 
@@ -447,6 +464,7 @@ std::vector<std::pair<std::string, std::string>> configEntries(const BrokerConfi
   add("broker.adopt_window", literal(c.adoptWindow));
   add("broker.log_level", quoted(c.logLevel));
   add("broker.allow_plaintext", literal(c.allowPlaintext));
+  add("broker.metrics", quoted(c.metrics));
   add("security.secret_key_file", quoted(c.security.secretKeyFile));
   add("security.client_keys", quoted(c.security.clientKeys));
   add("security.admin_keys", quoted(c.security.adminKeys));

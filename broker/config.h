@@ -66,6 +66,10 @@ struct BrokerConfig {
   // Bind endpoints that are not loopback without encryption or authentication ([broker]
   // allow_plaintext, --insecure). Off: such an endpoint is refused at start-up.
   bool allowPlaintext = false;
+  // [broker] metrics, --metrics: "host:port" of the Prometheus endpoint (GET /metrics, served off
+  // the loop; docs/OPERATIONS.md); "" = off. Unauthenticated: a non-loopback host needs
+  // allowPlaintext.
+  std::string metrics;
   SecurityConfig security;  // [security]: CURVE on both endpoints (docs/SECURITY.md)
   std::vector<PoolConfig> pools;
 };
@@ -93,6 +97,7 @@ struct BrokerOverrides {
   std::optional<bool> keepRunnersOnShutdown;
   std::optional<std::string> logLevel;
   std::optional<bool> allowPlaintext;  // --insecure
+  std::optional<std::string> metrics;  // --metrics
   // [security]: --secret-key-file, --client-keys, --runner-keys, --admin-keys
   std::optional<std::string> secretKeyFile, clientKeys, runnerKeys, adminKeys;
 };

@@ -38,6 +38,8 @@ struct Job {
   std::string owner;              // CURVE: the key that submitted it (may stop it after a reconnect)
   uint64_t requestId = 0;
   TimePoint deadline = TimePoint::max();
+  TimePoint submitted{};          // metrics: when it was accepted, and when last dispatched
+  TimePoint dispatched{};
   zmq::message_t payload;         // kept until the job ends (retries and requeues resend it)
 };
 

@@ -24,8 +24,9 @@ void writeEndpoints(const std::string& file, flame::Broker& server) {
   std::string tmp = file + ".tmp";
   FILE* f = toStdout ? stdout : std::fopen(tmp.c_str(), "w");
   if (!f) throw std::runtime_error("cannot write --endpoints-file " + file);
-  std::fprintf(f, "{\"clients\": \"%s\", \"runners\": \"%s\", \"pid\": %d}\n", server.clientsEndpoint().c_str(),
-               server.runnersEndpoint().c_str(), static_cast<int>(getpid()));
+  std::string metrics = server.metricsAddress().empty() ? "" : ", \"metrics\": \"" + server.metricsAddress() + "\"";
+  std::fprintf(f, "{\"clients\": \"%s\", \"runners\": \"%s\", \"pid\": %d%s}\n", server.clientsEndpoint().c_str(),
+               server.runnersEndpoint().c_str(), static_cast<int>(getpid()), metrics.c_str());
   if (toStdout) {
     std::fflush(stdout);
   } else {
@@ -63,6 +64,9 @@ int main(int argc, char** argv) {
   bool insecure = false;
   auto* oInsecure = app.add_flag("--insecure", insecure,
                                  "allow endpoints other machines can reach without encryption (allow_plaintext)");
+  std::string metricsAddress;
+  auto* oMetrics = app.add_option("--metrics", metricsAddress,
+                                  "serve Prometheus metrics on host:port at /metrics (port 0: any; loopback unless --insecure) [off]");
   std::string secretKeyFile, clientKeys, runnerKeys, adminKeys;
   auto* oSecretKey = app.add_option("--secret-key-file", secretKeyFile,
                                     "CURVE: the broker's secret key (flame keygen broker), turns on [security]");
@@ -104,6 +108,7 @@ int main(int argc, char** argv) {
   if (*oKeepRunners) flags.keepRunnersOnShutdown = keepRunners;
   if (*oLogLevel) flags.logLevel = logLevel;
   if (*oInsecure) flags.allowPlaintext = insecure;
+  if (*oMetrics) flags.metrics = metricsAddress;
   if (*oSecretKey) flags.secretKeyFile = secretKeyFile;
   if (*oClientKeys) flags.clientKeys = clientKeys;
   if (*oRunnerKeys) flags.runnerKeys = runnerKeys;

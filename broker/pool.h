@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "broker/job.h"
+#include "broker/metrics.h"
 #include "broker/options.h"
 
 namespace flame {
@@ -208,6 +209,7 @@ struct Pool {
   uint32_t draining = 0;  // how many of `runners` are draining
   std::unordered_map<std::string, uint32_t> functionRunners;  // function -> runners serving it
   PoolCounters counters;
+  metrics::PoolMetrics metrics;  // Prometheus counters (broker/metrics.h)
 };
 
 }  // namespace flame

@@ -481,6 +481,7 @@ ErrorCode Scaler::admitRunner(const msg::Ready& ready, std::string_view key) {
                            ready.pool, ready.runnerId);
     return ErrorCode::Unauthorized;
   }
+  pool->bootSeconds.observe(now - it->second.since);
   setPhase(*pool, it->second, Phase::Running, now);
   pool->consecutiveFailures = 0;
   pool->bootBackoff.reset();
@@ -528,6 +529,11 @@ void Scaler::jobFinished(const RunnerState& runner) {
   }
   logger("scaler")->info("pool={} runner={} single use: done, draining", runner.pool->name, runner.id);
   broker_.drainRunner(runner.id, grace);
+}
+
+const metrics::Histogram* Scaler::bootSeconds(const std::string& pool) const {
+  auto it = pools_.find(pool);
+  return it == pools_.end() ? nullptr : &it->second->bootSeconds;
 }
 
 void Scaler::describe(const Pool& pool, msg::PoolStatus& status) const {

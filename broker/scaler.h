@@ -22,6 +22,7 @@
 #include "broker/backend_executor.h"
 #include "broker/broker_core.h"
 #include "broker/config.h"
+#include "broker/metrics.h"
 #include "common/liveness.h"
 
 namespace flame {
@@ -63,6 +64,8 @@ class Scaler final : public BrokerListener {
   void shutdown(bool keepMachines = false);
 
   const PoolLimits* limits(const std::string& pool) const;
+  // Boot times of `pool` (nullptr if the scaler does not manage it), for metrics. Loop thread.
+  const metrics::Histogram* bootSeconds(const std::string& pool) const;
 
   // BrokerListener
   ErrorCode admitRunner(const msg::Ready& ready, std::string_view key) override;
@@ -102,6 +105,7 @@ class Scaler final : public BrokerListener {
     bool lastFailurePermanent = false;  // the last boot failure was not retryable
     uint32_t booting = 0;       // machines in Phase::Booting
     uint64_t boots = 0, bootFailures = 0;  // counters for status
+    metrics::Histogram bootSeconds = metrics::bootHistogram();  // boot() -> its runner's ready
     bool demand = true;         // demand changed since the last growth check
     // A min runner was drained by min_idle_shutdown_after: the pool stays below min while idle
     // (as FLAME's), and min is restored with the next waiting job.
