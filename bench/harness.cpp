@@ -1,5 +1,7 @@
 #include "bench/harness.h"
 
+#include <httplib.h>
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -43,7 +45,8 @@ std::unique_ptr<KeyRing> BenchKeys::keyRing() const {
                                    std::vector<AllowedKey>{});
 }
 
-BrokerThread::BrokerThread(Transport transport, BrokerOptions options, bool zeroCopyRecv, const BenchKeys* curve) {
+BrokerThread::BrokerThread(Transport transport, BrokerOptions options, bool zeroCopyRecv, const BenchKeys* curve,
+                           bool metrics) {
   // ZMQ_ZERO_COPY_RECV (10) is declared only under the draft API, but libzmq 4.3.4 honours it
   // (ZEROMQ-NOTES.md).
   constexpr int kZeroCopyRecv = 10;
@@ -59,16 +62,37 @@ BrokerThread::BrokerThread(Transport transport, BrokerOptions options, bool zero
   }
   server_ = std::make_unique<BrokerServer>(ctx_, options, clock_, keys_.get());
   server_->core().setKeyRing(keys_.get());
+  if (metrics) metrics_ = std::make_unique<MetricsServer>("127.0.0.1:0", [server = server_.get()] { server->wake(); });
   thread_ = std::thread([this] {
     nameThread("broker");
     BrokerServer::Hooks hooks;
+    auto publish = [this] { metrics_->publish(renderBrokerMetrics(server_->core(), nullptr, {"bench", "bench"})); };
     // Handshakes are answered on the broker's own loop, like flame-broker's (Hooks::setup).
-    if (zap_) hooks.setup = [this](Reactor& reactor) { reactor.add(zap_->socket(), [this] { zap_->onReadable(); }); };
+    hooks.setup = [this, publish](Reactor& reactor) {
+      if (zap_) reactor.add(zap_->socket(), [this] { zap_->onReadable(); });
+      if (metrics_) reactor.every(Duration(250), publish);  // as flame::Broker::run
+    };
+    if (metrics_) hooks.onTick = [this, publish] {
+      if (metrics_->freshWanted()) publish();
+    };
     server_->run(hooks);
   });
+  if (metrics_) {
+    scraper_ = std::thread([this] {
+      nameThread("scraper");
+      std::string address = metrics_->boundAddress();
+      httplib::Client http("127.0.0.1", std::stoi(address.substr(address.rfind(':') + 1)));
+      while (!stopScraping_) {
+        http.Get("/metrics");  // 10x a 1 s scrape interval: the worst case, not the usual
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the scrape period, not a wait for an event
+      }
+    });
+  }
 }
 
 BrokerThread::~BrokerThread() {
+  stopScraping_ = true;
+  if (scraper_.joinable()) scraper_.join();
   server_->stop();
   thread_.join();
   std::string clients = server_->clientsEndpoint(), runners = server_->runnersEndpoint();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "broker/key_ring.h"
+#include "broker/metrics_server.h"
 #include "broker/options.h"
 #include "broker/server.h"
 #include "broker/zap.h"
@@ -69,8 +70,11 @@ class BrokerThread {
   // constructor only), the broker is wired as flame::Broker wires it with a [security] section:
   // a KeyRing, a ZapHandler bound before the endpoints and served on the broker's loop, CURVE
   // on both endpoints, and the core told the KeyRing (it checks each client's key per message).
+  // With `metrics`, the broker serves /metrics as flame::Broker does with [broker] metrics (a
+  // MetricsServer on 127.0.0.1:0, a snapshot every 250 ms and one per scrape, rendered on the
+  // loop), and a scraper thread GETs it every 100 ms for as long as the broker runs (issue 11).
   explicit BrokerThread(Transport transport, BrokerOptions options = {}, bool zeroCopyRecv = true,
-                        const BenchKeys* curve = nullptr);
+                        const BenchKeys* curve = nullptr, bool metrics = false);
   ~BrokerThread();
   BrokerThread(const BrokerThread&) = delete;
   BrokerThread& operator=(const BrokerThread&) = delete;
@@ -84,6 +88,9 @@ class BrokerThread {
   std::unique_ptr<KeyRing> keys_;    // CURVE only
   std::unique_ptr<ZapHandler> zap_;  // CURVE only; bound before server_'s endpoints
   std::unique_ptr<BrokerServer> server_;
+  std::unique_ptr<MetricsServer> metrics_;  // metrics only
+  std::thread scraper_;                     // metrics only
+  std::atomic<bool> stopScraping_{false};
   std::thread thread_;
 };
 

@@ -77,6 +77,7 @@ Rows run(const std::string& scenario, const Settings& s, flame::bench::Progress&
   if (scenario == "memory") return runMemory(s, p);
   if (scenario == "scale") return runScale(s, p, targets);
   if (scenario == "curve") return runCurve(s, p, targets);
+  if (scenario == "metrics") return runMetrics(s, p, targets);
   Rows all;
   for (auto* sc : {"core", "call", "relay", "cast", "fanout", "library", "elastic", "memory", "scale", "curve"}) {
     Rows r = run(sc, s, p, targets);
@@ -100,9 +101,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> transports;
   app.add_option("scenario", scenario,
                  "headline | ceiling | call | relay | core | cast | fanout | library | elastic | memory | scale | "
-                 "curve | all")
+                 "curve | metrics | all")
       ->check(CLI::IsMember({"headline", "ceiling", "call", "relay", "core", "cast", "fanout", "library", "elastic",
-                             "memory", "scale", "curve", "all"}))
+                             "memory", "scale", "curve", "metrics", "all"}))
       ->capture_default_str();
   app.add_flag("--json", json, "one JSON object per measurement on stdout (the rest goes to stderr)");
   app.add_flag("--smoke", smoke, "CI: every measurement ~0.2 s with small sizes; no thresholds");
@@ -138,7 +139,7 @@ int main(int argc, char** argv) {
                "memory: diagnose with an in-process broker (this process's RSS) instead of flame-broker");
   bool noZeroCopy = false;
   app.add_flag("--no-zero-copy-recv", noZeroCopy, "memory --memory-in-process: ZMQ_ZERO_COPY_RECV=0 on the broker");
-  app.add_option("--repeat", s.repeat, "headline, curve: run each measurement N times, keep the median")
+  app.add_option("--repeat", s.repeat, "headline, curve, metrics: run each measurement N times, keep the median")
       ->capture_default_str()->check(CLI::Range(1u, 9u));
   app.add_option("--bin-dir", s.binDir, "where flame-broker and flame-worker are [flame-bench's directory]");
   app.add_flag("--quiet", quiet, "no progress lines");

@@ -48,6 +48,7 @@ Row rowFor(const std::string& scenario, const Shape& shape) {
   row.transport = transportName(shape.transport);
   row.window = shape.window;
   if (shape.curve) row.extra["curve"] = true;
+  if (shape.metrics) row.extra["metrics"] = true;
   return row;
 }
 
@@ -71,7 +72,8 @@ std::string label(const std::string& scenario, const Shape& s) {
   std::string p = s.payload >= 1024 && s.payload % 1024 == 0 ? std::to_string(s.payload / 1024) + "KiB"
                                                               : std::to_string(s.payload) + "B";
   return scenario + " " + s.mode + " c" + std::to_string(s.clients) + " r" + std::to_string(s.runners) + " " + p +
-         " " + transportName(s.transport) + (s.curve ? " curve" : "") + " w" + std::to_string(s.window);
+         " " + transportName(s.transport) + (s.curve ? " curve" : "") +
+         (s.metrics ? " metrics" : "") + " w" + std::to_string(s.window);
 }
 
 LoadPlan planFor(const Settings& settings) {
@@ -130,7 +132,7 @@ Row measureBroker(const std::string& scenario, LoadKind kind, const Shape& shape
   std::string what = label(scenario, shape);
   std::optional<BenchKeys> keys;
   if (shape.curve) keys = BenchKeys::generate();
-  BrokerThread broker(shape.transport, BrokerOptions{}, true, keys ? &*keys : nullptr);
+  BrokerThread broker(shape.transport, BrokerOptions{}, true, keys ? &*keys : nullptr, shape.metrics);
   FarmOptions f;
   f.endpoint = broker.runnersEndpoint();
   if (keys) f.curve = keys->runnerSide();

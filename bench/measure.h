@@ -23,6 +23,8 @@ struct Shape {
   // (echo or broker) with a KeyRing and a ZAP handler, every client and runner a CURVE client.
   // Ceiling and broker measurements only (not the relay or the library path).
   bool curve = false;
+  // The broker serves /metrics and is scraped every 100 ms (BrokerThread, issue 11).
+  bool metrics = false;
 };
 
 // Bare DEALER->ROUTER echo (EchoServer) with the lean load generator.

@@ -36,6 +36,9 @@ Rows runMemory(const Settings& settings, Progress& progress);
 // What CURVE costs (issue 10): the ceiling and the call, pipelined and sync, plaintext and with
 // CURVE on every connection, back to back; appends its PASS/MISS to `targets` (curve.cpp).
 Rows runCurve(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets);
+// What /metrics costs (issue 11): the pipelined call with metrics on (scraped every 100 ms) and
+// off, back to back; appends its PASS/MISS to `targets` (metrics.cpp).
+Rows runMetrics(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets);
 // The target figures in one go; fills `targets` with PASS/MISS.
 Rows runHeadline(const Settings& settings, Progress& progress, std::vector<TargetCheck>& targets);
 

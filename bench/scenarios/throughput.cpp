@@ -118,6 +118,7 @@ size_t plannedMeasurements(const std::string& scenario, const Settings& s) {
   if (scenario == "elastic") return 1;
   if (scenario == "memory") return s.memoryQueued.size();
   if (scenario == "curve") return 8 * s.repeat;
+  if (scenario == "metrics") return 2 * s.repeat;
   if (scenario == "headline") return 16 * s.repeat + 1 + 2 + plannedMeasurements("curve", s);
   if (scenario == "all") {
     size_t n = 0;
