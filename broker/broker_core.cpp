@@ -73,6 +73,7 @@ void BrokerCore::declarePool(const std::string& name, const PoolSettings& settin
   pool.placement = settings.placement;
   pool.defaultTimeout = settings.defaultTimeout;
   pool.castTimeout = settings.castTimeout;
+  pool.waitTimeout = settings.waitTimeout;
   pool.maxQueue = settings.maxQueue;
   pool.singleUse = settings.singleUse;
 }
@@ -84,6 +85,7 @@ Pool& BrokerCore::ensurePool(const std::string& name) {
   pool->name = name;
   pool->placement = options_.placement;
   pool->defaultTimeout = options_.defaultTimeout;
+  pool->waitTimeout = options_.defaultTimeout;  // a pool of static runners: no boot to wait for
   pool->maxQueue = options_.maxQueue;
   log_->info("pool={} created", name);
   return *pools_.emplace(name, std::move(pool)).first->second;
@@ -224,12 +226,22 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   auto now = clock_.now();
   Job& job = jobs_.create();
   const JobId id = job.id;
-  // 0 = the pool's default: `timeout` for a call, `cast_timeout` (infinite unless set) for a
-  // cast, infinite for place.
-  Duration timeout = s.timeoutMs == 0 ? (s.mode == Mode::Place  ? kInfinite
-                                         : s.mode == Mode::Cast ? pool->castTimeout
-                                                                : pool->defaultTimeout)
-                                      : fromWireMs(s.timeoutMs);
+  // Deadlines (PROTOCOL.md). 0 = the pool's default: `timeout` for a call, `cast_timeout`
+  // (infinite unless set) for a cast. A place's timeout bounds its placement only, as in FLAME.
+  auto orDefault = [](uint32_t wire, Duration fallback) { return wire == 0 ? fallback : fromWireMs(wire); };
+  Duration runDefault = s.mode == Mode::Place  ? kInfinite
+                        : s.mode == Mode::Cast ? pool->castTimeout
+                                               : pool->defaultTimeout;
+  Duration waitDefault = s.mode == Mode::Cast ? pool->castTimeout : pool->waitTimeout;
+  job.split = s.splitBudget || s.mode == Mode::Place;
+  if (s.splitBudget) {
+    job.waitBound = orDefault(s.waitTimeoutMs, waitDefault);
+    job.runBudget = orDefault(s.timeoutMs, runDefault);
+  } else if (s.mode == Mode::Place) {
+    job.waitBound = orDefault(s.timeoutMs, waitDefault);
+    job.runBudget = kInfinite;
+  }
+  Duration timeout = job.split ? job.waitBound : orDefault(s.timeoutMs, runDefault);
   job.mode = s.mode;
   if (keys_) job.owner = session.key;
   job.link = s.link;
@@ -347,6 +359,7 @@ void BrokerCore::dispatch(Pool& pool) {
 
 bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   auto now = clock_.now();
+  if (job.split) setDeadline(job, addSaturating(now, job.runBudget));  // the run budget starts now
   uint32_t budget = job.deadline == TimePoint::max()
                         ? kInfiniteMs
                         : toWireMs(std::max(Duration(0), job.deadline - now));
@@ -377,7 +390,18 @@ bool BrokerCore::sendJob(RunnerState& runner, Job& job) {
   return true;
 }
 
+void BrokerCore::setDeadline(Job& job, TimePoint deadline) {
+  if (deadline == job.deadline) return;
+  if (job.deadline != TimePoint::max()) --timedJobs_;  // its heap entry is stale from now on
+  job.deadline = deadline;
+  if (deadline == TimePoint::max()) return;
+  deadlines_.push(deadline, job.id);
+  ++timedJobs_;
+}
+
 void BrokerCore::requeue(Job& job) {
+  // A re-run waits for a runner again: with split budgets, within the wait bound.
+  if (job.split) setDeadline(job, addSaturating(clock_.now(), job.waitBound));
   job.state = JobState::Queued;
   job.runner = nullptr;
   job.pool->queue.pushFront(job.function, job.id);
@@ -896,7 +920,9 @@ void BrokerCore::expireDeadlines(TimePoint now) {
                              pool.runners.size(), pool.queue.size());
       ++pool.counters.failed;
       answerError(job, ErrorCode::Timeout,
-                  "deadline passed while queued in pool '" + pool.name + "' (no free runner)");
+                  job.split ? "waited " + formatDuration(job.waitBound) + " for a runner of pool '" + pool.name +
+                                  "' (wait timeout; the run budget had not started)"
+                            : "deadline passed while queued in pool '" + pool.name + "' (no free runner)");
       finish(job);
       continue;
     }

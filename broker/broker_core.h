@@ -178,6 +178,8 @@ class BrokerCore final : public ScalerPort {
   void dispatch(Pool& pool);
   bool sendJob(RunnerState& runner, Job& job);
   void requeue(Job& job);
+  // Moves a job's deadline (TimePoint::max(): none), keeping the deadline heap's count right.
+  void setDeadline(Job& job, TimePoint deadline);
   // Gives a waiting job's payload its own buffer (see the .cpp).
   void ownPayload(Job& job);
   // Removes the job everywhere and frees its slot. The job reference dies.

@@ -231,6 +231,10 @@ PoolConfig parsePool(const std::string& name, const toml::table& table, const Br
   if (pool.settings.defaultTimeout.count() == 0) t.fail("timeout", "must be positive");
   pool.settings.castTimeout = t.duration("cast_timeout", kInfinite);
   if (pool.settings.castTimeout.count() == 0) t.fail("cast_timeout", "must be positive");
+  // Waiting for a runner may take a boot: by default as long as one may take, and some margin.
+  constexpr Duration kWaitMargin{10'000};
+  pool.settings.waitTimeout = t.duration("wait_timeout", l.bootTimeout >= kInfinite - kWaitMargin ? kInfinite : l.bootTimeout + kWaitMargin);
+  if (pool.settings.waitTimeout.count() == 0) t.fail("wait_timeout", "must be positive");
   pool.settings.maxQueue = static_cast<uint32_t>(t.integer("max_queue", broker.maxQueue, 0, 100'000'000));
   auto placement = t.str("placement", broker.placement == Placement::Spread ? "spread" : "pack");
   if (placement != "pack" && placement != "spread") t.fail("placement", "must be \"pack\" or \"spread\", got '" + placement + "'");
@@ -483,6 +487,7 @@ std::vector<std::pair<std::string, std::string>> configEntries(const BrokerConfi
     add(k + "shutdown_timeout", literal(l.shutdownTimeout));
     add(k + "timeout", literal(p.settings.defaultTimeout));
     add(k + "cast_timeout", literal(p.settings.castTimeout));
+    add(k + "wait_timeout", literal(p.settings.waitTimeout));
     add(k + "single_use", literal(l.singleUse));
     add(k + "max_queue", number(p.settings.maxQueue));
     add(k + "placement", literal(p.settings.placement));

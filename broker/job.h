@@ -37,7 +37,12 @@ struct Job {
   std::string client;             // routing id of the submitting client
   std::string owner;              // CURVE: the key that submitted it (may stop it after a reconnect)
   uint64_t requestId = 0;
-  TimePoint deadline = TimePoint::max();
+  TimePoint deadline = TimePoint::max();  // the current one: waiting, or running (split budgets)
+  // Split budgets (PROTOCOL.md, Deadlines): waiting for a runner is bounded by waitBound, and the
+  // run budget starts when a runner takes the job. Without, `deadline` counts from receipt.
+  bool split = false;
+  Duration waitBound = kInfinite;
+  Duration runBudget = kInfinite;
   TimePoint submitted{};          // metrics: when it was accepted, and when last dispatched
   TimePoint dispatched{};
   zmq::message_t payload;         // kept until the job ends (retries and requeues resend it)

@@ -201,6 +201,7 @@ struct Pool {
   Placement placement = Placement::Pack;
   Duration defaultTimeout{30000};
   Duration castTimeout = kInfinite;
+  Duration waitTimeout{40000};
   uint32_t maxQueue = 0;  // 0 = unlimited
   bool singleUse = false;  // its runners take one job each (pool option single_use)
   PoolQueue queue;

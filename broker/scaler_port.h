@@ -19,6 +19,9 @@ struct PoolSettings {
   uint32_t maxQueue = 0;
   bool singleUse = false;  // each runner takes one job in its life, then is drained
   Duration castTimeout = kInfinite;  // a cast's deadline when it sets none (FLAME: none)
+  // How long a job may wait for a runner (queue and boot) when it sets no bound (split budgets,
+  // and every place). Config default: boot_timeout + 10 s.
+  Duration waitTimeout{40000};
 };
 
 // A pool's load, in O(1) (the core keeps these counts as things happen).

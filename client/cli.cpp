@@ -23,6 +23,7 @@ struct JobArgs {
   std::string function;
   std::string payload;  // "-" = read stdin
   std::string timeout = "0";
+  std::string waitTimeout = "0";
   bool idempotent = false;
   unsigned retries = 0;
   bool link = false;
@@ -37,6 +38,10 @@ const CLI::Validator kDurationCheck(
 
 void addJobArgs(CLI::App* cmd, JobArgs& args, const char* timeoutHelp) {
   cmd->add_option("--timeout", args.timeout, timeoutHelp)->check(kDurationCheck);
+  cmd->add_option("--wait-timeout", args.waitTimeout,
+                  "how long to wait for a runner (queue and boot) before failing with timeout; the run budget "
+                  "starts after it (default 0: the pool's wait_timeout; infinity: none)")
+      ->check(kDurationCheck);
   cmd->add_flag("--idempotent", args.idempotent,
                 "the job may be re-run on another runner if its runner is lost (once, or --retries times)");
   cmd->add_option("--retries", args.retries, "re-runs allowed with --idempotent [1]")
@@ -50,6 +55,7 @@ CallOptions callOptions(const JobArgs& args, bool link) {
   CallOptions options;
   options.timeout =
       parseDuration(args.timeout).value_or(Duration(0));  // validated by kDurationCheck
+  options.waitTimeout = parseDuration(args.waitTimeout).value_or(Duration(0));
   options.idempotent = args.idempotent;
   options.retries = static_cast<uint8_t>(args.retries);
   options.link = link;
@@ -125,18 +131,20 @@ int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& 
   auto* call = app.add_subcommand(
       "call", "run FUNCTION on a runner of POOL and print its result bytes verbatim");
   addJobArgs(call, callArgs,
-             "deadline from the broker's receipt (default 0: the pool's; infinity: none)");
+             "run budget, from the moment a runner takes the call (default 0: the pool's; infinity: none)");
 
   JobArgs castArgs;
   auto* cast =
       app.add_subcommand("cast", "queue FUNCTION on POOL without waiting; prints the job id");
   addJobArgs(cast, castArgs,
-             "deadline from the broker's receipt (default 0: the pool's; infinity: none)");
+             "run budget (default 0: the pool's cast_timeout, infinite unless set; infinity: none)");
 
   JobArgs placeArgs;
   auto* place =
       app.add_subcommand("place", "start a long-running child; prints its handle childId@runnerId");
-  addJobArgs(place, placeArgs, "the child's whole budget (default 0: infinite)");
+  addJobArgs(place, placeArgs,
+             "the child's maximum lifetime once placed (default 0: none, it runs until it returns or is stopped); "
+             "--wait-timeout bounds the placement");
   place->add_flag("--link", placeArgs.link,
                   "stay in the foreground until the child exits (exit 1 if it failed); "
                   "the child is stopped if this command goes away");

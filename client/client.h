@@ -74,10 +74,15 @@ struct ClientOptions {
 };
 
 struct CallOptions {
-  // Budget from the broker's receipt, covering queueing and running.
-  // Duration(0) = the pool's default (a call: its timeout; a cast: its cast_timeout, infinite
-  // unless set; a place: infinite); kInfinite = none.
+  // The run budget: counted from the moment a runner takes the work, so a cold boot does not
+  // eat it (PROTOCOL.md, Deadlines). Duration(0) = the pool's default (a call: its `timeout`; a
+  // cast: its `cast_timeout`, infinite unless set; a place: infinite — a child runs until it
+  // returns or is stopped, unless given a maximum lifetime here); kInfinite = none.
   Duration timeout{0};
+  // How long the work may wait for a runner (queue and boot) before it fails `timeout`.
+  // Duration(0) = the pool's `wait_timeout` (default: its boot_timeout + 10 s; for a cast, its
+  // cast_timeout); kInfinite = no bound. For a place, this bounds the placement.
+  Duration waitTimeout{0};
   bool idempotent = false;  // may be re-run on another runner if its runner is lost
   uint8_t retries = 0;      // how many such re-runs (only with idempotent; 0 = the default, 1)
   // Tie the work to this client: the client heartbeats while it is outstanding, the broker

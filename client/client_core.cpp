@@ -40,13 +40,19 @@ ClientCoreOptions sanitized(ClientCoreOptions options) {
 
 }  // namespace
 
-Duration clientDeadlineBudget(Mode mode, Duration timeout, Duration heartbeatInterval) {
-  // A cast is accepted at once, whatever its timeout: only liveness bounds it. Timeout 0 is the
-  // pool's default (unknown here; infinite for place): liveness again.
-  bool finite = timeout > Duration(0) && timeout < Duration(kInfiniteMs);
-  if (mode == Mode::Cast || !finite) return kInfinite;
+Duration clientDeadlineBudget(Mode mode, Duration timeout, Duration waitTimeout, Duration heartbeatInterval) {
+  // A cast is accepted at once, whatever its bounds: only liveness bounds it. A place is
+  // answered once placed: the wait bounds it. A call: the wait plus the run budget. 0 is the
+  // pool's default (unknown here): liveness again.
+  auto finite = [](Duration d) { return d > Duration(0) && d < Duration(kInfiniteMs); };
+  if (mode == Mode::Cast || !finite(waitTimeout)) return kInfinite;
+  Duration total = waitTimeout;
+  if (mode == Mode::Call) {
+    if (!finite(timeout)) return kInfinite;
+    total += timeout;
+  }
   Duration slack = 2 * std::max(heartbeatInterval, Duration(1));
-  return timeout >= kInfinite - slack ? kInfinite : timeout + slack;
+  return total >= kInfinite - slack ? kInfinite : total + slack;
 }
 
 ClientRequest submitRequest(uint64_t requestId, Mode mode, std::string_view pool, std::string_view function,
@@ -58,8 +64,11 @@ ClientRequest submitRequest(uint64_t requestId, Mode mode, std::string_view pool
   request.pending.link = options.link;
   request.pending.done = std::move(done);
   request.pending.onExit = std::move(onExit);
-  request.budget = clientDeadlineBudget(mode, options.timeout, heartbeatInterval);
-  request.timeout = options.timeout;
+  request.budget = clientDeadlineBudget(mode, options.timeout, options.waitTimeout, heartbeatInterval);
+  // For the expiry message: what the local deadline covers (wait, plus the run for a call).
+  request.timeout = mode == Mode::Place ? options.waitTimeout
+                    : request.budget == kInfinite ? options.timeout
+                                                  : options.waitTimeout + options.timeout;
   request.header = encode(msg::Submit{.requestId = requestId,
                                       .mode = mode,
                                       .pool = std::string(pool),
@@ -67,7 +76,9 @@ ClientRequest submitRequest(uint64_t requestId, Mode mode, std::string_view pool
                                       .timeoutMs = toWireMs(options.timeout),
                                       .idempotent = options.idempotent,
                                       .retries = options.retries,
-                                      .link = options.link});
+                                      .link = options.link,
+                                      .waitTimeoutMs = toWireMs(options.waitTimeout),
+                                      .splitBudget = true});
   request.payload.emplace(payload.data(), payload.size());
   return request;
 }

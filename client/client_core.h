@@ -74,18 +74,19 @@ struct ClientRequest {
   uint64_t requestId = 0;  // unique per client; carried in the header
   // kind, link, childId (stop), done, onExit (place). deadline/timeout are set by submit().
   PendingRequest pending;
-  // Local deadline budget from submit(): kInfinite = none. Calls and places get
-  // timeout + 2 x heartbeatInterval (see clientDeadlineBudget); stop, status, setPool their own.
+  // Local deadline budget from submit(): kInfinite = none. Calls get wait + timeout, places
+  // wait, each + 2 x heartbeatInterval (see clientDeadlineBudget); stop, status, setPool their own.
   Duration budget = kInfinite;
   Duration timeout{0};  // the caller's timeout, for the expiry message
   zmq::message_t header;                 // the encoded envelope
   std::optional<zmq::message_t> payload;  // submits only (always sent, possibly empty)
 };
 
-// The local safety deadline of a call or place with `timeout` (CallOptions::timeout): timeout +
-// 2 x heartbeatInterval when the timeout is finite and non-zero, kInfinite otherwise (0 = the
-// pool's default, unknown here: liveness bounds it). Casts get none (accepted at once).
-Duration clientDeadlineBudget(Mode mode, Duration timeout, Duration heartbeatInterval);
+// The local safety deadline of a submit (CallOptions::timeout, ::waitTimeout): a call's wait +
+// run budget, a place's wait (it is answered once placed), + 2 x heartbeatInterval, when those
+// are finite and non-zero; kInfinite otherwise (0 = the pool's default, unknown here: liveness
+// bounds it). Casts get none (accepted at once).
+Duration clientDeadlineBudget(Mode mode, Duration timeout, Duration waitTimeout, Duration heartbeatInterval);
 
 // Requests as the API builds them (thread-safe: they only encode). `heartbeatInterval` is
 // ClientOptions::heartbeatInterval (the deadline slack of calls and places).

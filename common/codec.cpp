@@ -93,6 +93,8 @@ struct Filler {
     s.setIdempotent(m.idempotent);
     s.setRetries(m.retries);
     s.setLink(m.link);
+    s.setWaitTimeoutMs(m.waitTimeoutMs);
+    s.setSplitBudget(m.splitBudget);
   }
   void operator()(const msg::Cancel& m) { b.initCancel().setRequestId(m.requestId); }
   void operator()(const msg::StopChild& m) { b.initStopChild().setChildId(m.childId); }
@@ -371,6 +373,8 @@ Message read(Envelope::Reader env) {
       m.idempotent = s.getIdempotent();
       m.retries = s.getRetries();
       m.link = s.getLink();
+      m.waitTimeoutMs = s.getWaitTimeoutMs();
+      m.splitBudget = s.getSplitBudget();
       return m;
     }
     case Envelope::Body::CANCEL: return msg::Cancel{b.getCancel().getRequestId()};

@@ -51,10 +51,14 @@ struct Submit {
   Mode mode = Mode::Call;
   std::string pool;
   std::string function;
-  uint32_t timeoutMs = 0;  // 0 = pool default, kInfiniteMs = infinite
+  uint32_t timeoutMs = 0;  // 0 = pool default, kInfiniteMs = infinite; see splitBudget
   bool idempotent = false;
   uint8_t retries = 0;
   bool link = false;
+  // With splitBudget, timeoutMs is the run budget (from the moment a runner takes the job) and
+  // waitTimeoutMs bounds the wait for a runner; without, timeoutMs counts from receipt.
+  uint32_t waitTimeoutMs = 0;  // 0 = the pool's wait_timeout, kInfiniteMs = infinite
+  bool splitBudget = false;
 };
 struct Cancel { uint64_t requestId = 0; };
 struct StopChild { uint64_t childId = 0; };

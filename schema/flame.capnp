@@ -72,10 +72,15 @@ struct Submit {
   mode @1 :Mode;
   pool @2 :Text;
   function @3 :Text;
-  timeoutMs @4 :UInt32;   # budget from receipt; 0 = the pool's default; 0xFFFFFFFF = infinite
+  timeoutMs @4 :UInt32;   # without splitBudget: budget from receipt (place: the placement bound);
+                          # with it: the run budget, from the moment a runner takes the job.
+                          # 0 = the pool's default; 0xFFFFFFFF = infinite
   idempotent @5 :Bool;    # may be retried on another runner if its runner is lost
   retries @6 :UInt8;      # how many such retries (only with idempotent; 0 = the default, 1)
   link @7 :Bool;          # tie to this client's session (the client must heartbeat)
+  waitTimeoutMs @8 :UInt32;  # with splitBudget: bound on waiting for a runner (queue and boot);
+                             # 0 = the pool's wait_timeout; 0xFFFFFFFF = infinite
+  splitBudget @9 :Bool;   # timeoutMs is the run budget and waitTimeoutMs bounds the wait (PROTOCOL.md, Deadlines)
 }
 
 struct Cancel { requestId @0 :UInt64; }

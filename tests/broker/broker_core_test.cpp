@@ -559,3 +559,80 @@ TEST_CASE("a cast has no deadline unless its pool sets cast_timeout, a call keep
   for (auto& e : h.outbox.takeOf<msg::Error>("c")) callTimedOut |= e.requestId == 2 && e.code == ErrorCode::Timeout;
   CHECK(callTimedOut);
 }
+
+TEST_CASE("split budgets: waiting for a runner does not eat the run budget, and has its own bound",
+          "[broker][deadlines]") {
+  Harness h;
+  h.core.declarePool("p", {});
+  auto submit = [&](uint64_t requestId, Mode mode, uint32_t runMs, uint32_t waitMs, bool split = true) {
+    msg::Submit s;
+    s.requestId = requestId;
+    s.mode = mode;
+    s.pool = "p";
+    s.function = "echo";
+    s.timeoutMs = runMs;
+    s.waitTimeoutMs = waitMs;
+    s.splitBudget = split;
+    h.core.onClient("c", s, zmq::message_t());
+  };
+  auto errorFor = [&](uint64_t requestId) -> std::optional<msg::Error> {
+    for (auto& e : h.outbox.takeOf<msg::Error>("c"))
+      if (e.requestId == requestId) return e;
+    return std::nullopt;
+  };
+
+  SECTION("a cold start longer than the run budget: the call still gets its whole budget") {
+    submit(1, Mode::Call, 1000, 5000);
+    h.advance(Duration(3000));  // the "boot": three times the run budget
+    CHECK_FALSE(errorFor(1));
+    auto conn = h.ready("r1", "p", 1);
+    auto jobs = h.jobsFor(conn);
+    REQUIRE(jobs.size() == 1);
+    CHECK(jobs[0].budgetMs == 1000);  // counted from now
+    h.advance(Duration(900));
+    CHECK_FALSE(errorFor(1));
+    h.advance(Duration(200));
+    auto e = errorFor(1);
+    REQUIRE(e);
+    CHECK(e->code == ErrorCode::Timeout);
+    CHECK(e->message.find("running") != std::string::npos);
+  }
+  SECTION("no runner within the wait bound: timeout, saying it waited for a runner") {
+    submit(2, Mode::Call, 60000, 1000);
+    h.advance(Duration(1100));
+    auto e = errorFor(2);
+    REQUIRE(e);
+    CHECK(e->code == ErrorCode::Timeout);
+    CHECK(e->message.find("waited 1s for a runner of pool 'p'") != std::string::npos);
+  }
+  SECTION("an old client's budget still counts from receipt") {
+    submit(3, Mode::Call, 1000, 0, false);
+    h.advance(Duration(1100));
+    auto e = errorFor(3);
+    REQUIRE(e);
+    CHECK(e->message.find("queued") != std::string::npos);
+  }
+  SECTION("a place's timeout bounds its placement only: the child then runs until it returns or is stopped") {
+    submit(4, Mode::Place, 2000, 0, false);  // an old client: timeoutMs = the placement bound
+    h.advance(Duration(1000));
+    auto conn = h.ready("r1", "p", 1);
+    auto jobs = h.jobsFor(conn);
+    REQUIRE(jobs.size() == 1);
+    CHECK(jobs[0].budgetMs == kInfiniteMs);
+    for (int i = 0; i < 120; ++i) {  // a minute, the runner alive
+      h.heartbeat(conn);
+      h.advance(Duration(500));
+    }
+    CHECK(h.outbox.takeOf<msg::CancelJob>(conn).empty());
+    CHECK_FALSE(errorFor(4));
+    CHECK(h.core.findRunner("r1"));
+    CHECK(h.core.findJob(jobs[0].jobId));  // still running
+  }
+  SECTION("a place that nobody takes within its bound fails timeout") {
+    submit(5, Mode::Place, 0, 1500);  // split: no lifetime bound, placement within 1.5 s
+    h.advance(Duration(1600));
+    auto e = errorFor(5);
+    REQUIRE(e);
+    CHECK(e->message.find("waited") != std::string::npos);
+  }
+}

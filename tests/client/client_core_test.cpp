@@ -135,6 +135,8 @@ TEST_CASE("core: a submit is sent at once with its header and payload, and its a
   auto& submit = std::get<msg::Submit>(requests[0].message);
   CHECK(submit.requestId == id);
   CHECK(submit.timeoutMs == 2500);
+  CHECK(submit.splitBudget);       // timeout is the run budget
+  CHECK(submit.waitTimeoutMs == 0);  // the pool's wait_timeout
   CHECK(submit.idempotent);
   CHECK(submit.retries == 2);
   CHECK(requests[0].payload == std::string("in\0put"));
@@ -152,7 +154,7 @@ TEST_CASE("core: a submit is sent at once with its header and payload, and its a
 TEST_CASE("core: a call's local deadline is timeout + 2 x interval, then it fails and is cancelled", "[client][core]") {
   Fixture f;
   Answers a;
-  uint64_t id = f.call(a, CallOptions{.timeout = Duration(200)});
+  uint64_t id = f.call(a, CallOptions{.timeout = Duration(100), .waitTimeout = Duration(100)});
   CHECK(f.core.nextWakeup() <= f.t0 + Duration(100));  // heartbeats come first
   // The broker is alive (answers heartbeats), so only the local deadline can end the call.
   for (int ms = 100; ms < 400; ms += 100) {
@@ -177,7 +179,7 @@ TEST_CASE("core: a request still queued at its deadline is dropped, never sent n
   Fixture f;
   f.port.blocked = true;
   Answers a;
-  f.call(a, CallOptions{.timeout = Duration(50)});
+  f.call(a, CallOptions{.timeout = Duration(25), .waitTimeout = Duration(25)});
   CHECK(f.port.writableWanted);
   CHECK(f.core.queuedCount() == 2);  // the heartbeat and the submit
   f.runUntil(Duration(249));
@@ -366,7 +368,7 @@ TEST_CASE("core: a payload over 1 MiB waits for the broker's limit, then is sent
 TEST_CASE("core: a parked payload that outlives its deadline is never sent", "[client][core]") {
   Fixture f;
   Answers a;
-  f.call(a, CallOptions{.timeout = Duration(10)}, std::string(2 * 1024 * 1024, 'x'));
+  f.call(a, CallOptions{.timeout = Duration(5), .waitTimeout = Duration(5)}, std::string(2 * 1024 * 1024, 'x'));
   f.heartbeatAnswer();  // no limit told
   f.runUntil(Duration(210));
   CHECK(a.failure().code == ErrorCode::Timeout);
@@ -426,7 +428,7 @@ TEST_CASE("core: stop is answered by stopped (which also ends a linked child) or
 TEST_CASE("core: a child placed after its place was abandoned is stopped", "[client][core]") {
   Fixture f;
   Answers placed;
-  uint64_t id = f.place(placed, nullptr, CallOptions{.timeout = Duration(50)});
+  uint64_t id = f.place(placed, nullptr, CallOptions{.waitTimeout = Duration(50)});
   f.runUntil(Duration(100));
   f.heartbeatAnswer();
   f.runUntil(Duration(250));
@@ -533,11 +535,15 @@ TEST_CASE("core: shutdown with nothing linked outstanding says no goodbye", "[cl
 }
 
 TEST_CASE("core: deadline budgets", "[client][core]") {
-  CHECK(clientDeadlineBudget(Mode::Call, Duration(200), Duration(100)) == Duration(400));
-  CHECK(clientDeadlineBudget(Mode::Place, Duration(1), Duration(1000)) == Duration(2001));
-  CHECK(clientDeadlineBudget(Mode::Call, Duration(0), Duration(100)) == kInfinite);   // the pool's default
-  CHECK(clientDeadlineBudget(Mode::Call, kInfinite, Duration(100)) == kInfinite);
-  CHECK(clientDeadlineBudget(Mode::Cast, Duration(200), Duration(100)) == kInfinite);  // accepted at once
+  // A call: wait + run budget + 2 heartbeats.
+  CHECK(clientDeadlineBudget(Mode::Call, Duration(200), Duration(300), Duration(100)) == Duration(700));
+  // A place is answered once placed: its wait bound, whatever its lifetime.
+  CHECK(clientDeadlineBudget(Mode::Place, kInfinite, Duration(1), Duration(1000)) == Duration(2001));
+  // 0 is the pool's default, unknown here (liveness bounds it).
+  CHECK(clientDeadlineBudget(Mode::Call, Duration(200), Duration(0), Duration(100)) == kInfinite);
+  CHECK(clientDeadlineBudget(Mode::Call, Duration(0), Duration(300), Duration(100)) == kInfinite);
+  CHECK(clientDeadlineBudget(Mode::Call, kInfinite, Duration(300), Duration(100)) == kInfinite);
+  CHECK(clientDeadlineBudget(Mode::Cast, Duration(200), Duration(300), Duration(100)) == kInfinite);  // accepted at once
 }
 
 TEST_CASE("core: a burst holds what it sends and offers it all, in order, at its end", "[client][core]") {

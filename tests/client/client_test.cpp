@@ -342,7 +342,7 @@ TEST_CASE("a call the broker never answers fails at its local deadline and is ca
   FakeBroker broker;
   broker.heartbeatReplyMs = 100;  // the broker is alive: only the local deadline can end the call
   Client client(fastOptions(broker.endpoint()));
-  auto future = client.callAsync("p", "f", "x", CallOptions{.timeout = Duration(200)});
+  auto future = client.callAsync("p", "f", "x", CallOptions{.timeout = Duration(100), .waitTimeout = Duration(100)});
   auto got = broker.expect<msg::Submit>();
   REQUIRE(got);
   auto cancel = broker.expect<msg::Cancel>();  // sent when the client gives up
@@ -360,7 +360,7 @@ TEST_CASE("a child placed after its place was abandoned is stopped", "[client]")
   broker.heartbeatReplyMs = 100;
   Client client(fastOptions(broker.endpoint()));
   auto r = std::async(std::launch::async, [&] {
-    return client.place("p", "serve", "", CallOptions{.timeout = Duration(50)});
+    return client.place("p", "serve", "", CallOptions{.waitTimeout = Duration(50)});
   });
   auto got = broker.expect<msg::Submit>();
   REQUIRE(got);

@@ -205,27 +205,30 @@ TEST_CASE("a bad config is refused at start-up naming the key", "[integration][e
 
 TEST_CASE("the --default-timeout flag applies to a pool declared in the config file",
           "[integration][elastic]") {
-  // The pool's runner never connects (its command only sleeps), so a call waits in the queue
-  // until its deadline: the flag's 1 s, not the built-in 30 s.
+  // The configuration in effect, as the broker prints it: the flag's 1 s is the pool's default
+  // run budget (its own `timeout` key would still win), not the built-in 30 s.
   auto config = writeConfig(R"(
 [pools.slow]
 backend = "process"
-max = 1
-boot_timeout = "60s"
 [pools.slow.process]
 command = ["/bin/sleep", "30"]
+[pools.own]
+timeout = "5s"
+[pools.own.process]
+command = ["/bin/sleep", "30"]
 )");
-  auto broker = BrokerProcess::start({"--config", config, "--default-timeout", "1s"});
-  ClientOptions co;
-  co.broker = broker.clients;
-  Client client(co);
-  auto start = std::chrono::steady_clock::now();
-  auto r = client.call("slow", "echo", "x");  // timeout 0: the pool's default
-  auto took = std::chrono::steady_clock::now() - start;
-  REQUIRE_FALSE(r);
-  CHECK(r.error().code == ErrorCode::Timeout);
-  CHECK(took >= std::chrono::milliseconds(900));
-  CHECK(took < std::chrono::seconds(10));
+  auto p = Process::start({binary("flame-broker"), "--config", config, "--default-timeout", "1s", "--print-config"});
+  auto status = p->waitExit(Millis(10000));
+  REQUIRE(status);
+  CHECK(WEXITSTATUS(*status) == 0);
+  const std::string& out = p->output();
+  INFO(out);
+  auto slow = out.find("[pools.slow]"), own = out.find("[pools.own]");
+  REQUIRE(slow != std::string::npos);
+  REQUIRE(own != std::string::npos);
+  CHECK(out.find("default_timeout = \"1s\"") != std::string::npos);
+  CHECK(out.find("\ntimeout = \"1s\"", slow) < out.find("[pools.slow.process]"));
+  CHECK(out.find("\ntimeout = \"5s\"", own) < out.find("[pools.own.process]"));
   unlink(config.c_str());
 }
 
@@ -237,4 +240,43 @@ TEST_CASE("flame-broker refuses a non-loopback plaintext endpoint and names the 
   REQUIRE(status);
   CHECK(WEXITSTATUS(*status) == 2);
   CHECK(p->output().find("--insecure") != std::string::npos);
+}
+
+TEST_CASE("a cold pool: a boot longer than the run budget does not eat it, and an explicit wait bound is kept",
+          "[integration][elastic]") {
+  // Runners take 2 s to start: a slow machine boot. Two such pools, each cold for its case.
+  std::string pools;
+  for (const char* name : {"cold", "colder"})
+    pools += std::string("[pools.") + name + R"(]
+backend = "process"
+max = 1
+boot_timeout = "20s"
+idle_shutdown_after = "30s"
+[pools.)" + name + R"(.process]
+command = ["sh", "-c", "sleep 2; exec \"$0\" --failsafe-after 2s", ")" + binary("flame-worker") + R"("]
+)";
+  auto config = writeConfig(pools);
+  auto broker = BrokerProcess::start({"--config", config});
+  ClientOptions co;
+  co.broker = broker.clients;
+  co.heartbeatInterval = Duration(200);
+  Client client(co);
+
+  // A 1 s run budget and the pool's wait bound (boot_timeout + 10 s): the call waits out the
+  // 2 s boot and then runs within its budget. (Counted from receipt, it would time out at 1 s.)
+  CallOptions budget;
+  budget.timeout = Duration(1000);
+  auto r = client.call("cold", "echo", "warm now", budget);
+  if (!r) FAIL(r.error().toString());
+  CHECK(r.value() == "warm now");
+
+  // With an explicit 1 s bound on waiting, the cold pool is too slow: timeout, naming the wait.
+  CallOptions impatient;
+  impatient.timeout = Duration(1000);
+  impatient.waitTimeout = Duration(1000);
+  auto refused = client.call("colder", "echo", "x", impatient);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == ErrorCode::Timeout);
+  CHECK(refused.error().message.find("waited 1s for a runner") != std::string::npos);
+  unlink(config.c_str());
 }

@@ -8,7 +8,9 @@ test("an encoded submit decodes to the same fields", () => {
   const fields = { requestId: 7n, mode: Mode.PLACE, pool: "thumbs", function: "resize", timeoutMs: 0xffffffff, link: true };
   const header = encode("submit", fields);
   assert.equal(header.length % 8, 0);
-  assert.deepEqual(decode(header), { kind: "submit", version: PROTOCOL_VERSION, idempotent: false, retries: 0, ...fields });
+  assert.deepEqual(decode(header), {
+    kind: "submit", version: PROTOCOL_VERSION, idempotent: false, retries: 0, waitTimeoutMs: 0, splitBudget: false, ...fields,
+  });
 });
 
 test("lists of text and of structs round-trip", () => {
