@@ -241,7 +241,9 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
     job.waitBound = orDefault(s.timeoutMs, waitDefault);
     job.runBudget = kInfinite;
   }
-  Duration timeout = job.split ? job.waitBound : orDefault(s.timeoutMs, runDefault);
+  // A split job's wait bound is armed only if it does wait (after the dispatch below): a job
+  // dispatched at once pushes one deadline (its run budget), not two.
+  Duration timeout = job.split ? kInfinite : orDefault(s.timeoutMs, runDefault);
   job.mode = s.mode;
   if (keys_) job.owner = session.key;
   job.link = s.link;
@@ -267,7 +269,10 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   log_->debug("pool={} job={} {} function={} queued", pool->name, id, modeName(job.mode), job.function);
   if (job.mode == Mode::Cast) sendClient(client, msg::Accepted{s.requestId, id});
   dispatch(*pool);
-  if (Job* queued = jobs_.find(id); queued && queued->state == JobState::Queued) ownPayload(*queued);
+  if (Job* queued = jobs_.find(id); queued && queued->state == JobState::Queued) {
+    if (queued->split) setDeadline(*queued, addSaturating(now, queued->waitBound));
+    ownPayload(*queued);
+  }
   listener_->demandChanged(*pool);
 }
 
