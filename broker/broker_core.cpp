@@ -334,11 +334,18 @@ void BrokerCore::answerError(Job& job, ErrorCode code, const std::string& messag
     return;
   }
   if (job.mode == Mode::Place && job.state == JobState::Running) {
-    // The placer already had `placed`; only a linked placer hears about the end.
-    if (job.link) sendClient(job.client, msg::ChildExited{job.id, code, message});
+    // The placer already had `placed`: it hears about the end while it is connected.
+    if (placerConnected(job)) sendClient(job.client, msg::ChildExited{job.id, code, message});
     return;
   }
   replyError(job.client, job.requestId, code, message, job.id);
+}
+
+bool BrokerCore::placerConnected(const Job& job) const {
+  // Linked or not (linking decides only what happens when the placer goes away): a placer is
+  // connected while its session is alive by the liveness rule.
+  auto s = sessions_.find(job.client);
+  return s != sessions_.end() && !silentTooLong(s->second.lastSeen, options_.livenessWindow(), clock_.now());
 }
 
 void BrokerCore::notifyStopWaiters(JobId child) {
@@ -723,7 +730,7 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
       sendClient(job.client, msg::Result{job.requestId, job.id}, &payload);
     }
   } else if (code == ErrorCode::None && job.mode == Mode::Place) {
-    if (!job.answered && job.link) sendClient(job.client, msg::ChildExited{job.id, ErrorCode::None, ""});
+    if (!job.answered && placerConnected(job)) sendClient(job.client, msg::ChildExited{job.id, ErrorCode::None, ""});
     job.answered = true;
   } else if (code != ErrorCode::None) {
     answerError(job, code, message);

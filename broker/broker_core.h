@@ -197,6 +197,8 @@ class BrokerCore final : public ScalerPort {
   void answerError(Job& job, ErrorCode code, const std::string& message);
   void replyError(const std::string& client, uint64_t requestId, ErrorCode code, const std::string& message, JobId job = 0);
   void notifyStopWaiters(JobId child);
+  // The client that placed `job` (a child) is connected: it gets `childExited`, linked or not.
+  bool placerConnected(const Job& job) const;
   template <class M>
   SendStatus sendClient(const std::string& client, const M& m, zmq::message_t* payload = nullptr, JobId dispatch = 0);
   template <class M>

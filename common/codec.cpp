@@ -51,6 +51,21 @@ std::string_view modeName(Mode mode) {
   return "unknown";
 }
 
+std::string_view eventKindName(EventKind kind) {
+  switch (kind) {
+    case EventKind::RunnerBooting: return "runner_booting";
+    case EventKind::RunnerReady: return "runner_ready";
+    case EventKind::RunnerDraining: return "runner_draining";
+    case EventKind::RunnerStopped: return "runner_stopped";
+    case EventKind::RunnerLost: return "runner_lost";
+    case EventKind::BootFailed: return "boot_failed";
+    case EventKind::PoolChanged: return "pool_changed";
+    case EventKind::QueueFull: return "queue_full";
+    case EventKind::JobRetried: return "job_retried";
+  }
+  return "unknown";
+}
+
 namespace {
 
 using wire::Envelope;
@@ -65,6 +80,13 @@ Mode fromWire(wire::Mode m) {
   auto v = static_cast<uint16_t>(m);
   if (v > 2) throw std::invalid_argument("unknown mode " + std::to_string(v));
   return static_cast<Mode>(v);
+}
+wire::EventKind toWire(EventKind k) { return static_cast<wire::EventKind>(static_cast<uint16_t>(k)); }
+EventKind fromWire(wire::EventKind k) {
+  auto v = static_cast<uint16_t>(k);
+  // Kinds from a newer broker that we do not know are refused, not guessed.
+  if (v > static_cast<uint16_t>(EventKind::JobRetried)) throw std::invalid_argument("unknown event kind " + std::to_string(v));
+  return static_cast<EventKind>(v);
 }
 ErrorCode fromWire(wire::ErrorCode c) {
   auto v = static_cast<uint16_t>(c);
@@ -95,6 +117,35 @@ struct Filler {
     s.setLink(m.link);
     s.setWaitTimeoutMs(m.waitTimeoutMs);
     s.setSplitBudget(m.splitBudget);
+    s.setRetryHandlerError(m.retryHandlerError);
+    s.setRetryTimeout(m.retryTimeout);
+    s.setRetryBackoffMs(m.retryBackoffMs);
+    s.setRetryBackoffMaxMs(m.retryBackoffMaxMs);
+  }
+  void operator()(const msg::Subscribe& m) {
+    auto s = b.initSubscribe();
+    s.setRequestId(m.requestId);
+    s.setPool(m.pool);
+  }
+  void operator()(const msg::Subscribed& m) {
+    auto s = b.initSubscribed();
+    s.setRequestId(m.requestId);
+    s.setLastSeq(m.lastSeq);
+  }
+  void operator()(const msg::Event& m) {
+    auto e = b.initEvent();
+    e.setRequestId(m.requestId);
+    e.setSeq(m.seq);
+    e.setTimeMs(m.timeMs);
+    e.setKind(toWire(m.kind));
+    e.setPool(m.pool);
+    e.setRunnerId(m.runnerId);
+    e.setMessage(m.message);
+    e.setJobId(m.jobId);
+    e.setAttempt(m.attempt);
+    e.setDelayMs(m.delayMs);
+    e.setRunners(m.runners);
+    e.setBooting(m.booting);
   }
   void operator()(const msg::Cancel& m) { b.initCancel().setRequestId(m.requestId); }
   void operator()(const msg::StopChild& m) { b.initStopChild().setChildId(m.childId); }
@@ -147,6 +198,7 @@ struct Filler {
       w.setBootFailures(p.bootFailures);
       w.setMin(p.min);
       w.setMax(p.max);
+      w.setRetried(p.retried);
       auto runners = w.initRunners(static_cast<unsigned>(p.runners.size()));
       for (unsigned j = 0; j < p.runners.size(); ++j) {
         const auto& r = p.runners[j];
@@ -375,6 +427,35 @@ Message read(Envelope::Reader env) {
       m.link = s.getLink();
       m.waitTimeoutMs = s.getWaitTimeoutMs();
       m.splitBudget = s.getSplitBudget();
+      m.retryHandlerError = s.getRetryHandlerError();
+      m.retryTimeout = s.getRetryTimeout();
+      m.retryBackoffMs = s.getRetryBackoffMs();
+      m.retryBackoffMaxMs = s.getRetryBackoffMaxMs();
+      return m;
+    }
+    case Envelope::Body::SUBSCRIBE: {
+      auto s = b.getSubscribe();
+      return msg::Subscribe{s.getRequestId(), str(s.getPool(), "pool")};
+    }
+    case Envelope::Body::SUBSCRIBED: {
+      auto s = b.getSubscribed();
+      return msg::Subscribed{s.getRequestId(), s.getLastSeq()};
+    }
+    case Envelope::Body::EVENT: {
+      auto e = b.getEvent();
+      msg::Event m;
+      m.requestId = e.getRequestId();
+      m.seq = e.getSeq();
+      m.timeMs = e.getTimeMs();
+      m.kind = fromWire(e.getKind());
+      m.pool = str(e.getPool(), "pool");
+      m.runnerId = str(e.getRunnerId(), "runnerId");
+      m.message = str(e.getMessage(), "message");
+      m.jobId = e.getJobId();
+      m.attempt = e.getAttempt();
+      m.delayMs = e.getDelayMs();
+      m.runners = e.getRunners();
+      m.booting = e.getBooting();
       return m;
     }
     case Envelope::Body::CANCEL: return msg::Cancel{b.getCancel().getRequestId()};
@@ -418,6 +499,7 @@ Message read(Envelope::Reader env) {
         ps.bootFailures = p.getBootFailures();
         ps.min = p.getMin();
         ps.max = p.getMax();
+        ps.retried = p.getRetried();
         for (auto r : p.getRunners()) {
           ps.runners.push_back(msg::RunnerStatus{str(r.getRunnerId(), "runnerId"), str(r.getState(), "state"),
                                                  r.getSlotsUsed(), r.getSlotsTotal(), r.getPid(),
@@ -517,6 +599,7 @@ DecodeResult decode(const void* data, size_t size, const DecodeLimits& limits) {
     auto body = env.getBody();
     if (body.which() == Envelope::Body::SUBMIT) requestId = body.getSubmit().getRequestId();
     if (body.which() == Envelope::Body::SET_POOL) requestId = body.getSetPool().getRequestId();
+    if (body.which() == Envelope::Body::SUBSCRIBE) requestId = body.getSubscribe().getRequestId();
     if (env.getVersion() != kProtocolVersion)
       return fail(ErrorCode::UnsupportedVersion,
                   "protocol version " + std::to_string(env.getVersion()) +
@@ -567,6 +650,9 @@ FLAME_ENCODE(Job)
 FLAME_ENCODE(CancelJob)
 FLAME_ENCODE(Drain)
 FLAME_ENCODE(SetPool)
+FLAME_ENCODE(Subscribe)
+FLAME_ENCODE(Subscribed)
+FLAME_ENCODE(Event)
 #undef FLAME_ENCODE
 
 }  // namespace flame

@@ -44,6 +44,21 @@ enum class ErrorCode : uint16_t {
 std::string_view errorCodeName(ErrorCode code);
 std::string_view modeName(Mode mode);
 
+// Mirrors wire::EventKind one to one (same numbering).
+enum class EventKind : uint8_t {
+  RunnerBooting = 0,
+  RunnerReady,
+  RunnerDraining,
+  RunnerStopped,
+  RunnerLost,
+  BootFailed,
+  PoolChanged,
+  QueueFull,
+  JobRetried,
+};
+// snake_case name used by `flame events` and docs/PROTOCOL.md ("runner_ready").
+std::string_view eventKindName(EventKind kind);
+
 namespace msg {
 
 struct Submit {
@@ -59,6 +74,11 @@ struct Submit {
   // waitTimeoutMs bounds the wait for a runner; without, timeoutMs counts from receipt.
   uint32_t waitTimeoutMs = 0;  // 0 = the pool's wait_timeout, kInfiniteMs = infinite
   bool splitBudget = false;
+  // Retries (PROTOCOL.md, Retries): runner_lost with idempotent; these two on request.
+  bool retryHandlerError = false;
+  bool retryTimeout = false;
+  uint32_t retryBackoffMs = 0;     // 0 = the pool's retry_backoff
+  uint32_t retryBackoffMaxMs = 0;  // 0 = the pool's retry_backoff_max
 };
 struct Cancel { uint64_t requestId = 0; };
 struct StopChild { uint64_t childId = 0; };
@@ -98,6 +118,7 @@ struct PoolStatus {
   uint64_t bootFailures = 0;
   uint32_t min = 0;
   uint32_t max = 0;
+  uint64_t retried = 0;
 };
 struct StatusReply { uint64_t requestId = 0; std::vector<PoolStatus> pools; };
 
@@ -151,6 +172,26 @@ struct CancelJob { uint64_t jobId = 0; };
 struct Leaving { std::string reason; bool exiting = false; };
 struct Drain { uint32_t graceMs = 0; };
 
+struct Subscribe {
+  uint64_t requestId = 0;
+  std::string pool;  // empty = every pool
+};
+struct Subscribed { uint64_t requestId = 0; uint64_t lastSeq = 0; };
+struct Event {
+  uint64_t requestId = 0;  // the subscription
+  uint64_t seq = 0;
+  uint64_t timeMs = 0;     // wall clock, ms since the Unix epoch
+  EventKind kind = EventKind::RunnerReady;
+  std::string pool;
+  std::string runnerId;
+  std::string message;
+  uint64_t jobId = 0;
+  uint32_t attempt = 0;
+  uint32_t delayMs = 0;
+  uint32_t runners = 0;
+  uint32_t booting = 0;
+};
+
 }  // namespace msg
 
 // Every message kind; the variant order is not the wire order (the codec maps them).
@@ -158,6 +199,7 @@ using Message = std::variant<msg::Submit, msg::Cancel, msg::StopChild, msg::Stat
                              msg::Result, msg::Error, msg::Accepted, msg::Placed,
                              msg::ChildExited, msg::Stopped, msg::StatusReply, msg::Heartbeat,
                              msg::Ready, msg::JobDone, msg::Leaving, msg::Welcome, msg::Job,
-                             msg::CancelJob, msg::Drain, msg::SetPool>;
+                             msg::CancelJob, msg::Drain, msg::SetPool, msg::Subscribe,
+                             msg::Subscribed, msg::Event>;
 
 }  // namespace flame

@@ -22,7 +22,7 @@ struct Envelope {
     error @6 :Error;              # a request failed, or a message was rejected
     accepted @7 :Accepted;        # a cast was queued
     placed @8 :Placed;            # a child was started
-    childExited @9 :ChildExited;  # a linked child ended (only to linked placers)
+    childExited @9 :ChildExited;  # a child ended (to its placer, linked or not, while it is connected)
     stopped @10 :Stopped;         # answer to stopChild
     statusReply @11 :StatusReply;
     # ---- either direction, every peer ----
@@ -38,6 +38,10 @@ struct Envelope {
     drain @19 :Drain;             # finish in-flight work and exit
     # ---- client -> broker (added in v1, after the above) ----
     setPool @20 :SetPool;         # change a pool's scaling limits at runtime; answer: statusReply
+    subscribe @21 :Subscribe;     # stream the broker's events; answer: subscribed, then events
+    # ---- broker -> client (added in v1) ----
+    subscribed @22 :Subscribed;   # a subscription is in force
+    event @23 :Event;             # something the scaler or the broker did (to subscribers)
   }
 }
 
@@ -76,11 +80,17 @@ struct Submit {
                           # with it: the run budget, from the moment a runner takes the job.
                           # 0 = the pool's default; 0xFFFFFFFF = infinite
   idempotent @5 :Bool;    # may be retried on another runner if its runner is lost
-  retries @6 :UInt8;      # how many such retries (only with idempotent; 0 = the default, 1)
+  retries @6 :UInt8;      # how many retries (with idempotent or a retry* flag; 0 = the default, 1)
   link @7 :Bool;          # tie to this client's session (the client must heartbeat)
   waitTimeoutMs @8 :UInt32;  # with splitBudget: bound on waiting for a runner (queue and boot);
                              # 0 = the pool's wait_timeout; 0xFFFFFFFF = infinite
   splitBudget @9 :Bool;   # timeoutMs is the run budget and waitTimeoutMs bounds the wait (PROTOCOL.md, Deadlines)
+  # Retries (PROTOCOL.md, Retries); `retries` is how many for every reason, calls and casts only.
+  retryHandlerError @10 :Bool;  # re-run when the function fails (handler_error)
+  retryTimeout @11 :Bool;       # re-run when the run budget runs out on a runner (needs splitBudget)
+  retryBackoffMs @12 :UInt32;   # delay before the first retry, doubling per retry, jittered;
+                                # 0 = the pool's retry_backoff
+  retryBackoffMaxMs @13 :UInt32;  # cap of that delay; 0 = the pool's retry_backoff_max
 }
 
 struct Cancel { requestId @0 :UInt64; }
@@ -203,6 +213,7 @@ struct PoolStatus {
   bootFailures @9 :UInt64;
   min @10 :UInt32;
   max @11 :UInt32;
+  retried @12 :UInt64;    # retries scheduled (each attempt after the first counts once)
 }
 
 struct RunnerStatus {
@@ -213,4 +224,41 @@ struct RunnerStatus {
   pid @4 :UInt32;
   host @5 :Text;
   idleMs @6 :UInt64;
+}
+
+struct Subscribe {
+  requestId @0 :UInt64;   # ends with `cancel` of this id (answer: error cancelled)
+  pool @1 :Text;          # only this pool's events; empty = every pool
+}
+
+struct Subscribed {
+  requestId @0 :UInt64;
+  lastSeq @1 :UInt64;     # seq of the broker's latest event so far (0 = none yet)
+}
+
+enum EventKind {
+  runnerBooting @0;   # the scaler asked the backend for a machine (runnerId)
+  runnerReady @1;     # a runner registered and takes work
+  runnerDraining @2;  # a runner takes no new work (idle, single use, drained, leaving by itself)
+  runnerStopped @3;   # a draining runner left
+  runnerLost @4;      # a runner vanished (no heartbeat, its connection closed, it exited)
+  bootFailed @5;      # a boot failed; message: the backend's error
+  poolChanged @6;     # the pool's limits changed; message: "min=0 max=10 warm_slots=0"
+  queueFull @7;       # a submit was refused queue_full (at most one event per pool per second)
+  jobRetried @8;      # a job will run again (jobId, attempt, delayMs); message: why
+}
+
+struct Event {
+  requestId @0 :UInt64;   # the subscription
+  seq @1 :UInt64;         # 1, 2, 3 ... per broker run; a gap means this subscriber missed events
+  timeMs @2 :UInt64;      # the broker's wall clock, milliseconds since the Unix epoch
+  kind @3 :EventKind;
+  pool @4 :Text;
+  runnerId @5 :Text;
+  message @6 :Text;
+  jobId @7 :UInt64;       # jobRetried
+  attempt @8 :UInt32;     # jobRetried: 1 = the first retry
+  delayMs @9 :UInt32;     # jobRetried: backoff before it is queued again
+  runners @10 :UInt32;    # the pool's runners after the event (connected, draining included)
+  booting @11 :UInt32;    # the pool's machines booting after the event
 }

@@ -21,7 +21,7 @@ std::string kindName(const Message& m) {
   static constexpr const char* kNames[] = {
       "submit",  "cancel",      "stopChild", "statusRequest", "result",    "error",  "accepted",
       "placed",  "childExited", "stopped",   "statusReply",   "heartbeat", "ready",  "jobDone",
-      "leaving", "welcome",     "job",       "cancelJob",     "drain",     "setPool"};
+      "leaving", "welcome",     "job",       "cancelJob",     "drain",     "setPool", "subscribe", "subscribed", "event"};
   static_assert(std::size(kNames) <= std::variant_size_v<Message>);
   if (m.index() < std::size(kNames)) return kNames[m.index()];
   return "message #" + std::to_string(m.index());

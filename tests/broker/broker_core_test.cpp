@@ -636,3 +636,29 @@ TEST_CASE("split budgets: waiting for a runner does not eat the run budget, and 
     CHECK(e->message.find("waited") != std::string::npos);
   }
 }
+
+TEST_CASE("an unlinked child's placer hears childExited while it is connected, not after", "[broker][place]") {
+  Harness h;
+  auto r = h.ready("r1", "p", 2);
+  h.submit("c", 1, "p", "echo", "", Mode::Place, 0, false);  // unlinked
+  h.submit("c", 2, "p", "echo", "", Mode::Place, 0, false);
+  auto placed = h.outbox.takeOf<msg::Placed>("c");
+  REQUIRE(placed.size() == 2);
+  // It returns while its placer is connected: the placer hears it, linked or not.
+  h.done(r, placed[0].childId, "", ErrorCode::HandlerError, "boom");
+  auto exited = h.outbox.takeOf<msg::ChildExited>("c");
+  REQUIRE(exited.size() == 1);
+  CHECK(exited[0].childId == placed[0].childId);
+  CHECK(exited[0].code == ErrorCode::HandlerError);
+  CHECK(exited[0].message == "boom");
+  // The placer goes silent: the unlinked child keeps running, and its end is not sent to a
+  // placer that is gone.
+  for (int i = 0; i < 10; ++i) {
+    h.heartbeat(r);
+    h.advance(h.core.options().heartbeatInterval);
+    h.core.tick();
+  }
+  CHECK(h.outbox.takeOf<msg::CancelJob>(r).empty());
+  h.done(r, placed[1].childId);
+  CHECK(h.outbox.takeOf<msg::ChildExited>("c").empty());
+}
