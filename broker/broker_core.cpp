@@ -6,6 +6,7 @@
 #include "broker/broker_core.h"
 
 #include <algorithm>
+#include <chrono>
 #include <random>
 #include <unordered_set>
 #include <vector>
@@ -30,6 +31,8 @@ uint64_t requestIdOf(const Message& message) {
 constexpr size_t kMaxNameBytes = 128;
 constexpr uint32_t kMaxSlots = 1'000'000;
 constexpr size_t kMaxFunctions = 10'000;
+constexpr uint32_t kMaxSubscriptionsPerClient = 16;
+constexpr size_t kMaxSubscriptions = 1024;
 
 // Routing ids are binary; logs show them in hex.
 std::string hex(const std::string& bytes) {
@@ -125,6 +128,8 @@ void BrokerCore::onClient(const std::string& client, Message&& message, zmq::mes
     handleStopChild(client, *stop, key);
   } else if (auto* req = std::get_if<msg::StatusRequest>(&message)) {
     sendClient(client, status(req->requestId));
+  } else if (auto* sub = std::get_if<msg::Subscribe>(&message)) {
+    handleSubscribe(client, session, *sub);
   } else if (auto* set = std::get_if<msg::SetPool>(&message)) {
     if (keys_ && !keys_->isAdmin(key)) {
       log_->warn("client={} key {} may not change pool '{}': not an admin key", hex(client), keyFingerprint(key),
@@ -184,7 +189,7 @@ void BrokerCore::keysReloaded() {
   for (RunnerState* runner : revoked) {
     log_->warn("pool={} runner={} key {}: revoked; draining it", runner->pool->name, runner->id,
                keyFingerprint(runner->key));
-    drain(*runner, options_.shutdownGrace);
+    drain(*runner, options_.shutdownGrace, "its key was revoked");
   }
 }
 
@@ -219,9 +224,14 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   if (!pool) return reject(ErrorCode::UnknownPool, "no pool named '" + s.pool + "'");
   if (!pool->runners.empty() && !pool->functionRunners.count(s.function))
     return reject(ErrorCode::UnknownFunction, "no runner of pool '" + s.pool + "' serves function '" + s.function + "'");
-  if (pool->maxQueue != 0 && pool->queue.size() >= pool->maxQueue)
-    return reject(ErrorCode::QueueFull, "the queue of pool '" + s.pool + "' is full (" +
-                                            std::to_string(pool->maxQueue) + " jobs)");
+  if (pool->maxQueue != 0 && pool->queue.size() >= pool->maxQueue) {
+    std::string why = "the queue of pool '" + s.pool + "' is full (" + std::to_string(pool->maxQueue) + " jobs)";
+    if (auto now = clock_.now(); now - pool->queueFullEventAt >= Duration(1000) || pool->queueFullEventAt == TimePoint{}) {
+      pool->queueFullEventAt = now;  // one event per second at most: a full queue refuses many
+      publish(msg::Event{.kind = EventKind::QueueFull, .pool = pool->name, .runnerId = {}, .message = why});
+    }
+    return reject(ErrorCode::QueueFull, why);
+  }
 
   auto now = clock_.now();
   Job& job = jobs_.create();
@@ -278,6 +288,10 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
 
 void BrokerCore::handleCancel(const std::string& client, ClientSession& session, const msg::Cancel& c) {
   const JobId* requested = session.requests.find(c.requestId);
+  if (!requested && unsubscribe(client, session, c.requestId) > 0) {
+    replyError(client, c.requestId, ErrorCode::Cancelled, "unsubscribed");
+    return;
+  }
   if (!requested) {
     replyError(client, c.requestId, ErrorCode::NotFound, "no request " + std::to_string(c.requestId) + " in flight");
     return;
@@ -353,6 +367,66 @@ void BrokerCore::notifyStopWaiters(JobId child) {
   if (it == stopWaiters_.end()) return;
   for (auto& client : it->second) sendClient(client, msg::Stopped{child});
   stopWaiters_.erase(it);
+}
+
+// ---------------------------------------------------------------- events
+
+void BrokerCore::handleSubscribe(const std::string& client, ClientSession& session, const msg::Subscribe& sub) {
+  auto refuse = [&](ErrorCode code, const std::string& why) {
+    log_->warn("client={} subscribe request={} refused: {}", hex(client), sub.requestId, why);
+    replyError(client, sub.requestId, code, why);
+  };
+  if (!sub.pool.empty() && !findPool(sub.pool)) return refuse(ErrorCode::UnknownPool, "no pool named '" + sub.pool + "'");
+  bool taken = session.requests.contains(sub.requestId) ||
+               std::any_of(subscriptions_.begin(), subscriptions_.end(), [&](const Subscription& s) {
+                 return s.client == client && s.requestId == sub.requestId;
+               });
+  if (taken) return refuse(ErrorCode::BadRequest, "request id " + std::to_string(sub.requestId) + " is already in flight");
+  if (session.subscriptions >= kMaxSubscriptionsPerClient)
+    return refuse(ErrorCode::BadRequest,
+                  "a client may hold " + std::to_string(kMaxSubscriptionsPerClient) + " subscriptions at most");
+  if (subscriptions_.size() >= kMaxSubscriptions)
+    return refuse(ErrorCode::BadRequest, "the broker holds its maximum of " + std::to_string(kMaxSubscriptions) +
+                                             " subscriptions");
+  subscriptions_.push_back(Subscription{client, sub.requestId, sub.pool});
+  ++session.subscriptions;
+  log_->info("client={} subscribed to the events of {}", hex(client), sub.pool.empty() ? "every pool" : "pool " + sub.pool);
+  sendClient(client, msg::Subscribed{sub.requestId, eventSeq_});
+}
+
+size_t BrokerCore::unsubscribe(const std::string& client, ClientSession& session, std::optional<uint64_t> requestId) {
+  size_t ended = std::erase_if(subscriptions_, [&](const Subscription& s) {
+    return s.client == client && (!requestId || s.requestId == *requestId);
+  });
+  session.subscriptions -= std::min<uint32_t>(session.subscriptions, static_cast<uint32_t>(ended));
+  return ended;
+}
+
+void BrokerCore::publish(msg::Event event) {
+  event.seq = ++eventSeq_;
+  event.timeMs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::system_clock::now().time_since_epoch())
+                                           .count());
+  if (const Pool* pool = findPool(event.pool)) {
+    msg::PoolStatus counts;
+    listener_->describe(*pool, counts);
+    event.runners = static_cast<uint32_t>(pool->runners.size());
+    event.booting = counts.booting;
+  }
+  if (subscriptions_.empty()) return;
+  std::vector<std::string> gone;
+  for (const Subscription& sub : subscriptions_) {
+    if (!sub.pool.empty() && sub.pool != event.pool) continue;
+    event.requestId = sub.requestId;
+    // A subscriber too slow to take it (its queue is full) misses this one: the gap in seq says so.
+    if (sendClient(sub.client, event) == SendStatus::Unreachable) gone.push_back(sub.client);
+  }
+  for (const std::string& client : gone)
+    if (auto it = sessions_.find(client); it != sessions_.end()) unsubscribe(client, it->second, std::nullopt);
+}
+
+void BrokerCore::publishRunner(EventKind kind, const RunnerState& runner, std::string message) {
+  publish(msg::Event{.kind = kind, .pool = runner.pool->name, .runnerId = runner.id, .message = std::move(message)});
 }
 
 // ---------------------------------------------------------------- dispatch
@@ -596,6 +670,8 @@ void BrokerCore::handleReady(const std::string& routingId, msg::Ready& ready, st
   pool.available.join(r, ready.functions);
   log_->info("pool={} runner={} ready: {} slots, {} functions, pid {} on {}", pool.name, r.id,
                          r.slots, r.functions.size(), r.pid, r.host);
+  publishRunner(EventKind::RunnerReady, r,
+                std::to_string(r.slots) + " slots, pid " + std::to_string(r.pid) + " on " + r.host);
   sendRunner(r, welcome());
   listener_->runnerJoined(r);
   dispatch(pool);
@@ -705,7 +781,7 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
     // head of the queue for another runner (no retry is used up), and this runner gets no more.
     log_->info("pool={} job={} refused by leaving runner={}; requeued", pool.name, job.id, runner.id);
     freeSlot(job);
-    setDraining(runner);
+    setDraining(runner, "it refused a job: it is leaving");
     requeue(job);
     dispatch(pool);
     return;
@@ -748,26 +824,27 @@ void BrokerCore::handleLeaving(RunnerState& runner, const msg::Leaving& leaving)
     return;
   }
   log_->info("pool={} runner={} draining: {}", runner.pool->name, runner.id, leaving.reason);
-  setDraining(runner);
+  setDraining(runner, leaving.reason);
   listener_->demandChanged(*runner.pool);
 }
 
-void BrokerCore::setDraining(RunnerState& runner) {
+void BrokerCore::setDraining(RunnerState& runner, const std::string& why) {
   if (runner.phase == RunnerPhase::Draining) return;
   runner.phase = RunnerPhase::Draining;
   ++runner.pool->draining;
   runner.pool->available.erase(runner);
+  publishRunner(EventKind::RunnerDraining, runner, why);
 }
 
-void BrokerCore::drain(RunnerState& runner, Duration grace) {
-  setDraining(runner);
+void BrokerCore::drain(RunnerState& runner, Duration grace, const std::string& why) {
+  setDraining(runner, why);
   sendRunner(runner, msg::Drain{toWireMs(grace)});
 }
 
-bool BrokerCore::drainRunner(const std::string& runnerId, Duration grace) {
+bool BrokerCore::drainRunner(const std::string& runnerId, Duration grace, const std::string& why) {
   RunnerState* runner = findRunner(runnerId);
   if (!runner) return false;
-  drain(*runner, grace);
+  drain(*runner, grace, why);
   return true;
 }
 
@@ -827,7 +904,7 @@ void BrokerCore::beginShutdown() {
   if (!options_.keepRunnersOnShutdown) {
     std::vector<RunnerState*> runners;
     for (auto& [id, r] : runners_) runners.push_back(r.get());
-    for (RunnerState* r : runners) drain(*r, options_.shutdownGrace);
+    for (RunnerState* r : runners) drain(*r, options_.shutdownGrace, "the broker is shutting down");
   }
 }
 
@@ -867,6 +944,7 @@ void BrokerCore::removeRunner(RunnerState& runner, ErrorCode code, const std::st
     loseJob(job, code, message);
   }
   byRouting_.erase(runner.routingId);
+  publishRunner(runner.phase == RunnerPhase::Draining ? EventKind::RunnerStopped : EventKind::RunnerLost, runner, why);
   listener_->runnerLeft(runner, why);
   runners_.erase(runner.id);  // `runner` dies here
   dispatch(pool);
@@ -968,10 +1046,12 @@ void BrokerCore::sweepPeers(TimePoint now) {
   std::vector<std::string> gone;
   for (auto& [client, session] : sessions_) {
     if (!silentTooLong(session.lastSeen, window, now)) continue;
-    if (session.linked > 0 || session.requests.empty()) gone.push_back(client);
+    if (session.linked > 0 || session.subscriptions > 0 || session.requests.empty()) gone.push_back(client);
   }
   for (auto& client : gone) {
     auto it = sessions_.find(client);
+    if (it->second.subscriptions > 0 && unsubscribe(client, it->second, std::nullopt) > 0)
+      log_->info("client={} silent for {}: its event subscriptions ended", hex(client), formatDuration(window));
     if (it->second.linked > 0) clientGone(client, it->second);
     if (it->second.requests.empty()) sessions_.erase(it);
   }

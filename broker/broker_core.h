@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -106,10 +107,11 @@ class BrokerCore final : public ScalerPort {
   TimePoint nextWakeup() const;
 
   // ScalerPort: what the scaler may ask (scaler_port.h).
-  bool drainRunner(const std::string& runnerId, Duration grace) override;
+  bool drainRunner(const std::string& runnerId, Duration grace, const std::string& why) override;
   bool dropRunner(const std::string& runnerId, const std::string& why) override;
   void failQueued(const std::string& pool, ErrorCode code, const std::string& message) override;
   PoolView view(const Pool& pool) const override;
+  void publish(msg::Event event) override;
 
   // Clean shutdown (SIGTERM). From now on submits and new runners are refused with
   // shuttingDown; queued jobs are answered shuttingDown at once; children are stopped (their
@@ -135,6 +137,7 @@ class BrokerCore final : public ScalerPort {
   const Job* findJob(JobId id) const;
   size_t jobCount() const { return jobs_.size(); }
   size_t clientSessionCount() const { return sessions_.size(); }
+  size_t subscriptionCount() const { return subscriptions_.size(); }
   const BrokerOptions& options() const { return options_; }
   uint64_t instance() const { return instance_; }
 
@@ -145,11 +148,24 @@ class BrokerCore final : public ScalerPort {
     bool revoked = false;  // that key was removed from the lists (keysReloaded)
     IdMap requests;  // outstanding request id -> job
     uint32_t linked = 0;                            // how many of them are linked
+    uint32_t subscriptions = 0;                     // event subscriptions it holds
+  };
+  // An event subscription (`subscribe`): events of `pool` (empty: all) go to `client`, tagged
+  // with `requestId`, while the client is alive.
+  struct Subscription {
+    std::string client;
+    uint64_t requestId = 0;
+    std::string pool;
   };
 
   void handleSubmit(const std::string& client, ClientSession& session, msg::Submit& submit, zmq::message_t payload);
   void handleCancel(const std::string& client, ClientSession& session, const msg::Cancel& cancel);
   void handleStopChild(const std::string& client, const msg::StopChild& stop, std::string_view key);
+  void handleSubscribe(const std::string& client, ClientSession& session, const msg::Subscribe& subscribe);
+  // Ends `client`'s subscriptions (all of them, or the one of `requestId`); how many ended.
+  size_t unsubscribe(const std::string& client, ClientSession& session, std::optional<uint64_t> requestId);
+  // An event about `runner` (its pool, id) with `message`.
+  void publishRunner(EventKind kind, const RunnerState& runner, std::string message);
   void handleReady(const std::string& routingId, msg::Ready& ready, std::string_view key);
   // CURVE: a message may be served only on a session of one unrevoked key (else it is answered
   // `unauthorized`); the first message sets the session's key.
@@ -169,9 +185,9 @@ class BrokerCore final : public ScalerPort {
   void handleJobDone(RunnerState& runner, const msg::JobDone& done, zmq::message_t payload);
   void handleLeaving(RunnerState& runner, const msg::Leaving& leaving);
   // Asks a runner to drain (finish in-flight work, then exit); it takes no new job from now.
-  void drain(RunnerState& runner, Duration grace);
+  void drain(RunnerState& runner, Duration grace, const std::string& why);
   // The runner takes no new job (drained, or leaving by itself).
-  void setDraining(RunnerState& runner);
+  void setDraining(RunnerState& runner, const std::string& why);
   void failQueued(Pool& pool, ErrorCode code, const std::string& message);
 
   Pool& ensurePool(const std::string& name);
@@ -218,6 +234,8 @@ class BrokerCore final : public ScalerPort {
   JobTable jobs_;
   std::unordered_map<std::string, ClientSession> sessions_;
   std::unordered_map<JobId, std::vector<std::string>> stopWaiters_;  // child -> clients awaiting `stopped`
+  std::vector<Subscription> subscriptions_;
+  uint64_t eventSeq_ = 0;  // the last event's number
   DeadlineHeap deadlines_;
   size_t timedJobs_ = 0;  // jobs with a finite deadline (to know when the heap is mostly stale)
   uint64_t instance_;  // random per run, sent in heartbeats

@@ -194,6 +194,7 @@ class RunnerIndex {
 struct PoolCounters {
   uint64_t completed = 0;
   uint64_t failed = 0;
+  uint64_t retried = 0;  // retries scheduled
 };
 
 struct Pool {
@@ -211,6 +212,7 @@ struct Pool {
   std::unordered_map<std::string, uint32_t> functionRunners;  // function -> runners serving it
   PoolCounters counters;
   metrics::PoolMetrics metrics;  // Prometheus counters (broker/metrics.h)
+  TimePoint queueFullEventAt{};  // the last queue_full event (at most one per second)
 };
 
 }  // namespace flame

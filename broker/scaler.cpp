@@ -264,14 +264,14 @@ void Scaler::shrinkIdle(Managed& pool, const Pool& p, TimePoint now) {
     if (freeSlots < r->slots + L.warmSlots && !isMin) continue;  // it is one of the warm slots
     auto m = pool.machines.find(r->id);
     if (m == pool.machines.end() || m->second.phase != Phase::Running) continue;
-    logger("scaler")->info("pool={} runner={} idle for {}: draining", pool.config.name, r->id,
-                           formatDuration(std::chrono::duration_cast<Duration>(now - r->idleSince)));
+    std::string idle = "idle for " + formatDuration(std::chrono::duration_cast<Duration>(now - r->idleSince));
+    logger("scaler")->info("pool={} runner={} {}: draining", pool.config.name, r->id, idle);
     m->second.drainDeadline = addSaturating(now, L.shutdownTimeout);
     pool.nextTimeouts = std::min(pool.nextTimeouts, m->second.drainDeadline);
     freeSlots -= std::min(freeSlots, r->slots);
     --live;
     if (isMin) pool.idledBelowMin = true;  // not replaced until there is work again
-    broker_.drainRunner(r->id, L.shutdownTimeout);
+    broker_.drainRunner(r->id, L.shutdownTimeout, idle);
   }
   pool.nextIdleWalk = next;
 }
@@ -304,6 +304,8 @@ void Scaler::boot(Managed& pool, TimePoint now) {
   pool.machines.emplace(runnerId, std::move(m));
   ++pool.booting;
   pool.nextTimeouts = std::min(pool.nextTimeouts, addSaturating(now, pool.config.limits.bootTimeout));
+  broker_.publish(msg::Event{.kind = EventKind::RunnerBooting, .pool = name, .runnerId = runnerId,
+                             .message = "via the " + pool.config.backend + " backend"});
   Backend* backend = pool.backend.get();
   post(pool, [this, backend, spec, name, runnerId] {
     BootResult result = backend->boot(spec);
@@ -346,6 +348,8 @@ void Scaler::bootFailed(Managed& pool, const std::string& runnerId, const std::s
   ++pool.bootFailures;
   logger("scaler")->warn("pool={} runner={} boot failed ({} in a row): {}; next boot in {}", pool.config.name, runnerId,
                          pool.consecutiveFailures, why, formatDuration(backoff));
+  broker_.publish(msg::Event{.kind = EventKind::BootFailed, .pool = pool.config.name, .runnerId = runnerId,
+                             .message = why});
 }
 
 void Scaler::stopMachine(Managed& pool, Machine& m, const std::string& why) {
@@ -421,7 +425,7 @@ void Scaler::shutdown(bool keepMachines) {
   for (auto& [name, pool] : pools_) {
     for (auto& [id, m] : pool->machines) {
       if (keepMachines) continue;  // left for a successor broker to re-adopt
-      broker_.drainRunner(id, pool->config.limits.shutdownTimeout);
+      broker_.drainRunner(id, pool->config.limits.shutdownTimeout, "the broker is shutting down");
       if (m.hasHandle && !m.stopPosted) {
         m.stopPosted = true;
         Backend* backend = pool->backend.get();
@@ -528,7 +532,7 @@ void Scaler::jobFinished(const RunnerState& runner) {
     pool->nextTimeouts = std::min(pool->nextTimeouts, it->second.drainDeadline);
   }
   logger("scaler")->info("pool={} runner={} single use: done, draining", runner.pool->name, runner.id);
-  broker_.drainRunner(runner.id, grace);
+  broker_.drainRunner(runner.id, grace, "single use: its job is done");
 }
 
 const metrics::Histogram* Scaler::bootSeconds(const std::string& pool) const {
@@ -572,8 +576,10 @@ ErrorCode Scaler::setPool(const msg::SetPool& request, std::string& why) {
   pool->config.limits = next;
   pool->demand = true;
   pool->nextIdleWalk = TimePoint{};
-  logger("scaler")->info("pool={} limits changed: min={} max={} warm_slots={}", request.pool, next.min, next.max,
-                         next.warmSlots);
+  std::string limits = "min=" + std::to_string(next.min) + " max=" + std::to_string(next.max) +
+                       " warm_slots=" + std::to_string(next.warmSlots);
+  logger("scaler")->info("pool={} limits changed: {}", request.pool, limits);
+  broker_.publish(msg::Event{.kind = EventKind::PoolChanged, .pool = request.pool, .runnerId = {}, .message = limits});
   return ErrorCode::None;
 }
 

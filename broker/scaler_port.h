@@ -42,13 +42,17 @@ class ScalerPort {
   virtual const RunnerState* findRunner(const std::string& runnerId) const = 0;
   virtual PoolView view(const Pool& pool) const = 0;
   // Asks a runner to finish its work and leave (no new jobs from now). False if unknown.
-  virtual bool drainRunner(const std::string& runnerId, Duration grace) = 0;
+  // `why` is what subscribers of events read ("idle for 30s").
+  virtual bool drainRunner(const std::string& runnerId, Duration grace, const std::string& why) = 0;
   // The runner's machine is gone: forget the runner now (its jobs are lost as on a missed
   // heartbeat) instead of waiting for its liveness to run out. False if unknown.
   virtual bool dropRunner(const std::string& runnerId, const std::string& why) = 0;
   // Fails every job waiting in `pool`'s queue with `code`.
   virtual void failQueued(const std::string& pool, ErrorCode code, const std::string& message) = 0;
   virtual bool shuttingDown() const = 0;
+  // Tells the event subscribers (`flame events`) what happened; the core numbers and times it
+  // and fills in the pool's runner counts.
+  virtual void publish(msg::Event event) {}
 };
 
 }  // namespace flame

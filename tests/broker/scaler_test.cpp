@@ -470,3 +470,45 @@ TEST_CASE("the scaler asks to be woken exactly at its boot backoff and boot time
   h.scaler.tick();
   CHECK(h.backend->bootCount() == 2);
 }
+
+TEST_CASE("events: a pool grows from 0 and shrinks back, as a subscriber sees it", "[scaler][events]") {
+  ScalerHarness h(limits(0, 2, 1));
+  h.core.onClient("w", msg::Subscribe{1, "p"}, {});
+  h.submit("c", 1, "p", "echo", "", Mode::Call, 60000);
+  h.tick();
+  REQUIRE(h.backend->bootCount() == 1);
+  auto conn = h.connect(0);
+  auto job = h.jobsFor(conn);
+  REQUIRE(job.size() == 1);
+  h.done(conn, job[0].jobId, "ok");
+  for (int i = 0; i < 60; ++i) {  // idle_shutdown_after 5 s: drained; the subscriber heartbeats
+    h.core.onClient("w", msg::Heartbeat{}, {});
+    h.pass(Duration(100), {conn});
+  }
+  h.core.onRunner(conn, msg::Leaving{"drained", true}, {});
+  h.tick();
+  // A failing boot and a limit change are events too.
+  h.backend->failAllBoots(false, "image not found");
+  h.submit("c", 2, "p", "echo", "", Mode::Call, 60000);
+  h.tick();
+  msg::SetPool set;
+  set.requestId = 9;
+  set.pool = "p";
+  set.max = 5;
+  h.core.onClient("admin", set, {});
+
+  auto events = h.outbox.takeOf<msg::Event>("w");
+  std::vector<EventKind> seen;
+  for (auto& e : events) seen.push_back(e.kind);
+  REQUIRE(seen == std::vector<EventKind>{EventKind::RunnerBooting, EventKind::RunnerReady, EventKind::RunnerDraining,
+                                         EventKind::RunnerStopped, EventKind::RunnerBooting, EventKind::BootFailed,
+                                         EventKind::PoolChanged});
+  CHECK(events[0].booting == 1);
+  CHECK(events[0].runners == 0);
+  CHECK(events[1].booting == 0);
+  CHECK(events[1].runners == 1);
+  CHECK(events[2].message.find("idle for") != std::string::npos);
+  CHECK(events[3].runners == 0);
+  CHECK(events[5].message.find("image not found") != std::string::npos);
+  CHECK(events[6].message == "min=0 max=5 warm_slots=0");
+}
