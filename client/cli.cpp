@@ -1,7 +1,14 @@
 #include "client/cli.h"
 
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
 #include <future>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <thread>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -96,6 +103,113 @@ int fail(std::ostream& err, const Failure& failure) {
   return 1;
 }
 
+const CLI::Validator kPositiveDurationCheck(
+    [](std::string& text) -> std::string {
+      auto d = parseDuration(text);
+      if (!d) return "not a duration (e.g. 250ms, 1s, 5m): " + text;
+      if (*d <= Duration(0) || *d >= kInfinite) return "must be more than 0 and finite: " + text;
+      return std::string();
+    },
+    "DURATION");
+
+// SIGINT and SIGTERM end `status --watch` and `events` cleanly (exit 0). While a StopSignals
+// lives, those signals set a flag instead of killing the process; the waits below poll it.
+// (A condition variable cannot be notified from a signal handler; 50 ms polling is the bound on
+// how late Ctrl-C is noticed.)
+std::atomic<int> gStopSignal{0};
+extern "C" void onStopSignal(int signal) { gStopSignal.store(signal); }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    gStopSignal.store(0);
+    struct sigaction action {};
+    action.sa_handler = onStopSignal;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGINT, &action, &oldInt_);
+    ::sigaction(SIGTERM, &action, &oldTerm_);
+  }
+  ~StopSignals() {
+    ::sigaction(SIGINT, &oldInt_, nullptr);
+    ::sigaction(SIGTERM, &oldTerm_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  static bool raised() { return gStopSignal.load() != 0; }
+
+ private:
+  struct sigaction oldInt_ {};
+  struct sigaction oldTerm_ {};
+};
+
+constexpr std::chrono::milliseconds kSignalPoll{50};
+
+// Waits until `deadline`; false if a stop signal came first.
+bool waitUntil(std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    if (StopSignals::raised()) return false;
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return true;
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(deadline - now, kSignalPoll));
+  }
+}
+
+std::string isoNow() {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  return formatIsoTime(static_cast<uint64_t>(ms.count()));
+}
+
+struct WatchArgs {
+  bool json = false;
+  Duration interval{1000};
+  std::optional<unsigned> count;  // tables to show; none: until a signal
+  Duration timeout{5000};         // of each status request
+  std::string broker;             // for the header
+};
+
+// `flame status --watch`: one status per interval (counted from the start of the previous one;
+// a slow answer delays the next rather than bursting to catch up). On a terminal each redraws
+// the screen; otherwise each is appended, after a header line, so logs and pipes work; --json
+// prints one object per line. A broker that does not answer is a line, and the watch goes on.
+// Exit 0, or 1 when --count ran out on a failure.
+int watchStatus(Client& client, const CliStreams& io, const WatchArgs& args) {
+  StopSignals signals;
+  auto next = std::chrono::steady_clock::now();
+  bool lastFailed = false;
+  for (unsigned shown = 0; !args.count || shown < *args.count;) {
+    auto reply = client.status(args.timeout);
+    if (StopSignals::raised()) return 0;
+    std::string time = isoNow();
+    lastFailed = !reply;
+    if (args.json) {
+      if (reply) {
+        io.out << formatStatusJson(*reply, time) << "\n";
+      } else {
+        nlohmann::ordered_json line{{"time", time},
+                                    {"error", std::string(errorCodeName(reply.error().code))},
+                                    {"message", reply.error().message}};
+        io.out << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+      }
+    } else {
+      // Clear the screen and home the cursor: the table is redrawn in place.
+      if (io.outIsTerminal) io.out << "\x1b[H\x1b[2J";
+      io.out << "# " << time << " broker " << args.broker << "\n";
+      if (reply)
+        io.out << formatStatusTable(*reply);
+      else
+        io.out << reply.error().toString() << "\n";
+      if (!io.outIsTerminal) io.out << "\n";
+    }
+    io.out.flush();
+    if (args.count && ++shown >= *args.count) break;
+    next += args.interval;
+    auto now = std::chrono::steady_clock::now();
+    if (next < now) next = now;
+    if (!waitUntil(next)) return 0;
+  }
+  return lastFailed ? 1 : 0;
+}
+
 }  // namespace
 
 int runCli(int argc, const char* const* argv, CliStreams io, const std::string& defaultBroker) {
@@ -148,6 +262,11 @@ int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& 
   place->add_flag("--link", placeArgs.link,
                   "stay in the foreground until the child exits (exit 1 if it failed); "
                   "the child is stopped if this command goes away");
+  bool placeWait = false;
+  place->add_flag("--wait", placeWait,
+                  "after the handle, wait for the child's exit and print it (exited: ok, or exited: <code>: "
+                  "<message>; exit 1 unless it returned normally); without --link the child keeps running if "
+                  "this command goes away");
 
   std::string handleText;
   std::string stopTimeout = "infinity";
@@ -171,6 +290,20 @@ int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& 
       ->add_option("--timeout", statusTimeout,
                    "fail with broker_unreachable after this long (default: 5s)")
       ->check(kDurationCheck);
+  bool statusWatch = false;
+  std::string watchInterval = "1s";
+  std::optional<unsigned> watchCount;
+  auto* watchFlag = status->add_flag(
+      "--watch", statusWatch,
+      "show the status again every --interval until SIGINT/SIGTERM: redrawn in place on a terminal, else one "
+      "table per interval after a timestamp line (with --json: one object per line); a broker that does not "
+      "answer is reported on a line and the watch goes on");
+  status->add_option("--interval", watchInterval, "with --watch: time between two tables (default: 1s)")
+      ->check(kPositiveDurationCheck)
+      ->needs(watchFlag);
+  status->add_option("--count", watchCount, "with --watch: stop after this many tables")
+      ->check(CLI::Range(1u, std::numeric_limits<unsigned>::max()))
+      ->needs(watchFlag);
 
   auto* pool = app.add_subcommand("pool", "manage pools");
   pool->require_subcommand(1);
@@ -252,22 +385,41 @@ int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& 
     return 0;
   }
   if (place->parsed()) {
+    using OnExit = std::function<void(uint64_t, std::optional<Failure>)>;
     auto exited = std::make_shared<std::promise<std::optional<Failure>>>();
     auto handle = client->place(
         placeArgs.pool, placeArgs.function, payloadOf(placeArgs, io.in),
         callOptions(placeArgs, placeArgs.link),
-        [exited](uint64_t, std::optional<Failure> why) { exited->set_value(std::move(why)); });
+        placeArgs.link || placeWait
+            ? OnExit([exited](uint64_t, std::optional<Failure> why) { exited->set_value(std::move(why)); })
+            : OnExit());
     if (!handle) return fail(io.err, handle.error());
     io.out << handle->toString() << "\n";
     io.out.flush();
-    if (!placeArgs.link) return 0;
-    auto why = exited->get_future().get();  // onExit runs exactly once for a linked child
+    if (!placeArgs.link && !placeWait) return 0;
+    // onExit runs exactly once for a watched child, linked or not (the client's liveness rules
+    // bound the wait for a lost broker).
+    auto why = exited->get_future().get();
+    if (placeWait) {
+      io.out << "exited: " << (why ? why->toString() : std::string("ok")) << "\n";
+      io.out.flush();
+      return why ? 1 : 0;
+    }
     return why ? fail(io.err, *why) : 0;
   }
   if (stop->parsed()) {
     auto done = client->stop(*ChildHandle::parse(handleText),
                              parseDuration(stopTimeout).value_or(kInfinite));
     return done ? 0 : fail(io.err, done.error());
+  }
+  if (status->parsed() && statusWatch) {
+    WatchArgs args;
+    args.json = json;
+    args.interval = parseDuration(watchInterval).value_or(Duration(1000));
+    args.count = watchCount;
+    args.timeout = parseDuration(statusTimeout).value_or(Duration(5000));
+    args.broker = broker;
+    return watchStatus(*client, io, args);
   }
   if (status->parsed()) {
     auto reply = client->status(parseDuration(statusTimeout).value_or(Duration(5000)));

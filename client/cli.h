@@ -25,13 +25,17 @@ struct CliStreams {
   std::istream& in;   // read for a PAYLOAD of "-"
   std::ostream& out;  // results (call's bytes verbatim), help
   std::ostream& err;  // "error: <code_name>: <message>" and usage errors
+  // `out` is a terminal: `status --watch` redraws in place instead of appending tables.
+  bool outIsTerminal = false;
 };
 
 // Runs `flame <subcommand> ...` (argv[0] is the program name). Returns the exit code:
 // 0 success, 1 the request failed (the error is printed on err), 2 bad usage.
 // `defaultBroker` is the endpoint used without --broker. Blocks until the request is answered,
 // which the client's liveness rules bound for every subcommand except a foreground
-// `place --link` (which waits for its child) and a `call --timeout infinity`.
+// `place --link`/`--wait` (which waits for its child), a `call --timeout infinity`, and
+// `status --watch` and `events` without --count (which run until SIGINT or SIGTERM: while they
+// run, those signals are caught and end the command with exit 0).
 int runCli(int argc, const char* const* argv, CliStreams io, const std::string& defaultBroker);
 // Same, with every global option's default. With --server-key and --key-file (both, or
 // neither) every subcommand that talks to a broker uses CURVE; a key that cannot be read is bad

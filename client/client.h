@@ -17,12 +17,13 @@
 // - A call's timeout is enforced by the broker. The client adds a local safety deadline of
 //   timeout + 2 x heartbeatInterval (for calls and places with a finite, non-zero timeout),
 //   after which the request fails with `timeout` and a best-effort `cancel` is sent.
-// - While anything is outstanding (a request, or a linked child), the client sends `heartbeat`
-//   every interval and adopts the broker's interval when the broker's is smaller. If nothing at
-//   all is heard from the broker for interval x liveness (the rule of common/liveness.h, counted
-//   from the last message or from when work began, whichever is later: an idle client hears
-//   nothing and owes nothing), every outstanding request fails with `broker_unreachable` and
-//   every linked child is reported exited with `broker_unreachable`.
+// - While anything is outstanding (a request, a linked child, a child placed with an onExit, an
+//   event subscription), the client sends `heartbeat` every interval and adopts the broker's
+//   interval when the broker's is smaller. If nothing at all is heard from the broker for
+//   interval x liveness (the rule of common/liveness.h, counted from the last message or from
+//   when work began, whichever is later: an idle client hears nothing and owes nothing), every
+//   outstanding request fails with `broker_unreachable` and every watched child is reported
+//   exited with `broker_unreachable`.
 //   This also bounds requests that cannot even be sent (no broker listening).
 // - A broker that restarts forgets requests in flight: its heartbeat answers carry a new run id,
 //   and every outstanding request fails with `broker_unreachable` at once.
@@ -106,7 +107,7 @@ class Client {
   // without the other or one that is not Z85.
   explicit Client(ClientOptions options = {});
   // Sends `cancel` for outstanding linked calls and places and `stopChild` for linked children
-  // (best effort), fails every outstanding request with `shutting_down`, reports every linked
+  // (best effort), fails every outstanding request with `shutting_down`, reports every watched
   // child exited with `shutting_down`, and joins the I/O thread. No method may be running or
   // called concurrently with the destructor, and it must not run inside a completion callback.
   ~Client();
@@ -131,10 +132,13 @@ class Client {
 
   // Starts a long-running child and returns its handle once a runner has taken it.
   // options.timeout 0 means infinite here (it bounds the child's whole life otherwise).
-  // For a linked child, `onExit` runs exactly once on the I/O thread: on `childExited`
+  // `onExit`, linked child or not, runs exactly once on the I/O thread: on `childExited`
   // (nullopt when the function returned normally), when `stop()` ends it (`cancelled`), when the
-  // broker is lost (`broker_unreachable`) or when the client is destroyed (`shutting_down`).
-  // The broker sends no exit notice for unlinked children, so onExit is never called for them.
+  // broker is lost or restarts (`broker_unreachable`) or when the client is destroyed
+  // (`shutting_down`). The broker tells the placer of every child's exit while the placer is
+  // connected, so the client heartbeats while it watches a child. At destruction a linked child
+  // is stopped; an unlinked one keeps running (its shutting_down message says the client stopped
+  // watching it). An unlinked child placed without onExit is not watched at all.
   Outcome<ChildHandle> place(
       std::string_view pool, std::string_view function, std::string_view payload,
       CallOptions options = {},

@@ -202,8 +202,8 @@ void ClientCore::onHandshakeRefused(const std::string& why) {
   // info, not warn: every caller gets the refusal as a value (the CLI prints it). Said once per
   // refusal, not once per retry.
   if (first)
-    log_->info("broker {} refused the handshake: {}; failing {} requests and {} linked children, trying again in {}",
-               options_.broker, why, pending_.size(), linkedChildren_.size(), formatDuration(retry));
+    log_->info("broker {} refused the handshake: {}; failing {} requests and {} watched children, trying again in {}",
+               options_.broker, why, pending_.size(), children_.size(), formatDuration(retry));
   else
     log_->debug("broker {} still refuses the handshake: {}; trying again in {}", options_.broker, why,
                 formatDuration(retry));
@@ -270,29 +270,33 @@ void ClientCore::on(msg::Placed& m, zmq::message_t*) {
     send(msg::StopChild{m.childId}, true);
     return;
   }
-  if (request->kind == RequestKind::Place && request->link) linkedChildren_[m.childId] = std::move(request->onExit);
+  // Watched: every linked child (stopped at shutdown, reported exited), and every unlinked one
+  // placed with an onExit — the broker tells its placer of every child's exit while the placer
+  // is connected, and the heartbeats that go on while a child is watched keep it connected.
+  if (request->kind == RequestKind::Place && (request->link || request->onExit))
+    children_[m.childId] = WatchedChild{std::move(request->onExit), request->link};
   complete(*request, m);
 }
 
 void ClientCore::on(msg::ChildExited& m, zmq::message_t*) {
-  auto it = linkedChildren_.find(m.childId);
-  if (it == linkedChildren_.end()) {
-    log_->debug("dropping childExited for unknown child={}", m.childId);
+  auto it = children_.find(m.childId);
+  if (it == children_.end()) {
+    log_->debug("dropping childExited for unwatched child={}", m.childId);
     return;
   }
-  ExitCallback onExit = std::move(it->second);
-  linkedChildren_.erase(it);
+  WatchedChild child = std::move(it->second);
+  children_.erase(it);
   std::optional<Failure> why;
   if (m.code != ErrorCode::None) why = Failure{m.code, std::move(m.message)};
-  exitChild(m.childId, onExit, std::move(why));
+  exitChild(m.childId, child, std::move(why));
 }
 
 void ClientCore::on(msg::Stopped& m, zmq::message_t*) {
-  // Whether or not the broker also sends childExited, a stopped linked child has exited.
-  if (auto it = linkedChildren_.find(m.childId); it != linkedChildren_.end()) {
-    ExitCallback onExit = std::move(it->second);
-    linkedChildren_.erase(it);
-    exitChild(m.childId, onExit, Failure{ErrorCode::Cancelled, "stopped"});
+  // Whether or not the broker also sends childExited, a stopped watched child has exited.
+  if (auto it = children_.find(m.childId); it != children_.end()) {
+    WatchedChild child = std::move(it->second);
+    children_.erase(it);
+    exitChild(m.childId, child, Failure{ErrorCode::Cancelled, "stopped"});
   }
   auto stops = pending_.takeStopsOf(m.childId);
   if (stops.empty()) log_->debug("dropping stopped for child={} that no stop waits for", m.childId);
@@ -368,8 +372,8 @@ void ClientCore::tick() {
   if (liveness_.dead(now)) {
     Duration silence = liveness_.silence(now);
     // info, not warn: every caller gets this failure as a value.
-    log_->info("broker {} silent for {}ms: failing {} requests and {} linked children", options_.broker,
-               silence.count(), pending_.size(), linkedChildren_.size());
+    log_->info("broker {} silent for {}ms: failing {} requests and {} watched children", options_.broker,
+               silence.count(), pending_.size(), children_.size());
     failEverything(
         Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no answer for " + std::to_string(silence.count()) + "ms"});
     busy_ = outstanding();  // a completion may have started new work, which counts from now
@@ -487,8 +491,12 @@ void ClientCore::complete(PendingRequest& request, Answer answer) {
   if (request.done) port_.deliver(request.done, std::move(answer));
 }
 
-void ClientCore::exitChild(uint64_t childId, ExitCallback& onExit, std::optional<Failure> why) {
-  if (onExit) port_.exited(onExit, childId, std::move(why));
+void ClientCore::exitChild(uint64_t childId, WatchedChild& child, std::optional<Failure> why) {
+  if (child.onExit) port_.exited(child.onExit, childId, std::move(why));
+}
+
+size_t ClientCore::linkedChildCount() const {
+  return static_cast<size_t>(std::count_if(children_.begin(), children_.end(), [](const auto& c) { return c.second.link; }));
 }
 
 void ClientCore::failEverything(const Failure& failure) {
@@ -499,11 +507,11 @@ void ClientCore::failEverything(const Failure& failure) {
     port_.wantWritable(false);
   }
   auto requests = pending_.takeAll();
-  auto children = std::move(linkedChildren_);
-  linkedChildren_.clear();
+  auto children = std::move(children_);
+  children_.clear();
   // Everything is taken out before any handler runs: a handler may submit new work.
   for (auto& [requestId, request] : requests) complete(request, failure);
-  for (auto& [childId, onExit] : children) exitChild(childId, onExit, failure);
+  for (auto& [childId, child] : children) exitChild(childId, child, failure);
 }
 
 bool ClientCore::shutdown() {
@@ -512,8 +520,8 @@ bool ClientCore::shutdown() {
   busy_ = false;
   holding_ = false;
   auto requests = pending_.close();
-  auto children = std::move(linkedChildren_);
-  linkedChildren_.clear();
+  auto children = std::move(children_);
+  children_.clear();
   std::vector<bool> reachedConnection;
   reachedConnection.reserve(requests.size());
   for (auto& [requestId, request] : requests) reachedConnection.push_back(!dropUnsent(requestId));
@@ -534,13 +542,19 @@ bool ClientCore::shutdown() {
       saidGoodbye = true;
     }
   }
-  for (auto& [childId, onExit] : children) {
+  for (auto& [childId, child] : children) {
+    if (!child.link) continue;  // an unlinked child outlives its placer: it is only unwatched
     send(msg::StopChild{childId}, false);
     saidGoodbye = true;
   }
   Failure failure{ErrorCode::ShuttingDown, "the client is shutting down"};
   for (auto& [requestId, request] : requests) complete(request, failure);
-  for (auto& [childId, onExit] : children) exitChild(childId, onExit, failure);
+  for (auto& [childId, child] : children) {
+    exitChild(childId, child,
+              child.link ? failure
+                         : Failure{ErrorCode::ShuttingDown, "the client is shutting down: it stopped watching child " +
+                                                                std::to_string(childId) + ", which keeps running"});
+  }
   return saidGoodbye;
 }
 

@@ -1,8 +1,8 @@
 // ClientCore: flame::Client's protocol state machine (docs/PROTOCOL.md, client side) with no
 // sockets and no threads, like BrokerCore. It keeps the pending-request table and its local
 // deadlines, heartbeats while work is outstanding, decides when the broker is gone (Liveness)
-// or restarted, admits payloads against the broker's limit, tracks linked children, and says
-// goodbye on shutdown. It takes requests, the broker's messages, "writable" and the time from a
+// or restarted, admits payloads against the broker's limit, watches placed children (linked ones,
+// and unlinked ones placed with an onExit), and says goodbye on shutdown. It takes requests, the broker's messages, "writable" and the time from a
 // Clock, and emits through a ClientEffects: messages for the broker and the answers to deliver.
 //
 // The rules it implements are those of client/client.h ("Deadlines and liveness"). flame::Client
@@ -48,7 +48,7 @@ class ClientEffects {
   virtual void wantWritable(bool want) = 0;
   // Runs a request's handler with its answer (exactly once per request).
   virtual void deliver(AnswerHandler& done, Answer answer) = 0;
-  // Runs a linked child's exit callback (exactly once per child): nullopt = returned normally.
+  // Runs a watched child's exit callback (exactly once per child): nullopt = returned normally.
   virtual void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) = 0;
   // Replaces the connection with a fresh one (another handshake): libzmq never retries a
   // handshake the broker refused (common/handshake_monitor.h). Whatever the old one held is dropped.
@@ -122,7 +122,7 @@ class ClientCore {
 
   // The broker refused the connection's handshake (an unknown key, CURVE on one side only, a
   // wrong server key: common/handshake_monitor.h); `why` says which, for the caller. Every
-  // outstanding request fails at once with `unauthorized: <why>` (linked children are reported
+  // outstanding request fails at once with `unauthorized: <why>` (watched children are reported
   // exited so), and so does every request submitted until a handshake succeeds. A fresh
   // connection is tried after handshakeRetryMin, backing off to handshakeRetryMax.
   void onHandshakeRefused(const std::string& why);
@@ -150,14 +150,16 @@ class ClientCore {
 
   // ~Client: cancels outstanding linked calls and places that reached the connection and stops
   // linked children (only what the connection takes now: best effort, never queued), then fails
-  // every request with shutting_down and reports every linked child exited with shutting_down.
+  // every request with shutting_down and reports every watched child exited with shutting_down
+  // (an unlinked child is not stopped: its message says it keeps running, unwatched).
   // Refuses later submits. Returns true if goodbyes were sent (the shell lingers for them).
   bool shutdown();
 
   // Introspection (tests, logs).
-  bool outstanding() const { return !pending_.empty() || !linkedChildren_.empty(); }
+  bool outstanding() const { return !pending_.empty() || !children_.empty(); }
   size_t pendingCount() const { return pending_.size(); }
-  size_t linkedChildCount() const { return linkedChildren_.size(); }
+  size_t watchedChildCount() const { return children_.size(); }
+  size_t linkedChildCount() const;
   size_t queuedCount() const { return outbox_.size(); }   // waiting for the connection
   size_t parkedCount() const { return parked_.size(); }   // waiting for the payload limit
   Duration heartbeatInterval() const { return interval_; }
@@ -200,7 +202,12 @@ class ClientCore {
   void heartbeatIfDue(TimePoint now);
   void handle(Message& message, zmq::message_t* payload);
   void complete(PendingRequest& request, Answer answer);
-  void exitChild(uint64_t childId, ExitCallback& onExit, std::optional<Failure> why);
+  // A placed child whose exit the client waits for (see the .cpp, on(msg::Placed&)).
+  struct WatchedChild {
+    ExitCallback onExit;  // may be empty for a linked child (watched to be stopped at shutdown)
+    bool link = false;
+  };
+  void exitChild(uint64_t childId, WatchedChild& child, std::optional<Failure> why);
   void failEverything(const Failure& failure);
   Failure expiryOf(const PendingRequest& request) const;
 
@@ -213,7 +220,7 @@ class ClientCore {
   std::deque<Outgoing> outbox_;  // not yet taken by the connection, in order
   std::deque<Outgoing> parked_;  // large submits waiting for the broker's payload limit
   uint64_t maxPayload_ = 0;      // the broker's payload limit, from its heartbeats; 0 = unknown
-  std::unordered_map<uint64_t, ExitCallback> linkedChildren_;  // childId -> onExit
+  std::unordered_map<uint64_t, WatchedChild> children_;  // childId -> how to report its exit
   Duration interval_;  // heartbeat interval: ours, or the broker's if smaller
   Liveness liveness_;
   bool busy_ = false;  // work was outstanding at the last check (heartbeats and liveness run)

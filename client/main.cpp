@@ -1,5 +1,7 @@
 // `flame`: the command-line client. Thin: the environment and the process streams go in,
 // everything else is in client/cli.cpp.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <iostream>
 
@@ -18,5 +20,6 @@ int main(int argc, char** argv) {
   defaults.broker = envOr(flame::kEnvClientEndpoint, flame::kDefaultClientEndpoint);
   defaults.serverKey = envOr(flame::kEnvClientServerKey, "");
   defaults.keyFile = envOr(flame::kEnvClientKeyFile, "");
-  return flame::runCli(argc, argv, flame::CliStreams{std::cin, std::cout, std::cerr}, defaults);
+  return flame::runCli(argc, argv, flame::CliStreams{std::cin, std::cout, std::cerr, ::isatty(STDOUT_FILENO) == 1},
+                       defaults);
 }

@@ -32,7 +32,8 @@ using Answer =
 // Receives a request's Answer, exactly once. (Not the worker's Completion, which is a job's
 // outcome inside a runner.)
 using AnswerHandler = std::function<void(Answer)>;
-// Invoked once when a linked child ends: nullopt when its function returned normally.
+// Invoked once when a watched child ends (see ClientCore): nullopt when its function returned
+// normally.
 using ExitCallback = std::function<void(uint64_t childId, std::optional<Failure>)>;
 
 enum class RequestKind : uint8_t { Call, Cast, Place, Stop, Status, SetPool };
@@ -46,7 +47,7 @@ struct PendingRequest {
   TimePoint deadline = TimePoint::max();
   Duration timeout{0};  // the budget the deadline was computed from (for the failure's message)
   AnswerHandler done;
-  ExitCallback onExit;  // Place with link: kept for the child's childExited
+  ExitCallback onExit;  // Place: kept for the child's childExited (linked, or unlinked with one)
 };
 
 // Not thread-safe (ClientCore's thread owns it). Request ids are chosen by the caller and must be

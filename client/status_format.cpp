@@ -1,6 +1,8 @@
 #include "client/status_format.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -40,12 +42,12 @@ std::string fraction(uint32_t used, uint32_t total) {
 std::string formatStatusTable(const msg::StatusReply& status) {
   if (status.pools.empty()) return "no pools\n";
   std::vector<Row> pools{{"POOL", "QUEUED", "SLOTS", "RUNNERS", "BOOTING", "MIN", "MAX",
-                          "COMPLETED", "FAILED", "BOOTS", "BOOT_FAILURES"}};
+                          "COMPLETED", "FAILED", "RETRIED", "BOOTS", "BOOT_FAILURES"}};
   for (const auto& p : status.pools) {
     pools.push_back({p.name, std::to_string(p.queued), fraction(p.slotsUsed, p.slotsTotal),
                      std::to_string(p.runners.size()), std::to_string(p.booting),
                      std::to_string(p.min), std::to_string(p.max), std::to_string(p.completed),
-                     std::to_string(p.failed), std::to_string(p.boots),
+                     std::to_string(p.failed), std::to_string(p.retried), std::to_string(p.boots),
                      std::to_string(p.bootFailures)});
   }
   std::string out = renderTable(pools, "");
@@ -62,7 +64,7 @@ std::string formatStatusTable(const msg::StatusReply& status) {
   return out;
 }
 
-std::string formatStatusJson(const msg::StatusReply& status) {
+std::string formatStatusJson(const msg::StatusReply& status, std::string_view time) {
   // ordered_json keeps the documented key order (plain json sorts keys).
   using Json = nlohmann::ordered_json;
   Json pools = Json::array();
@@ -87,12 +89,25 @@ std::string formatStatusJson(const msg::StatusReply& status) {
                          {"boot_failures", p.bootFailures},
                          {"completed", p.completed},
                          {"failed", p.failed},
+                         {"retried", p.retried},
                          {"min", p.min},
                          {"max", p.max}});
   }
-  Json root{{"pools", std::move(pools)}};
+  Json root = Json::object();
+  if (!time.empty()) root["time"] = std::string(time);
+  root["pools"] = std::move(pools);
   // Names come from peers: never throw on bad UTF-8, replace it.
   return root.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string formatIsoTime(uint64_t unixMs) {
+  std::time_t seconds = static_cast<std::time_t>(unixMs / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[64];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<unsigned>(unixMs % 1000));
+  return text;
 }
 
 }  // namespace flame

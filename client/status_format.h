@@ -1,21 +1,29 @@
 // Renders a broker status reply for `flame status`: a table for humans, JSON for programs.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "common/messages.h"
 
 namespace flame {
 
-// One aligned table of pools (POOL QUEUED SLOTS RUNNERS BOOTING MIN MAX COMPLETED FAILED BOOTS
-// BOOT_FAILURES), then for each pool with runners an indented table of them (RUNNER STATE SLOTS
+// One aligned table of pools (POOL QUEUED SLOTS RUNNERS BOOTING MIN MAX COMPLETED FAILED RETRIED
+// BOOTS BOOT_FAILURES; RETRIED: jobs queued again for a retry), then for each pool with runners an indented table of them (RUNNER STATE SLOTS
 // PID HOST IDLE). "no pools\n" when there are none. Ends with a newline.
 std::string formatStatusTable(const msg::StatusReply& status);
 
 // One JSON object on one line, no trailing newline, keys in this order:
 // {"pools":[{"name","queued","slots_used","slots_total","runners":[{"id","state","slots_used",
 // "slots_total","pid","host","idle_ms"}],"booting","boots","boot_failures","completed","failed",
-// "min","max"}]}. Invalid UTF-8 in names is replaced with U+FFFD.
-std::string formatStatusJson(const msg::StatusReply& status);
+// "retried","min","max"}]}. Invalid UTF-8 in names is replaced with U+FFFD.
+// With a non-empty `time` (an ISO-8601 stamp, `flame status --watch --json`), the object starts
+// with "time":"<time>".
+std::string formatStatusJson(const msg::StatusReply& status, std::string_view time = {});
+
+// `unixMs` (milliseconds since the Unix epoch) as ISO-8601 UTC with milliseconds:
+// "2026-12-03T18:50:01.123Z".
+std::string formatIsoTime(uint64_t unixMs);
 
 }  // namespace flame

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "client/fake_broker.h"
@@ -24,17 +25,18 @@ struct CliRun {
 };
 
 // Runs the CLI on another thread (the test thread drives the fake broker meanwhile).
+// `tty`: the CLI is told its output is a terminal.
 std::future<CliRun> startCli(std::vector<std::string> args, std::string input = "",
-                             std::string defaultBroker = kDefaultClientEndpoint) {
+                             std::string defaultBroker = kDefaultClientEndpoint, bool tty = false) {
   return std::async(std::launch::async,
-                    [args = std::move(args), input = std::move(input), defaultBroker] {
+                    [args = std::move(args), input = std::move(input), defaultBroker, tty] {
                       std::vector<const char*> argv{"flame"};
                       for (const auto& a : args) argv.push_back(a.c_str());
                       std::istringstream in(input);
                       std::ostringstream out, err;
                       CliRun run;
                       run.code = runCli(static_cast<int>(argv.size()), argv.data(),
-                                        CliStreams{in, out, err}, defaultBroker);
+                                        CliStreams{in, out, err, tty}, defaultBroker);
                       run.out = out.str();
                       run.err = err.str();
                       return run;
@@ -73,7 +75,7 @@ TEST_CASE("cli: status --json prints one JSON object", "[client][cli]") {
       r.out ==
       R"({"pools":[{"name":"thumbs","queued":0,"slots_used":0,"slots_total":4,"runners":[{"id":"thumbs-r1",)"
       R"("state":"ready","slots_used":0,"slots_total":4,"pid":42,"host":"box","idle_ms":250}],"booting":0,)"
-      R"("boots":0,"boot_failures":0,"completed":0,"failed":0,"min":0,"max":3}]})"
+      R"("boots":0,"boot_failures":0,"completed":0,"failed":0,"retried":0,"min":0,"max":3}]})"
       "\n");
 }
 
@@ -194,6 +196,146 @@ TEST_CASE("cli: place --link stays until the child exits", "[client][cli]") {
   CHECK(r.code == 1);
   CHECK(r.out == "3@r\n");
   CHECK(r.err == "error: runner_lost: runner r vanished\n");
+}
+
+TEST_CASE("cli: place --wait prints the child's exit, linked or not", "[client][cli][children]") {
+  FakeBroker broker;
+  broker.heartbeatReplyMs = 100;  // a watched child keeps the client heartbeating: answer them
+
+  SECTION("unlinked, returned normally: exit 0") {
+    auto run = startCli({"--broker", broker.endpoint(), "place", "--wait", "p", "serve"});
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    CHECK_FALSE(got->second.link);
+    broker.send(got->first.peer, msg::Placed{got->second.requestId, 5, "r"});
+    REQUIRE(broker.awaitHeartbeats(2));  // still waiting, and watching: heartbeats go on
+    CHECK(run.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+    broker.send(got->first.peer, msg::ChildExited{5, ErrorCode::None, ""});
+    auto r = finish(run);
+    CHECK(r.code == 0);
+    CHECK(r.out == "5@r\nexited: ok\n");
+    CHECK(r.err.empty());
+  }
+  SECTION("linked, failed: exit 1, as call exits for that error") {
+    auto run = startCli({"--broker", broker.endpoint(), "place", "--link", "--wait", "p", "serve"});
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    CHECK(got->second.link);
+    broker.send(got->first.peer, msg::Placed{got->second.requestId, 6, "r"});
+    broker.send(got->first.peer, msg::ChildExited{6, ErrorCode::HandlerError, "boom"});
+    auto r = finish(run);
+    CHECK(r.code == 1);
+    CHECK(r.out == "6@r\nexited: handler_error: boom\n");
+  }
+}
+
+namespace {
+// Answers the next `count` status requests, the i-th (from 1) with `queued` = i.
+void answerStatuses(FakeBroker& broker, int count) {
+  for (int i = 1; i <= count; ++i) {
+    auto got = broker.expect<msg::StatusRequest>();
+    REQUIRE(got);
+    auto reply = onePool(got->second.requestId);
+    reply.pools[0].queued = static_cast<uint32_t>(i);
+    broker.send(got->first.peer, reply);
+  }
+}
+
+std::vector<std::string> linesOf(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+}  // namespace
+
+TEST_CASE("cli: status --watch --count 3 appends three stamped tables when not a terminal", "[client][cli][watch]") {
+  FakeBroker broker;
+  auto run = startCli({"--broker", broker.endpoint(), "status", "--watch", "--count", "3", "--interval", "10ms"});
+  answerStatuses(broker, 3);
+  auto r = finish(run);
+  INFO(r.out << r.err);
+  CHECK(r.code == 0);
+  CHECK(r.out.find('\x1b') == std::string::npos);  // no screen control codes in a pipe
+  std::vector<std::string> headers, rows;
+  for (auto& line : linesOf(r.out)) {
+    if (line.rfind("# ", 0) == 0) headers.push_back(line);
+    if (line.rfind("thumbs  ", 0) == 0) rows.push_back(line);
+  }
+  REQUIRE(headers.size() == 3);
+  for (auto& h : headers) {
+    CHECK_THAT(h, Catch::Matches(R"(# \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z broker .+)"));
+    CHECK_THAT(h, Catch::EndsWith(" broker " + broker.endpoint()));
+  }
+  CHECK(headers[0] <= headers[1]);  // ISO stamps sort as time
+  CHECK(headers[1] <= headers[2]);
+  REQUIRE(rows.size() == 3);  // in the order answered: queued 1, 2, 3
+  for (size_t i = 0; i < 3; ++i) CHECK_THAT(rows[i], Catch::StartsWith("thumbs  " + std::to_string(i + 1) + " "));
+  CHECK(broker.next(Duration(50)) == std::nullopt);  // --count ran out: no fourth request
+}
+
+TEST_CASE("cli: status --watch --json prints one JSON object per line", "[client][cli][watch]") {
+  FakeBroker broker;
+  auto run = startCli(
+      {"--broker", broker.endpoint(), "status", "--json", "--watch", "--count", "3", "--interval", "10ms"});
+  answerStatuses(broker, 3);
+  auto r = finish(run);
+  CHECK(r.code == 0);
+  auto lines = linesOf(r.out);
+  REQUIRE(lines.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    auto json = nlohmann::json::parse(lines[i]);
+    CHECK(json["time"].get<std::string>().size() == 24);  // 2026-12-03T18:50:01.123Z
+    CHECK(json["pools"][0]["name"] == "thumbs");
+    CHECK(json["pools"][0]["queued"] == i + 1);
+    CHECK(json["pools"][0]["retried"] == 0);
+  }
+}
+
+TEST_CASE("cli: status --watch reports a silent broker on a line and keeps watching", "[client][cli][watch]") {
+  FakeBroker broker;
+  auto run = startCli({"--broker", broker.endpoint(), "status", "--watch", "--count", "2", "--interval", "10ms",
+                       "--timeout", "200ms"});
+  auto ignored = broker.expect<msg::StatusRequest>();  // never answered
+  REQUIRE(ignored);
+  answerStatuses(broker, 1);
+  auto r = finish(run);
+  CHECK(r.code == 0);  // the last one was answered
+  auto lines = linesOf(r.out);
+  REQUIRE(lines.size() >= 4);
+  CHECK(lines[1] == "broker_unreachable: broker unreachable: no status reply within 200ms");
+  CHECK_THAT(r.out, Catch::Contains("\nthumbs  1 "));
+}
+
+TEST_CASE("cli: status --watch on a terminal redraws in place", "[client][cli][watch]") {
+  FakeBroker broker;
+  auto run = startCli({"--broker", broker.endpoint(), "status", "--watch", "--count", "2", "--interval", "10ms"}, "",
+                      kDefaultClientEndpoint, /*tty=*/true);
+  answerStatuses(broker, 2);
+  auto r = finish(run);
+  CHECK(r.code == 0);
+  const std::string clear = "\x1b[H\x1b[2J";
+  CHECK(r.out.rfind(clear + "# ", 0) == 0);
+  auto second = r.out.find(clear, clear.size());
+  REQUIRE(second != std::string::npos);
+  CHECK_THAT(r.out.substr(second), Catch::Contains("thumbs  2 "));
+}
+
+TEST_CASE("cli: status --watch flags are checked", "[client][cli][watch]") {
+  for (auto [args, error] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"status", "--watch", "--interval", "0"}, "must be more than 0 and finite: 0"},
+           {{"status", "--watch", "--interval", "soon"}, "not a duration"},
+           {{"status", "--watch", "--interval", "infinity"}, "must be more than 0 and finite"},
+           {{"status", "--watch", "--count", "0"}, "--count"},
+           {{"status", "--count", "3"}, "--count requires --watch"},
+           {{"status", "--interval", "1s"}, "--interval requires --watch"},
+       }) {
+    auto run = startCli(args);
+    auto r = finish(run);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains(error));
+  }
 }
 
 TEST_CASE("cli: pool set changes limits and prints the pool", "[client][cli]") {

@@ -377,32 +377,124 @@ TEST_CASE("core: a parked payload that outlives its deadline is never sent", "[c
   CHECK(f.port.requests().empty());  // no submit, and no cancel for what never left
 }
 
-TEST_CASE("core: linked children report their exit once, unlinked ones never", "[client][core]") {
+TEST_CASE("core: placed children report their exit once, linked or not", "[client][core][children]") {
   Fixture f;
-  Answers linked, unlinked;
+  Answers linked, unlinked, unwatched;
   Exits exits, unlinkedExits;
   uint64_t a = f.place(linked, &exits);
   uint64_t b = f.place(unlinked, &unlinkedExits, CallOptions{.link = false});
+  uint64_t c = f.place(unwatched, nullptr, CallOptions{.link = false});
   CHECK(std::get<msg::Submit>(f.port.requests()[0].message).timeoutMs == 0);  // place: infinite by default
   f.receive(msg::Placed{a, 17, "r1"});
   f.receive(msg::Placed{b, 18, "r1"});
+  f.receive(msg::Placed{c, 19, "r1"});
   CHECK(std::get<msg::Placed>(linked.got.at(0)).childId == 17);
   CHECK(f.core.linkedChildCount() == 1);
-  CHECK(f.core.outstanding());  // a linked child keeps the heartbeats going
+  CHECK(f.core.watchedChildCount() == 2);  // no onExit, not linked: nothing to watch for
+  CHECK(f.core.outstanding());  // a watched child keeps the heartbeats going
   f.runUntil(Duration(100));
   f.heartbeatAnswer();
   CHECK(f.port.heartbeats() == 2);
 
+  f.receive(msg::ChildExited{19, ErrorCode::None, ""});  // dropped: unwatched
   f.receive(msg::ChildExited{18, ErrorCode::None, ""});
-  CHECK(unlinkedExits.got.empty());
+  REQUIRE(unlinkedExits.got.size() == 1);
+  CHECK(unlinkedExits.got[0].first == 18);
+  CHECK_FALSE(unlinkedExits.got[0].second);  // returned normally
+  CHECK(f.core.outstanding());  // the linked one is still watched
   f.receive(msg::ChildExited{17, ErrorCode::HandlerError, "boom"});
   REQUIRE(exits.got.size() == 1);
   CHECK(exits.got[0].first == 17);
   CHECK(exits.got[0].second == Failure{ErrorCode::HandlerError, "boom"});
   f.receive(msg::ChildExited{17, ErrorCode::None, ""});
+  f.receive(msg::ChildExited{18, ErrorCode::None, ""});
   CHECK(exits.got.size() == 1);
+  CHECK(unlinkedExits.got.size() == 1);
   CHECK_FALSE(f.core.outstanding());
   CHECK(f.core.nextWakeup() == TimePoint::max());
+}
+
+TEST_CASE("core: an unlinked child keeps the client heartbeating, its exit ends that", "[client][core][children]") {
+  Fixture f;
+  Answers placed;
+  Exits exits;
+  uint64_t id = f.place(placed, &exits, CallOptions{.link = false});
+  f.receive(msg::Placed{id, 4, "r"});
+  REQUIRE(f.core.watchedChildCount() == 1);
+  size_t before = f.port.heartbeats();
+  for (int i = 1; i <= 5; ++i) {  // five intervals, the broker answering each heartbeat
+    f.runUntil(Duration(100 * i));
+    f.heartbeatAnswer();
+  }
+  CHECK(f.port.heartbeats() == before + 5);
+  CHECK(exits.got.empty());
+  f.receive(msg::ChildExited{4, ErrorCode::None, ""});
+  REQUIRE(exits.got.size() == 1);
+  CHECK(f.core.nextWakeup() == TimePoint::max());  // idle again: no more heartbeats
+}
+
+TEST_CASE("core: an unlinked child is reported exited when stopped, cancelled", "[client][core][children]") {
+  Fixture f;
+  Answers placed, stop;
+  Exits exits;
+  uint64_t id = f.place(placed, &exits, CallOptions{.link = false});
+  f.receive(msg::Placed{id, 6, "r"});
+  f.core.submit(stopRequest(f.nextId++, 6, kInfinite, stop.handler()));
+  f.receive(msg::Stopped{6});
+  REQUIRE(exits.got.size() == 1);
+  CHECK(exits.got[0].first == 6);
+  CHECK(exits.got[0].second == Failure{ErrorCode::Cancelled, "stopped"});
+  f.receive(msg::ChildExited{6, ErrorCode::Cancelled, "stopped"});  // a late notice: still once
+  CHECK(exits.got.size() == 1);
+}
+
+TEST_CASE("core: an unlinked child is reported exited broker_unreachable when the broker is lost or restarts",
+          "[client][core][children]") {
+  Fixture f;
+  Answers first, second;
+  Exits lost, restarted;
+  uint64_t a = f.place(first, &lost, CallOptions{.link = false});
+  f.receive(msg::Placed{a, 8, "r"});
+  f.heartbeatAnswer(100, 7);
+  // Silence from t0 (the last message heard): dead at interval x liveness = 300 ms.
+  f.runUntil(Duration(299));
+  CHECK(lost.got.empty());
+  f.runUntil(Duration(300));
+  REQUIRE(lost.got.size() == 1);
+  CHECK(lost.got[0].second->code == ErrorCode::BrokerUnreachable);
+  CHECK_FALSE(f.core.outstanding());
+
+  uint64_t b = f.place(second, &restarted, CallOptions{.link = false});
+  f.receive(msg::Placed{b, 9, "r"});
+  f.heartbeatAnswer(100, 7);
+  CHECK(restarted.got.empty());
+  f.heartbeatAnswer(100, 8);  // a new broker run
+  REQUIRE(restarted.got.size() == 1);
+  CHECK(restarted.got[0].first == 9);
+  CHECK(restarted.got[0].second->code == ErrorCode::BrokerUnreachable);
+  CHECK_THAT(restarted.got[0].second->message, Catch::StartsWith("broker restarted"));
+}
+
+TEST_CASE("core: at shutdown a linked child is stopped, an unlinked one only unwatched", "[client][core][children]") {
+  Fixture f;
+  Answers a, b;
+  Exits linkedExits, unlinkedExits;
+  uint64_t linkedPlace = f.place(a, &linkedExits);
+  uint64_t unlinkedPlace = f.place(b, &unlinkedExits, CallOptions{.link = false});
+  f.receive(msg::Placed{linkedPlace, 21, "r"});
+  f.receive(msg::Placed{unlinkedPlace, 22, "r"});
+  size_t before = f.port.sent.size();
+  CHECK(f.core.shutdown());
+  std::vector<RecordingPort::Sent> goodbyes(f.port.sent.begin() + static_cast<std::ptrdiff_t>(before), f.port.sent.end());
+  REQUIRE(goodbyes.size() == 1);
+  CHECK(std::get<msg::StopChild>(goodbyes[0].message).childId == 21);
+  REQUIRE(linkedExits.got.size() == 1);
+  CHECK(linkedExits.got[0].second == Failure{ErrorCode::ShuttingDown, "the client is shutting down"});
+  REQUIRE(unlinkedExits.got.size() == 1);
+  CHECK(unlinkedExits.got[0].first == 22);
+  CHECK(unlinkedExits.got[0].second->code == ErrorCode::ShuttingDown);
+  CHECK_THAT(unlinkedExits.got[0].second->message,
+             Catch::Contains("stopped watching child 22") && Catch::Contains("keeps running"));
 }
 
 TEST_CASE("core: stop is answered by stopped (which also ends a linked child) or by an error without an id",

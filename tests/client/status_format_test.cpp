@@ -15,6 +15,7 @@ msg::StatusReply sample() {
   thumbs.slotsTotal = 8;
   thumbs.completed = 120;
   thumbs.failed = 2;
+  thumbs.retried = 7;
   thumbs.booting = 1;
   thumbs.boots = 4;
   thumbs.bootFailures = 1;
@@ -34,9 +35,9 @@ msg::StatusReply sample() {
 TEST_CASE("status renders as aligned tables", "[client]") {
   CHECK(formatStatusTable(msg::StatusReply{}) == "no pools\n");
   const char* expected =
-      "POOL    QUEUED  SLOTS  RUNNERS  BOOTING  MIN  MAX  COMPLETED  FAILED  BOOTS  BOOT_FAILURES\n"
-      "thumbs  3       5/8    2        1        0    10   120        2       4      1\n"
-      "pdf     0       0/0    0        0        0    2    0          0       0      0\n"
+      "POOL    QUEUED  SLOTS  RUNNERS  BOOTING  MIN  MAX  COMPLETED  FAILED  RETRIED  BOOTS  BOOT_FAILURES\n"
+      "thumbs  3       5/8    2        1        0    10   120        2       7        4      1\n"
+      "pdf     0       0/0    0        0        0    2    0          0       0        0      0\n"
       "\n"
       "thumbs runners:\n"
       "  RUNNER     STATE     SLOTS  PID   HOST  IDLE\n"
@@ -61,6 +62,7 @@ TEST_CASE("status renders as one JSON object with snake_case keys in order", "[c
   CHECK(pool["boot_failures"] == 1);
   CHECK(pool["completed"] == 120);
   CHECK(pool["failed"] == 2);
+  CHECK(pool["retried"] == 7);
   CHECK(pool["min"] == 0);
   CHECK(pool["max"] == 10);
   CHECK(pool["runners"][1]["idle_ms"] == 1500);
