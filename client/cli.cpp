@@ -9,6 +9,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -34,7 +35,13 @@ struct JobArgs {
   bool idempotent = false;
   unsigned retries = 0;
   bool link = false;
+  // call and cast only (see addRetryArgs)
+  std::vector<std::string> retryOn;  // runner_lost, handler_error, timeout
+  std::string retryBackoff = "0";
+  std::string retryBackoffMax = "0";
 };
+
+constexpr const char* kRetryReasons[] = {"runner_lost", "handler_error", "timeout"};
 
 const CLI::Validator kDurationCheck(
     [](std::string& text) -> std::string {
@@ -50,12 +57,39 @@ void addJobArgs(CLI::App* cmd, JobArgs& args, const char* timeoutHelp) {
                   "starts after it (default 0: the pool's wait_timeout; infinity: none)")
       ->check(kDurationCheck);
   cmd->add_flag("--idempotent", args.idempotent,
-                "the job may be re-run on another runner if its runner is lost (once, or --retries times)");
-  cmd->add_option("--retries", args.retries, "re-runs allowed with --idempotent [1]")
+                "the job may be re-run on another runner if its runner is lost (once, or --retries times); "
+                "same as --retry-on runner_lost");
+  cmd->add_option("--retries", args.retries,
+                  "re-runs allowed, for every reason --idempotent/--retry-on allow (default 0: one)")
       ->check(CLI::Range(0u, 255u));
   cmd->add_option("POOL", args.pool, "pool name")->required();
   cmd->add_option("FUNCTION", args.function, "function name")->required();
   cmd->add_option("PAYLOAD", args.payload, "payload bytes; - reads stdin; default: empty");
+}
+
+// call and cast: which failures are retried, and how long to wait between attempts.
+void addRetryArgs(CLI::App* cmd, JobArgs& args) {
+  cmd->add_option("--retry-on", args.retryOn,
+                  "failures to retry, comma-separated: runner_lost (= --idempotent: the job may run twice), "
+                  "handler_error, timeout (its run budget ran out on a runner)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kRetryReasons), std::end(kRetryReasons))));
+  cmd->add_option("--retry-backoff", args.retryBackoff,
+                  "delay before the first retry, doubled for each later one, jittered down by up to 25% "
+                  "(default 0: the pool's retry_backoff)")
+      ->check(kDurationCheck);
+  cmd->add_option("--retry-backoff-max", args.retryBackoffMax,
+                  "cap of that delay, at least --retry-backoff (default 0: the pool's retry_backoff_max)")
+      ->check(kDurationCheck);
+}
+
+// Checks what a validator of one option cannot: returns a usage error, or nullopt.
+std::optional<std::string> retryUsageError(const JobArgs& args) {
+  Duration backoff = parseDuration(args.retryBackoff).value_or(Duration(0));
+  Duration max = parseDuration(args.retryBackoffMax).value_or(Duration(0));
+  if (backoff > Duration(0) && max > Duration(0) && max < backoff)
+    return "--retry-backoff-max (" + args.retryBackoffMax + ") is below --retry-backoff (" + args.retryBackoff + ")";
+  return std::nullopt;
 }
 
 CallOptions callOptions(const JobArgs& args, bool link) {
@@ -66,6 +100,13 @@ CallOptions callOptions(const JobArgs& args, bool link) {
   options.idempotent = args.idempotent;
   options.retries = static_cast<uint8_t>(args.retries);
   options.link = link;
+  for (const auto& reason : args.retryOn) {  // validated by addRetryArgs
+    if (reason == "runner_lost") options.idempotent = true;
+    if (reason == "handler_error") options.retryHandlerError = true;
+    if (reason == "timeout") options.retryTimeout = true;
+  }
+  options.retryBackoff = parseDuration(args.retryBackoff).value_or(Duration(0));
+  options.retryBackoffMax = parseDuration(args.retryBackoffMax).value_or(Duration(0));
   return options;
 }
 
@@ -246,12 +287,14 @@ int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& 
       "call", "run FUNCTION on a runner of POOL and print its result bytes verbatim");
   addJobArgs(call, callArgs,
              "run budget, from the moment a runner takes the call (default 0: the pool's; infinity: none)");
+  addRetryArgs(call, callArgs);
 
   JobArgs castArgs;
   auto* cast =
       app.add_subcommand("cast", "queue FUNCTION on POOL without waiting; prints the job id");
   addJobArgs(cast, castArgs,
              "run budget (default 0: the pool's cast_timeout, infinite unless set; infinity: none)");
+  addRetryArgs(cast, castArgs);
 
   JobArgs placeArgs;
   auto* place =
@@ -333,6 +376,13 @@ int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& 
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e, io.out, io.err);  // prints help (code 0) or the error
     return code == 0 ? 0 : 2;
+  }
+  for (auto [cmd, args] : {std::pair{call, &callArgs}, std::pair{cast, &castArgs}}) {
+    if (!cmd->parsed()) continue;
+    if (auto usage = retryUsageError(*args)) {
+      io.err << cmd->get_name() << ": " << *usage << "\n";
+      return 2;
+    }
   }
   if (poolSet->parsed() && !poolMin && !poolMax && !poolWarm) {
     io.err << "pool set: give at least one of --min, --max, --warm-slots\n";

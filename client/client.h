@@ -15,7 +15,9 @@
 // Deadlines and liveness (every request is answered exactly once, no caller hangs on a dead
 // broker):
 // - A call's timeout is enforced by the broker. The client adds a local safety deadline of
-//   timeout + 2 x heartbeatInterval (for calls and places with a finite, non-zero timeout),
+//   wait + timeout + 2 x heartbeatInterval (for calls and places with a finite, non-zero
+//   timeout; a call that may be retried gets every attempt and the backoff delays between them,
+//   or none when its backoff is the pool's: clientDeadlineBudget in client/client_core.h),
 //   after which the request fails with `timeout` and a best-effort `cancel` is sent.
 // - While anything is outstanding (a request, a linked child, a child placed with an onExit, an
 //   event subscription), the client sends `heartbeat` every interval and adopts the broker's
@@ -84,8 +86,21 @@ struct CallOptions {
   // Duration(0) = the pool's `wait_timeout` (default: its boot_timeout + 10 s; for a cast, its
   // cast_timeout); kInfinite = no bound. For a place, this bounds the placement.
   Duration waitTimeout{0};
-  bool idempotent = false;  // may be re-run on another runner if its runner is lost
-  uint8_t retries = 0;      // how many such re-runs (only with idempotent; 0 = the default, 1)
+  // Retries (call and cast; a place is never retried). The broker runs the work again, after a
+  // backoff, when it failed for a reason allowed here, at most `retries` times:
+  // - idempotent: its runner was lost (runner_lost); the work may run twice, so only for work
+  //   that is safe to repeat;
+  // - retryHandlerError: the handler failed (handler_error);
+  // - retryTimeout: its run budget ran out on a runner (timeout; the wait bound is not retried).
+  bool idempotent = false;
+  uint8_t retries = 0;  // re-runs for every allowed reason together; 0 = the default, 1
+  bool retryHandlerError = false;
+  bool retryTimeout = false;
+  // Delay before the first retry, doubled for each later one and jittered down by up to 25%.
+  // Duration(0) = the pool's `retry_backoff` (default 0: at once).
+  Duration retryBackoff{0};
+  // Cap of that delay. Duration(0) = the pool's `retry_backoff_max` (default 10 min).
+  Duration retryBackoffMax{0};
   // Tie the work to this client: the client heartbeats while it is outstanding, the broker
   // cancels it (and stops linked children) if the client goes away, and ~Client cancels it.
   bool link = true;

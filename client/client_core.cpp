@@ -40,19 +40,55 @@ ClientCoreOptions sanitized(ClientCoreOptions options) {
 
 }  // namespace
 
-Duration clientDeadlineBudget(Mode mode, Duration timeout, Duration waitTimeout, Duration heartbeatInterval) {
-  // A cast is accepted at once, whatever its bounds: only liveness bounds it. A place is
-  // answered once placed: the wait bounds it. A call: the wait plus the run budget. 0 is the
-  // pool's default (unknown here): liveness again.
-  auto finite = [](Duration d) { return d > Duration(0) && d < Duration(kInfiniteMs); };
-  if (mode == Mode::Cast || !finite(waitTimeout)) return kInfinite;
-  Duration total = waitTimeout;
-  if (mode == Mode::Call) {
-    if (!finite(timeout)) return kInfinite;
-    total += timeout;
+bool retriesPossible(Mode mode, const CallOptions& options) {
+  return mode != Mode::Place && (options.idempotent || options.retryHandlerError || options.retryTimeout);
+}
+
+namespace {
+
+bool finite(Duration d) { return d > Duration(0) && d < Duration(kInfiniteMs); }
+
+// a + b, kInfinite when it would not fit.
+Duration addCapped(Duration a, Duration b) {
+  if (a == kInfinite || b == kInfinite || a > kInfinite - b) return kInfinite;
+  return a + b;
+}
+
+// What the local deadline covers before its slack; kInfinite = no local deadline.
+Duration coveredBudget(Mode mode, const CallOptions& options) {
+  // A cast is accepted at once, whatever its bounds and retries: only liveness bounds it. A
+  // place is answered once placed (never retried): the wait bounds it. A call: the wait plus
+  // the run budget, once per attempt, plus the delays between attempts. 0 is the pool's default
+  // (unknown here): liveness again.
+  if (mode == Mode::Cast || !finite(options.waitTimeout)) return kInfinite;
+  if (mode == Mode::Place) return options.waitTimeout;
+  if (!finite(options.timeout)) return kInfinite;
+  Duration attempt = options.waitTimeout + options.timeout;
+  if (!retriesPossible(mode, options)) return attempt;
+  // A retry backoff of 0 is the pool's retry_backoff, unknown here: no local deadline (the
+  // broker's retries could outlast any guess; liveness still bounds a lost broker).
+  if (options.retryBackoff <= Duration(0)) return kInfinite;
+  unsigned retries = options.retries == 0 ? 1 : options.retries;
+  Duration total{0};
+  for (unsigned i = 0; i <= retries; ++i) total = addCapped(total, attempt);
+  // Delays before retry i (0-based): backoff x 2^i, capped by the max; jitter only shortens them.
+  // A max of 0 is the pool's retry_backoff_max, unknown here (it may be above its 10 min
+  // default): the delays are then counted uncapped, an upper bound whatever the pool says.
+  Duration cap = options.retryBackoffMax > Duration(0) ? options.retryBackoffMax : kInfinite;
+  Duration delay = options.retryBackoff;
+  for (unsigned i = 0; i < retries && total != kInfinite; ++i) {
+    total = addCapped(total, std::min(delay, cap));
+    delay = delay > kInfinite / 2 ? kInfinite : 2 * delay;
   }
-  Duration slack = 2 * std::max(heartbeatInterval, Duration(1));
-  return total >= kInfinite - slack ? kInfinite : total + slack;
+  return total;
+}
+
+}  // namespace
+
+Duration clientDeadlineBudget(Mode mode, const CallOptions& options, Duration heartbeatInterval) {
+  Duration covered = coveredBudget(mode, options);
+  if (covered == kInfinite) return kInfinite;
+  return addCapped(covered, 2 * std::max(heartbeatInterval, Duration(1)));
 }
 
 ClientRequest submitRequest(uint64_t requestId, Mode mode, std::string_view pool, std::string_view function,
@@ -64,11 +100,11 @@ ClientRequest submitRequest(uint64_t requestId, Mode mode, std::string_view pool
   request.pending.link = options.link;
   request.pending.done = std::move(done);
   request.pending.onExit = std::move(onExit);
-  request.budget = clientDeadlineBudget(mode, options.timeout, options.waitTimeout, heartbeatInterval);
-  // For the expiry message: what the local deadline covers (wait, plus the run for a call).
-  request.timeout = mode == Mode::Place ? options.waitTimeout
-                    : request.budget == kInfinite ? options.timeout
-                                                  : options.waitTimeout + options.timeout;
+  request.budget = clientDeadlineBudget(mode, options, heartbeatInterval);
+  // For the expiry message: what the local deadline covers (wait, plus the run for a call, for
+  // every attempt and the delays between them).
+  Duration covered = coveredBudget(mode, options);
+  request.timeout = covered == kInfinite ? options.timeout : covered;
   request.header = encode(msg::Submit{.requestId = requestId,
                                       .mode = mode,
                                       .pool = std::string(pool),
@@ -78,7 +114,11 @@ ClientRequest submitRequest(uint64_t requestId, Mode mode, std::string_view pool
                                       .retries = options.retries,
                                       .link = options.link,
                                       .waitTimeoutMs = toWireMs(options.waitTimeout),
-                                      .splitBudget = true});
+                                      .splitBudget = true,
+                                      .retryHandlerError = options.retryHandlerError,
+                                      .retryTimeout = options.retryTimeout,
+                                      .retryBackoffMs = toWireMs(options.retryBackoff),
+                                      .retryBackoffMaxMs = toWireMs(options.retryBackoffMax)});
   request.payload.emplace(payload.data(), payload.size());
   return request;
 }

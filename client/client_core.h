@@ -82,11 +82,16 @@ struct ClientRequest {
   std::optional<zmq::message_t> payload;  // submits only (always sent, possibly empty)
 };
 
-// The local safety deadline of a submit (CallOptions::timeout, ::waitTimeout): a call's wait +
-// run budget, a place's wait (it is answered once placed), + 2 x heartbeatInterval, when those
-// are finite and non-zero; kInfinite otherwise (0 = the pool's default, unknown here: liveness
-// bounds it). Casts get none (accepted at once).
-Duration clientDeadlineBudget(Mode mode, Duration timeout, Duration waitTimeout, Duration heartbeatInterval);
+// The local safety deadline of a submit (CallOptions): a call's wait + run budget, a place's
+// wait (it is answered once placed), + 2 x heartbeatInterval, when those are finite and non-zero;
+// kInfinite otherwise (0 = the pool's default, unknown here: liveness bounds it). Casts get none
+// (accepted at once). A call that may be retried (retriesPossible) must not fail here before the
+// broker's retries are done: (retries + 1) x (wait + run) + the backoff delays, each
+// min(retryBackoffMax, retryBackoff x 2^i) for i in 0 .. retries-1 (uncapped when the max is the
+// pool's), + the slack; kInfinite when retryBackoff is 0 (the pool's, unknown here).
+Duration clientDeadlineBudget(Mode mode, const CallOptions& options, Duration heartbeatInterval);
+// The broker may run the work more than once: a call or cast with idempotent or a retry flag.
+bool retriesPossible(Mode mode, const CallOptions& options);
 
 // Requests as the API builds them (thread-safe: they only encode). `heartbeatInterval` is
 // ClientOptions::heartbeatInterval (the deadline slack of calls and places).

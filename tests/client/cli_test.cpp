@@ -229,6 +229,66 @@ TEST_CASE("cli: place --wait prints the child's exit, linked or not", "[client][
   }
 }
 
+TEST_CASE("cli: call and cast send the retry options", "[client][cli][retry]") {
+  FakeBroker broker;
+  SECTION("call --retry-on handler_error,timeout with a backoff") {
+    auto run = startCli({"--broker", broker.endpoint(), "call", "--retry-on", "handler_error,timeout", "--retries",
+                         "3", "--retry-backoff", "200ms", "--retry-backoff-max", "2s", "p", "f"});
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    CHECK(got->second.mode == Mode::Call);
+    CHECK_FALSE(got->second.idempotent);
+    CHECK(got->second.retryHandlerError);
+    CHECK(got->second.retryTimeout);
+    CHECK(got->second.retries == 3);
+    CHECK(got->second.retryBackoffMs == 200);
+    CHECK(got->second.retryBackoffMaxMs == 2000);
+    broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, std::string("ok"));
+    CHECK(finish(run).code == 0);
+  }
+  SECTION("cast --retry-on runner_lost is --idempotent, backoffs default to the pool's") {
+    auto run = startCli({"--broker", broker.endpoint(), "cast", "--retry-on", "runner_lost", "p", "f"});
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    CHECK(got->second.mode == Mode::Cast);
+    CHECK(got->second.idempotent);
+    CHECK_FALSE(got->second.retryHandlerError);
+    CHECK_FALSE(got->second.retryTimeout);
+    CHECK(got->second.retries == 0);
+    CHECK(got->second.retryBackoffMs == 0);
+    CHECK(got->second.retryBackoffMaxMs == 0);
+    broker.send(got->first.peer, msg::Accepted{got->second.requestId, 5});
+    CHECK(finish(run).out == "5\n");
+  }
+  SECTION("without retry flags nothing is retried") {
+    auto run = startCli({"--broker", broker.endpoint(), "call", "p", "f"});
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    CHECK_FALSE(got->second.idempotent);
+    CHECK_FALSE(got->second.retryHandlerError);
+    CHECK_FALSE(got->second.retryTimeout);
+    broker.send(got->first.peer, msg::Result{got->second.requestId, 1});
+    CHECK(finish(run).code == 0);
+  }
+}
+
+TEST_CASE("cli: bad retry options are usage errors", "[client][cli][retry]") {
+  for (auto [args, error] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"call", "--retry-on", "handler_error,bogus", "p", "f"}, "bogus"},
+           {{"cast", "--retry-on", "runner_lost,idempotent", "p", "f"}, "idempotent"},
+           {{"call", "--retry-backoff", "soon", "p", "f"}, "not a duration"},
+           {{"call", "--retry-backoff", "1s", "--retry-backoff-max", "500ms", "p", "f"},
+            "call: --retry-backoff-max (500ms) is below --retry-backoff (1s)"},
+           {{"place", "--retry-on", "timeout", "p", "f"}, "--retry-on"},  // a place is never retried
+       }) {
+    auto run = startCli(args);
+    auto r = finish(run);
+    INFO(r.err);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains(error));
+  }
+}
+
 namespace {
 // Answers the next `count` status requests, the i-th (from 1) with `queued` = i.
 void answerStatuses(FakeBroker& broker, int count) {

@@ -627,15 +627,99 @@ TEST_CASE("core: shutdown with nothing linked outstanding says no goodbye", "[cl
 }
 
 TEST_CASE("core: deadline budgets", "[client][core]") {
+  auto budget = [](Mode mode, Duration timeout, Duration wait, Duration interval) {
+    return clientDeadlineBudget(mode, CallOptions{.timeout = timeout, .waitTimeout = wait}, interval);
+  };
   // A call: wait + run budget + 2 heartbeats.
-  CHECK(clientDeadlineBudget(Mode::Call, Duration(200), Duration(300), Duration(100)) == Duration(700));
+  CHECK(budget(Mode::Call, Duration(200), Duration(300), Duration(100)) == Duration(700));
   // A place is answered once placed: its wait bound, whatever its lifetime.
-  CHECK(clientDeadlineBudget(Mode::Place, kInfinite, Duration(1), Duration(1000)) == Duration(2001));
+  CHECK(budget(Mode::Place, kInfinite, Duration(1), Duration(1000)) == Duration(2001));
   // 0 is the pool's default, unknown here (liveness bounds it).
-  CHECK(clientDeadlineBudget(Mode::Call, Duration(200), Duration(0), Duration(100)) == kInfinite);
-  CHECK(clientDeadlineBudget(Mode::Call, Duration(0), Duration(300), Duration(100)) == kInfinite);
-  CHECK(clientDeadlineBudget(Mode::Call, kInfinite, Duration(300), Duration(100)) == kInfinite);
-  CHECK(clientDeadlineBudget(Mode::Cast, Duration(200), Duration(300), Duration(100)) == kInfinite);  // accepted at once
+  CHECK(budget(Mode::Call, Duration(200), Duration(0), Duration(100)) == kInfinite);
+  CHECK(budget(Mode::Call, Duration(0), Duration(300), Duration(100)) == kInfinite);
+  CHECK(budget(Mode::Call, kInfinite, Duration(300), Duration(100)) == kInfinite);
+  CHECK(budget(Mode::Cast, Duration(200), Duration(300), Duration(100)) == kInfinite);  // accepted at once
+}
+
+TEST_CASE("core: a call that may be retried gets every attempt and the backoff delays", "[client][core][retry]") {
+  const Duration hb{100};  // slack: 2 x 100 ms
+  CallOptions base{.timeout = Duration(1000), .waitTimeout = Duration(500)};  // 1500 ms per attempt
+  auto with = [&](auto change) {
+    CallOptions o = base;
+    change(o);
+    return clientDeadlineBudget(Mode::Call, o, hb);
+  };
+  // No retry flag: one attempt, whatever the backoff or retries say.
+  CHECK(with([](CallOptions& o) { o.retries = 3; o.retryBackoff = Duration(100); }) == Duration(1700));
+  // Idempotent, retries 0 = the default, 1: two attempts and one delay (100).
+  CHECK(with([](CallOptions& o) { o.idempotent = true; o.retryBackoff = Duration(100); }) == Duration(3000 + 100 + 200));
+  // Three retries on handler errors: 4 attempts + 100 + 200 + 400.
+  CHECK(with([](CallOptions& o) {
+          o.retryHandlerError = true;
+          o.retries = 3;
+          o.retryBackoff = Duration(100);
+        }) == Duration(6000 + 700 + 200));
+  // The cap: 100 + 200 + 250 + 250.
+  CHECK(with([](CallOptions& o) {
+          o.retryTimeout = true;
+          o.retries = 4;
+          o.retryBackoff = Duration(100);
+          o.retryBackoffMax = Duration(250);
+        }) == Duration(7500 + 800 + 200));
+  // A max below the backoff caps the first delay too.
+  CHECK(with([](CallOptions& o) {
+          o.idempotent = true;
+          o.retries = 2;
+          o.retryBackoff = Duration(1000);
+          o.retryBackoffMax = Duration(300);
+        }) == Duration(4500 + 600 + 200));
+  // Backoff 0 = the pool's, unknown here: no local deadline (liveness bounds a lost broker).
+  CHECK(with([](CallOptions& o) { o.idempotent = true; }) == kInfinite);
+  // A huge number of doublings saturates instead of overflowing.
+  CHECK(with([](CallOptions& o) {
+          o.idempotent = true;
+          o.retries = 255;
+          o.retryBackoff = Duration(1000);
+        }) == kInfinite);
+  // A place is never retried: its wait bound only.
+  CallOptions place = base;
+  place.idempotent = true;
+  place.retryBackoff = Duration(100);
+  CHECK(clientDeadlineBudget(Mode::Place, place, hb) == Duration(700));
+  CHECK_FALSE(retriesPossible(Mode::Place, place));
+  CHECK(retriesPossible(Mode::Cast, place));
+}
+
+TEST_CASE("core: retry options travel in the submit, the local deadline waits for the retries",
+          "[client][core][retry]") {
+  Fixture f;
+  Answers a;
+  uint64_t id = f.call(a, CallOptions{.timeout = Duration(100),
+                                      .waitTimeout = Duration(100),
+                                      .retries = 2,
+                                      .retryHandlerError = true,
+                                      .retryTimeout = true,
+                                      .retryBackoff = Duration(50),
+                                      .retryBackoffMax = Duration(75)});
+  auto requests = f.port.requests();
+  REQUIRE(requests.size() == 1);
+  auto& submit = std::get<msg::Submit>(requests[0].message);
+  CHECK(submit.requestId == id);
+  CHECK_FALSE(submit.idempotent);
+  CHECK(submit.retries == 2);
+  CHECK(submit.retryHandlerError);
+  CHECK(submit.retryTimeout);
+  CHECK(submit.retryBackoffMs == 50);
+  CHECK(submit.retryBackoffMaxMs == 75);
+  // 3 x 200 + 50 + 75 + 2 x 100 = 925 ms, the broker answering every heartbeat meanwhile.
+  for (int t = 100; t <= 900; t += 100) {
+    f.runUntil(Duration(t));
+    f.heartbeatAnswer();
+  }
+  f.runUntil(Duration(924));
+  CHECK_FALSE(a.answered());
+  f.runUntil(Duration(925));
+  CHECK(a.failure() == Failure{ErrorCode::Timeout, "no answer within the 725ms timeout (checked by the client)"});
 }
 
 TEST_CASE("core: a burst holds what it sends and offers it all, in order, at its end", "[client][core]") {
