@@ -54,6 +54,7 @@ bool validName(const std::string& name) { return !name.empty() && name.size() <=
 
 BrokerCore::BrokerCore(BrokerOptions options, const Clock& clock, Outbox& outbox)
     : options_(std::move(options)), log_(logger("broker")), clock_(clock), outbox_(outbox), listener_(&noListener_),
+      random_(std::random_device{}()),
       instance_(std::random_device{}() | (uint64_t(std::random_device{}()) << 32) | 1) {
   nextSweep_ = clock_.now() + options_.heartbeatInterval;
   lastTick_ = clock_.now();
@@ -77,6 +78,8 @@ void BrokerCore::declarePool(const std::string& name, const PoolSettings& settin
   pool.defaultTimeout = settings.defaultTimeout;
   pool.castTimeout = settings.castTimeout;
   pool.waitTimeout = settings.waitTimeout;
+  pool.retryBackoff = settings.retryBackoff;
+  pool.retryBackoffMax = settings.retryBackoffMax;
   pool.maxQueue = settings.maxQueue;
   pool.singleUse = settings.singleUse;
 }
@@ -258,8 +261,13 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   if (keys_) job.owner = session.key;
   job.link = s.link;
   job.idempotent = s.idempotent;
-  // An idempotent job may be re-run: 0 retries means the default of one (PROTOCOL.md).
-  job.retriesLeft = s.idempotent ? std::max<uint8_t>(s.retries, 1) : 0;
+  // Retries (PROTOCOL.md, Retries): runner_lost when idempotent; handler_error and timeout (the
+  // run budget, so split budgets only) on request, for calls and casts. 0 retries = one.
+  job.retryHandlerError = s.retryHandlerError && s.mode != Mode::Place;
+  job.retryTimeout = s.retryTimeout && s.splitBudget && s.mode != Mode::Place;
+  job.retriesLeft = s.idempotent || job.retryHandlerError || job.retryTimeout ? std::max<uint8_t>(s.retries, 1) : 0;
+  job.retryBackoff = s.retryBackoffMs == 0 ? pool->retryBackoff : fromWireMs(s.retryBackoffMs);
+  job.retryBackoffMax = s.retryBackoffMaxMs == 0 ? pool->retryBackoffMax : fromWireMs(s.retryBackoffMaxMs);
   job.pool = pool;
   job.function = std::move(s.function);
   job.client = client;
@@ -301,7 +309,7 @@ void BrokerCore::handleCancel(const std::string& client, ClientSession& session,
   if (!job.answered) job.pool->metrics.finish(job.mode, ErrorCode::Cancelled);
   if (!job.answered) replyError(client, job.requestId, ErrorCode::Cancelled, "cancelled by the client", job.id);
   job.answered = true;
-  if (job.state == JobState::Queued) {
+  if (job.state != JobState::Running) {
     finish(job);
   } else {
     cancelRunning(job);
@@ -712,7 +720,7 @@ void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready, bool ne
   for (JobId id : ours) {
     Job* job = jobs_.find(id);
     if (job && job->runner == &runner) continue;
-    if (job && job->state == JobState::Queued && job->pool == runner.pool) {
+    if (job && job->state != JobState::Running && job->pool == runner.pool) {
       // A retry of a job this runner was declared lost with, while it kept running it: it is
       // still the best place for the job, and running it twice helps nobody.
       attach(*job, runner);
@@ -731,7 +739,8 @@ void BrokerCore::reconcile(RunnerState& runner, const msg::Ready& ready, bool ne
 }
 
 void BrokerCore::attach(Job& job, RunnerState& runner) {
-  job.pool->queue.forget(job.function);  // its queue entry goes stale
+  if (job.state == JobState::Queued) job.pool->queue.forget(job.function);  // its queue entry goes stale
+  if (job.split) setDeadline(job, addSaturating(clock_.now(), job.runBudget));
   job.state = JobState::Running;
   job.runner = &runner;
   job.runnerPos = static_cast<uint32_t>(runner.jobs.size());
@@ -744,12 +753,7 @@ void BrokerCore::attach(Job& job, RunnerState& runner) {
 void BrokerCore::loseJob(Job& job, ErrorCode code, const std::string& message) {
   Pool& pool = *job.pool;
   if (job.runner) freeSlot(job);
-  if (job.idempotent && job.retriesLeft > 0 && !job.answered) {
-    --job.retriesLeft;
-    log_->info("pool={} job={} retried on another runner ({} retries left)", pool.name, job.id, job.retriesLeft);
-    requeue(job);
-    return;
-  }
+  if (retry(job, ErrorCode::RunnerLost, message)) return;
   ++pool.counters.failed;
   answerError(job, code, message);
   if (job.mode == Mode::Place) notifyStopWaiters(job.id);
@@ -793,9 +797,23 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
     message = "result of " + std::to_string(payload.size()) + " bytes exceeds the limit of " +
               std::to_string(options_.maxPayloadBytes) + " bytes";
   }
+  pool.metrics.runSeconds.observe(clock_.now() - job.dispatched);
+  bool retried = false;
+  if (job.superseded) {
+    // A retry took over its request (its run budget ran out): only the slot comes back.
+  } else if (code == ErrorCode::HandlerError || code == ErrorCode::Timeout) {
+    freeSlot(job);
+    retried = retry(job, code, message);
+  }
+  if (job.superseded || retried) {
+    if (!retried) finish(job);
+    listener_->jobFinished(runner);
+    dispatch(pool);
+    listener_->demandChanged(pool);
+    return;
+  }
   if (code == ErrorCode::None) ++pool.counters.completed;
   else ++pool.counters.failed;
-  pool.metrics.runSeconds.observe(clock_.now() - job.dispatched);
   pool.metrics.bytesReceived += payload.size();
   if (code == ErrorCode::None && !job.answered) pool.metrics.finish(job.mode, ErrorCode::None);
   if (code == ErrorCode::None && job.mode == Mode::Call && !job.answered) pool.metrics.bytesSent += payload.size();
@@ -816,6 +834,94 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
   listener_->jobFinished(runner);
   dispatch(pool);
   listener_->demandChanged(pool);
+}
+
+bool BrokerCore::retry(Job& job, ErrorCode code, const std::string& why) {
+  bool wanted = code == ErrorCode::RunnerLost     ? job.idempotent
+                : code == ErrorCode::HandlerError ? job.retryHandlerError
+                : code == ErrorCode::Timeout      ? job.retryTimeout
+                                                  : false;
+  if (!wanted || job.retriesLeft == 0 || job.answered || shuttingDown_) return false;
+  scheduleRetry(job, code, why);
+  return true;
+}
+
+void BrokerCore::scheduleRetry(Job& job, ErrorCode code, const std::string& why) {
+  constexpr double kRetryJitter = 0.25;
+  Pool& pool = *job.pool;
+  --job.retriesLeft;
+  ++job.attempt;
+  ++pool.counters.retried;
+  double draw = std::uniform_real_distribution<double>(0.0, 1.0)(random_);
+  Duration delay = backoffDelay(job.retryBackoff, job.retryBackoffMax, job.attempt - 1, kRetryJitter, draw);
+  std::string reason = std::string(errorCodeName(code)) + ": " + why;
+  log_->info("pool={} job={} {}: retry {} in {} ({} left)", pool.name, job.id, reason, job.attempt,
+             formatDuration(delay), job.retriesLeft);
+  publish(msg::Event{.kind = EventKind::JobRetried, .pool = pool.name, .runnerId = {}, .message = reason,
+                     .jobId = job.id, .attempt = job.attempt, .delayMs = toWireMs(delay)});
+  if (delay <= Duration(0)) {
+    requeue(job);
+    return;
+  }
+  job.state = JobState::Delayed;
+  job.runner = nullptr;
+  if (job.split) setDeadline(job, TimePoint::max());  // its wait bound starts again when it is queued
+  job.retryAt = addSaturating(clock_.now(), delay);
+  retryTimers_.push(job.retryAt, job.id);
+  ownPayload(job);
+}
+
+bool BrokerCore::retryTimedOut(Job& old) {
+  if (!old.retryTimeout || old.retriesLeft == 0 || old.answered || shuttingDown_) return false;
+  // The runner holds `old` until its cancel lands (a handler may ignore it for a while), and a
+  // runner knows a job by its id: the retry is a new job that takes over the client's request.
+  Job& next = jobs_.create();
+  next.mode = old.mode;
+  next.link = old.link;
+  next.idempotent = old.idempotent;
+  next.retryHandlerError = old.retryHandlerError;
+  next.retryTimeout = old.retryTimeout;
+  next.retriesLeft = old.retriesLeft;
+  next.attempt = old.attempt;
+  next.retryBackoff = old.retryBackoff;
+  next.retryBackoffMax = old.retryBackoffMax;
+  next.pool = old.pool;
+  next.function = old.function;
+  next.client = old.client;
+  next.owner = old.owner;
+  next.requestId = old.requestId;
+  next.split = old.split;
+  next.waitBound = old.waitBound;
+  next.runBudget = old.runBudget;
+  next.submitted = old.submitted;
+  next.payload.copy(old.payload);
+  next.state = JobState::Delayed;  // in no queue until scheduleRetry puts it in one
+  if (auto s = sessions_.find(old.client); s != sessions_.end()) {
+    s->second.requests.erase(old.requestId);
+    s->second.requests.insert(old.requestId, next.id);
+  }
+  old.superseded = true;
+  old.answered = true;  // its request is next's now
+  std::string why = "the run budget of " + formatDuration(old.runBudget) + " ran out on runner " + old.runner->id;
+  cancelRunning(old);   // its slot comes back with the runner's jobDone
+  Pool& pool = *old.pool;
+  scheduleRetry(next, ErrorCode::Timeout, why);
+  dispatch(pool);
+  return true;
+}
+
+void BrokerCore::releaseRetries(TimePoint now) {
+  while (!retryTimers_.empty() && retryTimers_.top().first <= now) {
+    auto [at, id] = retryTimers_.top();
+    retryTimers_.pop();
+    Job* job = jobs_.find(id);
+    if (!job || job->state != JobState::Delayed || job->retryAt != at) continue;  // cancelled, attached
+    job->retryAt = TimePoint::max();
+    Pool& pool = *job->pool;
+    requeue(*job);
+    dispatch(pool);
+    listener_->demandChanged(pool);
+  }
 }
 
 void BrokerCore::handleLeaving(RunnerState& runner, const msg::Leaving& leaving) {
@@ -871,7 +977,7 @@ void BrokerCore::failQueued(const std::string& pool, ErrorCode code, const std::
 void BrokerCore::failQueued(Pool& pool, ErrorCode code, const std::string& message) {
   std::vector<JobId> waiting;
   jobs_.forEach([&](Job& job) {
-    if (job.pool == &pool && job.state == JobState::Queued) waiting.push_back(job.id);
+    if (job.pool == &pool && job.state != JobState::Running) waiting.push_back(job.id);
   });
   if (waiting.empty()) return;
   log_->warn("pool={} failing {} waiting jobs: {}: {}", pool.name, waiting.size(), errorCodeName(code), message);
@@ -961,6 +1067,7 @@ void BrokerCore::tick() {
     abortAll("the broker shut down before the job finished (grace " + formatDuration(options_.shutdownGrace) + ")");
   }
   expireDeadlines(now);
+  releaseRetries(now);
   if (now >= nextSweep_) {
     nextSweep_ = now + options_.heartbeatInterval;
     sweepPeers(now);
@@ -976,6 +1083,7 @@ void BrokerCore::tick() {
 TimePoint BrokerCore::nextWakeup() const {
   TimePoint next = std::min(nextSweep_, shutdownDeadline_);
   if (!deadlines_.empty()) next = std::min(next, deadlines_.top().first);
+  if (!retryTimers_.empty()) next = std::min(next, retryTimers_.top().first);
   return next;
 }
 
@@ -1005,17 +1113,19 @@ void BrokerCore::expireDeadlines(TimePoint now) {
     job.deadline = TimePoint::max();  // fired: never again
     --timedJobs_;
     Pool& pool = *job.pool;
-    if (job.state == JobState::Queued) {
+    if (job.state != JobState::Running) {
       log_->info("pool={} job={} timed out in the queue ({} runners, {} queued)", pool.name, id,
                              pool.runners.size(), pool.queue.size());
       ++pool.counters.failed;
       answerError(job, ErrorCode::Timeout,
-                  job.split ? "waited " + formatDuration(job.waitBound) + " for a runner of pool '" + pool.name +
+                  job.state == JobState::Delayed ? "deadline passed while waiting to be retried (" + std::to_string(job.attempt) + " retries)"
+                  : job.split ? "waited " + formatDuration(job.waitBound) + " for a runner of pool '" + pool.name +
                                   "' (wait timeout; the run budget had not started)"
                             : "deadline passed while queued in pool '" + pool.name + "' (no free runner)");
       finish(job);
       continue;
     }
+    if (retryTimedOut(job)) continue;
     log_->info("pool={} job={} timed out on runner={}; cancelling", pool.name, id, job.runner->id);
     if (job.mode == Mode::Call) answerError(job, ErrorCode::Timeout, "deadline passed while running on runner " + job.runner->id);
     else if (job.mode == Mode::Cast) answerError(job, ErrorCode::Timeout, "deadline passed");
@@ -1073,7 +1183,7 @@ void BrokerCore::clientGone(const std::string& client, ClientSession& session) {
     answerError(job, ErrorCode::Cancelled, why);
     session.requests.erase(job.requestId);
     job.link = false;     // no longer counted in the session
-    if (job.state == JobState::Queued) finish(job);
+    if (job.state != JobState::Running) finish(job);
     else cancelRunning(job);
   }
   session.linked = 0;
@@ -1094,6 +1204,7 @@ msg::StatusReply BrokerCore::status(uint64_t requestId) const {
     ps.queued = static_cast<uint32_t>(p->queue.size());
     ps.completed = p->counters.completed;
     ps.failed = p->counters.failed;
+    ps.retried = p->counters.retried;
     std::vector<const RunnerState*> runners(p->runners.begin(), p->runners.end());
     std::sort(runners.begin(), runners.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
     for (const RunnerState* r : runners) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -179,6 +180,17 @@ class BrokerCore final : public ScalerPort {
   // A running job whose runner no longer has it (lost with the runner or its connection):
   // retried if idempotent with retries left, else answered `code` and finished.
   void loseJob(Job& job, ErrorCode code, const std::string& message);
+  // A job that failed with `code` (its slot already given back) runs again if it asked for
+  // retries of that failure and has some left: at once, or Delayed by its backoff. False: it
+  // does not (the caller answers the failure).
+  bool retry(Job& job, ErrorCode code, const std::string& why);
+  // Schedules a retry (counted, published, logged): requeued now or Delayed until its backoff ends.
+  void scheduleRetry(Job& job, ErrorCode code, const std::string& why);
+  // The run budget of a running job ran out and it asked for timeout retries: a new job takes
+  // over its request (the runner may still hold this one until its cancel lands). False: no retry.
+  bool retryTimedOut(Job& job);
+  // Delayed jobs whose backoff ended go back to the head of their queue.
+  void releaseRetries(TimePoint now);
   msg::Welcome welcome() const;
   // The loop was not running for a while (see tick()): peers' silence during it does not count.
   void creditStall(TimePoint now);
@@ -237,6 +249,8 @@ class BrokerCore final : public ScalerPort {
   std::vector<Subscription> subscriptions_;
   uint64_t eventSeq_ = 0;  // the last event's number
   DeadlineHeap deadlines_;
+  DeadlineHeap retryTimers_;  // (retryAt, job) of Delayed jobs; stale entries are skipped
+  std::mt19937_64 random_;    // retry jitter
   size_t timedJobs_ = 0;  // jobs with a finite deadline (to know when the heap is mostly stale)
   uint64_t instance_;  // random per run, sent in heartbeats
   uint64_t nextRunnerSeq_ = 1;

@@ -235,6 +235,11 @@ PoolConfig parsePool(const std::string& name, const toml::table& table, const Br
   constexpr Duration kWaitMargin{10'000};
   pool.settings.waitTimeout = t.duration("wait_timeout", l.bootTimeout >= kInfinite - kWaitMargin ? kInfinite : l.bootTimeout + kWaitMargin);
   if (pool.settings.waitTimeout.count() == 0) t.fail("wait_timeout", "must be positive");
+  pool.settings.retryBackoff = t.duration("retry_backoff", Duration(0), false);
+  pool.settings.retryBackoffMax = t.duration("retry_backoff_max", Duration(600'000), false);
+  if (pool.settings.retryBackoffMax.count() == 0) t.fail("retry_backoff_max", "must be positive");
+  if (pool.settings.retryBackoffMax < pool.settings.retryBackoff)
+    t.fail("retry_backoff_max", "must be at least retry_backoff (" + formatDuration(pool.settings.retryBackoff) + ")");
   pool.settings.maxQueue = static_cast<uint32_t>(t.integer("max_queue", broker.maxQueue, 0, 100'000'000));
   auto placement = t.str("placement", broker.placement == Placement::Spread ? "spread" : "pack");
   if (placement != "pack" && placement != "spread") t.fail("placement", "must be \"pack\" or \"spread\", got '" + placement + "'");
@@ -488,6 +493,8 @@ std::vector<std::pair<std::string, std::string>> configEntries(const BrokerConfi
     add(k + "timeout", literal(p.settings.defaultTimeout));
     add(k + "cast_timeout", literal(p.settings.castTimeout));
     add(k + "wait_timeout", literal(p.settings.waitTimeout));
+    add(k + "retry_backoff", literal(p.settings.retryBackoff));
+    add(k + "retry_backoff_max", literal(p.settings.retryBackoffMax));
     add(k + "single_use", literal(l.singleUse));
     add(k + "max_queue", number(p.settings.maxQueue));
     add(k + "placement", literal(p.settings.placement));

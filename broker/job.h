@@ -20,6 +20,7 @@ using JobId = uint64_t;
 enum class JobState : uint8_t {
   Queued,   // waiting in its pool's queue
   Running,  // dispatched to `runner`, which holds a slot for it
+  Delayed,  // waiting out a retry's backoff (until retryAt): in no queue, on no runner
 };
 
 struct Job {
@@ -30,6 +31,16 @@ struct Job {
   bool idempotent = false;
   bool answered = false;  // the client has had its final answer (result, error or timeout)
   uint8_t retriesLeft = 0;
+  // Retries (PROTOCOL.md, Retries): runner_lost when idempotent; these on request.
+  bool retryHandlerError = false;
+  bool retryTimeout = false;
+  // Its request was taken over by a retry (a run budget that ran out: the retry is a new job, as
+  // the runner may still hold this one); its jobDone only gives the slot back.
+  bool superseded = false;
+  uint32_t attempt = 0;           // retries so far
+  Duration retryBackoff{0};       // the first retry's delay (0: none), doubling
+  Duration retryBackoffMax{0};
+  TimePoint retryAt = TimePoint::max();  // while Delayed
   Pool* pool = nullptr;
   RunnerState* runner = nullptr;  // set while Running
   uint32_t runnerPos = 0;         // its index in runner->jobs while Running

@@ -148,6 +148,9 @@ std::string renderBrokerMetrics(const BrokerCore& core, const Scaler* scaler, co
   perPool("flame_broker_boot_failures_total", "counter",
           "Boots that failed (backend error, runner exited or did not connect within boot_timeout).",
           [](const msg::PoolStatus& s, const Pool*) { return s.bootFailures; });
+  perPool("flame_broker_jobs_retried_total", "counter",
+          "Retries scheduled (runner_lost for idempotent jobs; handler_error and timeout on request).",
+          [](const msg::PoolStatus& s, const Pool*) { return s.retried; });
   perPool("flame_broker_runners_lost_total", "counter",
           "Runners that went away without being drained (missed heartbeats, lost connection, exited by themselves).",
           [](const msg::PoolStatus&, const Pool* p) { return p ? p->metrics.runnersLost : 0; });

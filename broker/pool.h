@@ -203,6 +203,8 @@ struct Pool {
   Duration defaultTimeout{30000};
   Duration castTimeout = kInfinite;
   Duration waitTimeout{40000};
+  Duration retryBackoff{0};
+  Duration retryBackoffMax{600'000};
   uint32_t maxQueue = 0;  // 0 = unlimited
   bool singleUse = false;  // its runners take one job each (pool option single_use)
   PoolQueue queue;

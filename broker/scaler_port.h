@@ -22,6 +22,10 @@ struct PoolSettings {
   // How long a job may wait for a runner (queue and boot) when it sets no bound (split budgets,
   // and every place). Config default: boot_timeout + 10 s.
   Duration waitTimeout{40000};
+  // A retry's first delay (0: at once), doubling per retry up to retry_backoff_max, jittered
+  // down by up to 25 %; for jobs that set none (PROTOCOL.md, Retries).
+  Duration retryBackoff{0};
+  Duration retryBackoffMax{600'000};
 };
 
 // A pool's load, in O(1) (the core keeps these counts as things happen).

@@ -17,13 +17,25 @@ Backoff::Backoff(Duration min, Duration max, double jitter, uint64_t seed)
   if (!(jitter >= 0.0 && jitter < 1.0)) throw std::invalid_argument("backoff jitter must be in [0, 1)");
 }
 
+namespace {
+Duration jitteredDown(Duration base, Duration min, Duration max, double jitter, double draw) {
+  Duration delay = base;
+  if (jitter > 0.0) delay = Duration(static_cast<Duration::rep>(static_cast<double>(base.count()) * (1.0 - jitter * draw)));
+  return std::clamp(delay, min, max);
+}
+}  // namespace
+
+Duration backoffDelay(Duration first, Duration max, uint32_t failures, double jitter, double draw) {
+  if (first <= Duration(0)) return Duration(0);
+  max = std::max(max, first);
+  Duration base = first;
+  for (uint32_t i = 0; i < failures && base < max; ++i) base = base >= max / 2 ? max : base * 2;
+  return jitteredDown(std::min(base, max), first, max, jitter, draw);
+}
+
 Duration Backoff::next() {
-  Duration delay = base_;
-  if (jitter_ > 0.0) {
-    double cut = std::uniform_real_distribution<double>(0.0, jitter_)(random_);
-    delay = Duration(static_cast<Duration::rep>(static_cast<double>(base_.count()) * (1.0 - cut)));
-  }
-  delay = std::clamp(delay, min_, max_);
+  double draw = jitter_ > 0.0 ? std::uniform_real_distribution<double>(0.0, 1.0)(random_) : 0.0;
+  Duration delay = jitteredDown(base_, min_, max_, jitter_, draw);
   base_ = base_ >= max_ / 2 ? max_ : base_ * 2;
   return delay;
 }

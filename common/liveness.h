@@ -52,6 +52,12 @@ class Liveness {
   TimePoint lastHeard_{};
 };
 
+// The one backoff rule, stateless: the delay after `failures` failures (0 = the first delay) is
+// first x 2^failures capped at `max`, cut by up to `jitter` of itself (`draw`, in [0, 1), picks
+// how much), never below `first` nor above `max`. first 0: no delay. Backoff below and the
+// broker's job retries (PROTOCOL.md, Retries) both use it.
+Duration backoffDelay(Duration first, Duration max, uint32_t failures, double jitter, double draw);
+
 class Backoff {
  public:
   // Throws std::invalid_argument unless 0 < min <= max and 0 <= jitter < 1. `seed` 0: random.

@@ -362,3 +362,26 @@ TEST_CASE("kubernetes pod_template is read, and its errors stop the start-up nam
                     Catch::Contains("pools.k.kubernetes.image: is required"));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("retry_backoff and retry_backoff_max: defaults, values, and bad values", "[config]") {
+  auto config = parseConfig(R"(
+[pools.a]
+[pools.a.process]
+command = ["x"]
+[pools.b]
+retry_backoff = "1s"
+retry_backoff_max = "30s"
+[pools.b.process]
+command = ["x"]
+)");
+  CHECK(config.pools.at(0).settings.retryBackoff == Duration(0));
+  CHECK(config.pools.at(0).settings.retryBackoffMax == Duration(600'000));
+  CHECK(config.pools.at(1).settings.retryBackoff == Duration(1000));
+  CHECK(config.pools.at(1).settings.retryBackoffMax == Duration(30'000));
+  CHECK_THROWS_WITH(parseConfig("[pools.a]\nretry_backoff = \"5s\"\nretry_backoff_max = \"1s\"\n[pools.a.process]\ncommand = [\"x\"]\n"),
+                    Catch::Contains("pools.a.retry_backoff_max"));
+  CHECK_THROWS_WITH(parseConfig("[pools.a]\nretry_backoff = \"infinity\"\n[pools.a.process]\ncommand = [\"x\"]\n"),
+                    Catch::Contains("pools.a.retry_backoff"));
+  CHECK_THROWS_WITH(parseConfig("[pools.a]\nretry_backoff = \"soon\"\n[pools.a.process]\ncommand = [\"x\"]\n"),
+                    Catch::Contains("pools.a.retry_backoff"));
+}

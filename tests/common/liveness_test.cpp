@@ -77,3 +77,17 @@ TEST_CASE("backoff refuses unusable bounds") {
   CHECK_THROWS_AS(Backoff(20ms, 10ms), std::invalid_argument);
   CHECK_THROWS_AS(Backoff(10ms, 20ms, 1.0), std::invalid_argument);
 }
+
+TEST_CASE("backoffDelay: doubles from first, capped at max, jittered down by at most the jitter", "[liveness][backoff]") {
+  using namespace std::chrono_literals;
+  CHECK(backoffDelay(Duration(0), Duration(1000), 3, 0.25, 0.5) == Duration(0));  // no backoff
+  CHECK(backoffDelay(Duration(100), Duration(1000), 0, 0.0, 0.9) == Duration(100));
+  CHECK(backoffDelay(Duration(100), Duration(1000), 1, 0.0, 0.9) == Duration(200));
+  CHECK(backoffDelay(Duration(100), Duration(1000), 3, 0.0, 0.9) == Duration(800));
+  CHECK(backoffDelay(Duration(100), Duration(1000), 4, 0.0, 0.9) == Duration(1000));   // capped
+  CHECK(backoffDelay(Duration(100), Duration(1000), 200, 0.0, 0.9) == Duration(1000));  // no overflow
+  CHECK(backoffDelay(Duration(100), Duration(1000), 3, 0.25, 0.0) == Duration(800));
+  CHECK(backoffDelay(Duration(100), Duration(1000), 3, 0.25, 0.999) == Duration(600));  // 800 less 25 %
+  CHECK(backoffDelay(Duration(100), Duration(1000), 0, 0.25, 0.999) == Duration(100));  // never below first
+  CHECK(backoffDelay(Duration(500), Duration(100), 2, 0.0, 0.0) == Duration(500));      // max below first: first
+}
