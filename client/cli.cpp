@@ -5,8 +5,10 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <limits>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
@@ -251,6 +253,65 @@ int watchStatus(Client& client, const CliStreams& io, const WatchArgs& args) {
   return lastFailed ? 1 : 0;
 }
 
+struct EventsArgs {
+  std::string pool;               // empty: every pool
+  bool json = false;
+  std::optional<unsigned> count;  // events to print; none: until a signal
+  Duration timeout{5000};         // for the broker to confirm the subscription
+};
+
+// `flame events`: prints each event as it comes (flushed: pipes see it at once). Exit 0 after
+// --count events or on SIGINT/SIGTERM; 1 when the subscription fails or ends otherwise.
+int followEvents(Client& client, const CliStreams& io, const EventsArgs& args) {
+  struct State {
+    std::mutex mutex;
+    std::condition_variable changed;
+    unsigned printed = 0;
+    bool done = false;                  // --count reached, or the command is ending: print no more
+    std::optional<Failure> ended;       // the subscription ended on its own
+    std::optional<uint64_t> lastSeq;    // of the last event seen (or the broker's, at subscribe)
+  };
+  auto state = std::make_shared<State>();
+  // Without a pool filter seq counts every event, so a gap means events were dropped for us (a
+  // slow consumer). With one, other pools' numbers are skipped: a gap says nothing.
+  bool detectGaps = args.pool.empty();
+  StopSignals signals;
+  auto onEvent = [state, &io, &args, detectGaps](const msg::Event& event) {
+    std::lock_guard lock(state->mutex);
+    if (state->done) return;
+    if (detectGaps && state->lastSeq && event.seq > *state->lastSeq + 1) {
+      // On stderr with --json, so stdout stays one JSON object per line.
+      (args.json ? io.err : io.out) << "(missed " << (event.seq - *state->lastSeq - 1) << " events)\n";
+    }
+    state->lastSeq = std::max(state->lastSeq.value_or(0), event.seq);
+    io.out << (args.json ? formatEventJson(event) : formatEventLine(event)) << "\n";
+    io.out.flush();
+    if (args.count && ++state->printed >= *args.count) {
+      state->done = true;
+      state->changed.notify_all();
+    }
+  };
+  auto onEnd = [state](Failure why) {
+    std::lock_guard lock(state->mutex);
+    state->ended = std::move(why);
+    state->changed.notify_all();
+  };
+  auto subscription = client.subscribe(args.pool, onEvent, onEnd, args.timeout);
+  if (!subscription) return fail(io.err, subscription.error());
+  std::optional<Failure> ended;
+  {
+    std::unique_lock lock(state->mutex);
+    // Events may have come before subscribe() returned; else the broker's count is the start.
+    if (!state->lastSeq) state->lastSeq = subscription->lastSeq();
+    while (!state->done && !state->ended && !StopSignals::raised()) state->changed.wait_for(lock, kSignalPoll);
+    state->done = true;  // nothing more is printed, whatever still arrives
+    bool countReached = args.count && state->printed >= *args.count;
+    if (!countReached && !StopSignals::raised()) ended = state->ended;
+  }
+  subscription->cancel();
+  return ended ? fail(io.err, *ended) : 0;
+}
+
 }  // namespace
 
 int runCli(int argc, const char* const* argv, CliStreams io, const std::string& defaultBroker) {
@@ -366,6 +427,23 @@ int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& 
                    "fail with broker_unreachable after this long (default: 5s)")
       ->check(kDurationCheck);
 
+  std::string eventsPool;
+  bool eventsJson = false;
+  std::optional<unsigned> eventsCount;
+  std::string eventsTimeout = "5s";
+  auto* events = app.add_subcommand(
+      "events", "print the broker's events as they happen (runners booting, ready, draining, stopped, lost; boot "
+                "failures; pool changes; full queues; retried jobs) until SIGINT/SIGTERM");
+  events->add_option("--pool", eventsPool, "only this pool's events (default: every pool)");
+  events->add_flag("--json", eventsJson, "one JSON object per line (NDJSON)");
+  events->add_option("--count", eventsCount, "exit 0 after this many events")
+      ->check(CLI::Range(1u, std::numeric_limits<unsigned>::max()));
+  events
+      ->add_option("--timeout", eventsTimeout,
+                   "fail with broker_unreachable if the broker does not confirm the subscription within this "
+                   "long (default: 5s)")
+      ->check(kDurationCheck);
+
   std::string keyName;
   auto* keygen = app.add_subcommand(
       "keygen", "write a CURVE key pair: NAME.key (the secret, mode 0600) and NAME.pub; prints the public key");
@@ -476,6 +554,14 @@ int runCli(int argc, const char* const* argv, CliStreams io, const CliDefaults& 
     if (!reply) return fail(io.err, reply.error());
     io.out << (json ? formatStatusJson(*reply) + "\n" : formatStatusTable(*reply));
     return 0;
+  }
+  if (events->parsed()) {
+    EventsArgs args;
+    args.pool = eventsPool;
+    args.json = eventsJson;
+    args.count = eventsCount;
+    args.timeout = parseDuration(eventsTimeout).value_or(Duration(5000));
+    return followEvents(*client, io, args);
   }
   if (poolSet->parsed()) {
     auto reply = client->setPool(poolName, PoolLimitsUpdate{poolMin, poolMax, poolWarm},

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "client/client_core.h"
@@ -69,6 +70,12 @@ Outcome<msg::StatusReply> toStatus(Answer answer) {
   return unexpectedAnswer(answer, "status");
 }
 
+Outcome<msg::Subscribed> toSubscribed(Answer answer) {
+  if (auto* failure = std::get_if<Failure>(&answer)) return std::move(*failure);
+  if (auto* subscribed = std::get_if<msg::Subscribed>(&answer)) return *subscribed;
+  return unexpectedAnswer(answer, "subscribe");
+}
+
 // Starts a request with a handler and blocks until it has run. The promise is shared with the
 // handler so that it outlives set_value() on the I/O thread.
 template <class T>
@@ -100,11 +107,16 @@ class Client::Impl final : private ClientEffects {
   void stop(uint64_t childId, Duration timeout, AnswerHandler done);
   void status(Duration timeout, AnswerHandler done);
   void setPool(std::string_view pool, const PoolLimitsUpdate& update, Duration timeout, AnswerHandler done);
+  void subscribe(uint64_t requestId, std::string_view pool, Duration timeout, AnswerHandler done,
+                 EventHandler onEvent, EndHandler onEnd);
+  void unsubscribe(uint64_t subscriptionId) { start(unsubscribeRequest(subscriptionId)); }
+  uint64_t nextId() { return nextRequestId_.fetch_add(1, std::memory_order_relaxed); }
+  // What Subscription handles hold: cleared by ~Impl, so a handle outliving its Client is inert.
+  const std::shared_ptr<Subscription::Link>& link() const { return link_; }
 
   bool onIoThread() const { return std::this_thread::get_id() == ioThread_; }
 
  private:
-  uint64_t nextId() { return nextRequestId_.fetch_add(1, std::memory_order_relaxed); }
   // Hands a request to the core: directly on the I/O thread, else through the batch.
   void start(ClientRequest request);
 
@@ -122,6 +134,8 @@ class Client::Impl final : private ClientEffects {
   void wantWritable(bool want) override { reactor_.wantWritable(dealer_, want); }
   void deliver(AnswerHandler& done, Answer answer) override;
   void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) override;
+  void event(EventHandler& onEvent, const msg::Event& event) override;
+  void ended(EndHandler& onEnd, Failure why) override;
   void reconnect() override;
 
   // Starts watching the DEALER's handshakes (before it connects, so none is missed); the loop
@@ -160,9 +174,38 @@ class Client::Impl final : private ClientEffects {
   Frames frames_;                     // receive buffer (kept for its capacity)
   bool quitting_ = false;
 
+  std::shared_ptr<Subscription::Link> link_;
+
   std::thread::id ioThread_;
   std::thread thread_;  // last member: starts once everything above exists
 };
+
+struct Subscription::Link {
+  // Recursive: a cancel() from onEnd (which runs inside another cancel() on the I/O thread) must
+  // not deadlock. Held while a handle reaches the Impl, so ~Impl cannot free it meanwhile.
+  std::recursive_mutex mutex;
+  Client::Impl* impl = nullptr;  // guarded by mutex; nullptr once the Client is gone
+};
+
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    cancel();
+    link_ = std::move(other.link_);
+    id_ = std::exchange(other.id_, 0);
+    lastSeq_ = std::exchange(other.lastSeq_, 0);
+  }
+  return *this;
+}
+
+void Subscription::cancel() {
+  if (!link_ || id_ == 0) return;
+  {
+    std::lock_guard lock(link_->mutex);
+    if (link_->impl != nullptr) link_->impl->unsubscribe(id_);
+  }
+  link_.reset();
+  id_ = 0;
+}
 
 Client::Impl::Impl(ClientOptions options)
     : options_(std::move(options)),
@@ -174,6 +217,8 @@ Client::Impl::Impl(ClientOptions options)
       context_(options_.context ? *options_.context : *ownContext_),
       reactor_(realClock_),
       core_(ClientCoreOptions{options_.broker, options_.heartbeatInterval, options_.liveness}, clock_, *this) {
+  link_ = std::make_shared<Subscription::Link>();
+  link_->impl = this;
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wakeFd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   try {
@@ -190,6 +235,10 @@ Client::Impl::Impl(ClientOptions options)
 }
 
 Client::Impl::~Impl() {
+  {
+    std::lock_guard lock(link_->mutex);  // waits for a cancel() under way on another thread
+    link_->impl = nullptr;
+  }
   {
     std::lock_guard lock(handoverMutex_);
     quit_ = true;
@@ -219,6 +268,11 @@ void Client::Impl::status(Duration timeout, AnswerHandler done) {
 void Client::Impl::setPool(std::string_view pool, const PoolLimitsUpdate& update, Duration timeout,
                            AnswerHandler done) {
   start(setPoolRequest(nextId(), pool, update, timeout, std::move(done)));
+}
+
+void Client::Impl::subscribe(uint64_t requestId, std::string_view pool, Duration timeout, AnswerHandler done,
+                             EventHandler onEvent, EndHandler onEnd) {
+  start(subscribeRequest(requestId, pool, timeout, std::move(done), std::move(onEvent), std::move(onEnd)));
 }
 
 void Client::Impl::start(ClientRequest request) {
@@ -377,6 +431,22 @@ void Client::Impl::exited(ExitCallback& onExit, uint64_t childId, std::optional<
   }
 }
 
+void Client::Impl::event(EventHandler& onEvent, const msg::Event& event) {
+  try {
+    onEvent(event);
+  } catch (const std::exception& e) {
+    log_->error("an onEvent callback for subscription={} threw: {}", event.requestId, e.what());
+  }
+}
+
+void Client::Impl::ended(EndHandler& onEnd, Failure why) {
+  try {
+    onEnd(std::move(why));
+  } catch (const std::exception& e) {
+    log_->error("an onEnd callback of a subscription threw: {}", e.what());
+  }
+}
+
 // ---------------------------------------------------------------- Client
 
 Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -436,6 +506,19 @@ Outcome<void> Client::stop(const ChildHandle& child, Duration timeout) {
 Outcome<msg::StatusReply> Client::status(Duration timeout) {
   if (impl_->onIoThread()) return calledFromIoThread("status");
   return waitFor<msg::StatusReply>([&](AnswerHandler done) { impl_->status(timeout, std::move(done)); }, &toStatus);
+}
+
+Outcome<Subscription> Client::subscribe(std::string_view pool, std::function<void(const msg::Event&)> onEvent,
+                                        std::function<void(Failure)> onEnd, Duration timeout) {
+  if (impl_->onIoThread()) return calledFromIoThread("subscribe");
+  uint64_t id = impl_->nextId();
+  auto confirmed = waitFor<msg::Subscribed>(
+      [&](AnswerHandler done) {
+        impl_->subscribe(id, pool, timeout, std::move(done), std::move(onEvent), std::move(onEnd));
+      },
+      &toSubscribed);
+  if (!confirmed) return confirmed.error();
+  return Subscription(impl_->link(), id, confirmed->lastSeq);
 }
 
 Outcome<msg::StatusReply> Client::setPool(std::string_view pool, const PoolLimitsUpdate& update, Duration timeout) {

@@ -115,6 +115,39 @@ struct PoolLimitsUpdate {
   std::optional<uint32_t> warmSlots{};
 };
 
+// A live event subscription (Client::subscribe). Move-only; destroying it, or cancel(), ends the
+// subscription. May outlive its Client (it then does nothing).
+class Subscription {
+ public:
+  Subscription() = default;
+  ~Subscription() { cancel(); }
+  Subscription(Subscription&& other) noexcept { *this = std::move(other); }
+  Subscription& operator=(Subscription&& other) noexcept;
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
+  // Ends the subscription: a `cancel` goes to the broker and onEnd runs once with `cancelled`
+  // on the I/O thread (at once when called there, e.g. from onEvent), unless it had already
+  // ended. No event is delivered after onEnd. Any thread; idempotent.
+  void cancel();
+  // The subscription's id (the requestId of its events); 0 for an empty handle.
+  uint64_t id() const { return id_; }
+  // The broker's last event number when it subscribed us: the first event is numbered above it.
+  uint64_t lastSeq() const { return lastSeq_; }
+  explicit operator bool() const { return id_ != 0; }
+
+  // (The shell's side: what a handle reaches to cancel. Opaque to callers.)
+  struct Link;
+
+ private:
+  friend class Client;
+  Subscription(std::shared_ptr<Link> link, uint64_t id, uint64_t lastSeq)
+      : link_(std::move(link)), id_(id), lastSeq_(lastSeq) {}
+  std::shared_ptr<Link> link_;
+  uint64_t id_ = 0;
+  uint64_t lastSeq_ = 0;
+};
+
 class Client {
  public:
   // Connects to options.broker (asynchronously: no broker needs to be up yet) and starts the
@@ -172,6 +205,19 @@ class Client {
   Outcome<msg::StatusReply> setPool(std::string_view pool, const PoolLimitsUpdate& update,
                                     Duration timeout = Duration(5000));
 
+  // Subscribes to the broker's events (docs/OPERATIONS.md, "Events") of `pool`, or of every
+  // pool when `pool` is empty, and returns once the broker confirmed it. Fails with
+  // `unknown_pool`, or `broker_unreachable` after `timeout`. Then `onEvent` runs for each event,
+  // in the broker's order, and `onEnd` exactly once when the subscription ends: `cancelled`
+  // (Subscription::cancel or its destructor), `broker_unreachable` (a silent broker, or a broker
+  // restart: the new run knows no subscriber), `unauthorized` (a refused handshake),
+  // `shutting_down` (~Client) or an error the broker ends it with. Both run on the I/O thread
+  // (the first events may run before subscribe() returns); keep them short. While subscribed
+  // the client heartbeats, so the broker keeps the subscription. A slow consumer may miss
+  // events: `seq` then jumps (detectable without a pool filter, where seq counts every event).
+  Outcome<Subscription> subscribe(std::string_view pool, std::function<void(const msg::Event&)> onEvent,
+                                  std::function<void(Failure)> onEnd = {}, Duration timeout = Duration(5000));
+
   // Typed call: builds a Req (a Cap'n Proto struct) with `build`, sends it as the payload and
   // parses the result bytes as a Resp. Bad result bytes fail with {BadRequest, "bad result: ..."}.
   //   auto r = client.callTyped<Resize, Image>("thumbs", "resize",
@@ -227,6 +273,7 @@ class Client {
   }
 
   class Impl;
+  friend class Subscription;  // its Link reaches the Impl
   std::unique_ptr<Impl> impl_;
 };
 

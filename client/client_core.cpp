@@ -156,6 +156,22 @@ ClientRequest setPoolRequest(uint64_t requestId, std::string_view pool, const Po
   return request;
 }
 
+ClientRequest subscribeRequest(uint64_t requestId, std::string_view pool, Duration timeout, AnswerHandler done,
+                               EventHandler onEvent, EndHandler onEnd) {
+  ClientRequest request = answeredOnce(requestId, RequestKind::Subscribe, timeout, std::move(done));
+  request.header = encode(msg::Subscribe{requestId, std::string(pool)});
+  request.onEvent = std::move(onEvent);
+  request.onEnd = std::move(onEnd);
+  return request;
+}
+
+ClientRequest unsubscribeRequest(uint64_t subscriptionId) {
+  ClientRequest request;
+  request.requestId = subscriptionId;
+  request.pending.kind = RequestKind::Unsubscribe;
+  return request;
+}
+
 ClientCore::ClientCore(ClientCoreOptions options, const Clock& clock, ClientEffects& port)
     : options_(sanitized(std::move(options))),
       clock_(clock),
@@ -171,6 +187,10 @@ ClientCore::~ClientCore() = default;
 
 void ClientCore::submit(ClientRequest request) {
   PendingRequest& pending = request.pending;
+  if (pending.kind == RequestKind::Unsubscribe) {
+    cancelSubscription(request.requestId);
+    return;
+  }
   if (shutDown_) {
     complete(pending, Failure{ErrorCode::ShuttingDown, "the client is shutting down"});
     return;
@@ -185,11 +205,13 @@ void ClientCore::submit(ClientRequest request) {
   pending.timeout = request.timeout;
   if (request.budget != kInfinite) pending.deadline = addSaturating(now, std::max(request.budget, Duration(0)));
   uint64_t requestId = request.requestId;
+  bool subscribe = pending.kind == RequestKind::Subscribe;
   bool added = pending_.add(requestId, pending);
   if (!added) {  // only after close(), which shutdown() does first: kept as a guard
     complete(pending, Failure{ErrorCode::ShuttingDown, "the client is shutting down"});
     return;
   }
+  if (subscribe) subscriptions_[requestId] = Subscription{std::move(request.onEvent), std::move(request.onEnd), false};
   Outgoing message;
   message.requestId = requestId;
   message.frames[1] = std::move(request.header);  // frames[0]: the DEALER's empty delimiter
@@ -285,6 +307,13 @@ void ClientCore::on(msg::Error& m, zmq::message_t*) {
     return;
   }
   auto request = pending_.take(m.requestId);
+  if (auto sub = subscriptions_.find(m.requestId); sub != subscriptions_.end()) {
+    // A refused subscribe (its request answers it), or the broker ending a live subscription
+    // (`cancelled` after our cancel, or a subscription it dropped).
+    Subscription subscription = std::move(sub->second);
+    subscriptions_.erase(sub);
+    if (subscription.confirmed && subscription.onEnd) port_.ended(subscription.onEnd, failure);
+  }
   if (!request) {
     log_->debug("dropping an error for unknown request={}: {}", m.requestId, failure.toString());
     return;
@@ -358,8 +387,11 @@ void ClientCore::on(msg::Heartbeat& m, zmq::message_t*) {
       // A new broker process answers on the same endpoint: it never heard of our requests.
       log_->warn("broker {} restarted: failing {} requests in flight", options_.broker, pending_.size());
       brokerInstance_ = m.instance;
+      Failure subscriptions{ErrorCode::BrokerUnreachable,
+                            "broker restarted: the subscription ended (the new broker run knows no subscriber)"};
       failEverything(
-          Failure{ErrorCode::BrokerUnreachable, "broker restarted: the request was lost (it may or may not have run)"});
+          Failure{ErrorCode::BrokerUnreachable, "broker restarted: the request was lost (it may or may not have run)"},
+          &subscriptions);
     }
     brokerInstance_ = m.instance;
   }
@@ -378,6 +410,48 @@ void ClientCore::on(msg::Heartbeat& m, zmq::message_t*) {
     interval_ = Duration(m.intervalMs);
     liveness_.setRule(interval_, options_.liveness);
   }
+}
+
+void ClientCore::on(msg::Subscribed& m, zmq::message_t*) {
+  auto request = pending_.take(m.requestId);
+  auto sub = subscriptions_.find(m.requestId);
+  if (!request || sub == subscriptions_.end()) {
+    // Its caller gave up (local deadline) or cancelled it: nobody listens, end it at the broker.
+    log_->debug("cancelling subscription={} that nobody waits for", m.requestId);
+    if (sub != subscriptions_.end()) subscriptions_.erase(sub);
+    send(msg::Cancel{m.requestId}, true);
+    return;
+  }
+  sub->second.confirmed = true;
+  complete(*request, m);
+}
+
+void ClientCore::on(msg::Event& m, zmq::message_t*) {
+  auto sub = subscriptions_.find(m.requestId);
+  if (sub == subscriptions_.end() || !sub->second.confirmed) {
+    log_->debug("dropping event seq={} for unknown subscription={}", m.seq, m.requestId);
+    return;
+  }
+  // The handler may cancel its own subscription (erasing the entry): it runs from a local.
+  EventHandler onEvent = std::move(sub->second.onEvent);
+  if (onEvent) port_.event(onEvent, m);
+  if (auto still = subscriptions_.find(m.requestId); still != subscriptions_.end()) still->second.onEvent = std::move(onEvent);
+}
+
+void ClientCore::cancelSubscription(uint64_t subscriptionId) {
+  auto sub = subscriptions_.find(subscriptionId);
+  if (sub == subscriptions_.end()) return;  // already ended
+  Subscription subscription = std::move(sub->second);
+  subscriptions_.erase(sub);
+  Failure cancelled{ErrorCode::Cancelled, "the subscription was cancelled"};
+  bool neverSent = false;
+  if (auto request = pending_.take(subscriptionId)) {
+    neverSent = dropUnsent(subscriptionId);
+    complete(*request, cancelled);
+  }
+  // The broker answers `error cancelled`, which finds nothing here any more.
+  if (!neverSent) send(msg::Cancel{subscriptionId}, true);
+  if (subscription.confirmed && subscription.onEnd) port_.ended(subscription.onEnd, cancelled);
 }
 
 template <class T>
@@ -400,7 +474,9 @@ void ClientCore::tick() {
   for (auto& [requestId, request] : pending_.takeExpired(now)) {
     // Still queued or parked: it never reached the broker. Otherwise tell the broker we gave up.
     bool neverSent = dropUnsent(requestId);
-    if (!neverSent && (request.kind == RequestKind::Call || request.kind == RequestKind::Place))
+    if (request.kind == RequestKind::Subscribe) subscriptions_.erase(requestId);  // never confirmed
+    if (!neverSent && (request.kind == RequestKind::Call || request.kind == RequestKind::Place ||
+                       request.kind == RequestKind::Subscribe))
       send(msg::Cancel{requestId}, true);
     complete(request, expiryOf(request));
   }
@@ -522,6 +598,8 @@ Failure ClientCore::expiryOf(const PendingRequest& request) const {
       return Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no status reply within " + within};
     case RequestKind::SetPool:
       return Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no answer to setPool within " + within};
+    case RequestKind::Subscribe:
+      return Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no answer to subscribe within " + within};
     default:
       return Failure{ErrorCode::Timeout, "no answer within the " + within + " timeout (checked by the client)"};
   }
@@ -539,7 +617,7 @@ size_t ClientCore::linkedChildCount() const {
   return static_cast<size_t>(std::count_if(children_.begin(), children_.end(), [](const auto& c) { return c.second.link; }));
 }
 
-void ClientCore::failEverything(const Failure& failure) {
+void ClientCore::failEverything(const Failure& failure, const Failure* subscriptionFailure) {
   outbox_.clear();
   parked_.clear();
   if (wantWritable_) {
@@ -549,9 +627,15 @@ void ClientCore::failEverything(const Failure& failure) {
   auto requests = pending_.takeAll();
   auto children = std::move(children_);
   children_.clear();
+  auto subscriptions = std::move(subscriptions_);
+  subscriptions_.clear();
   // Everything is taken out before any handler runs: a handler may submit new work.
   for (auto& [requestId, request] : requests) complete(request, failure);
   for (auto& [childId, child] : children) exitChild(childId, child, failure);
+  // Unconfirmed subscriptions were answered through their request above.
+  for (auto& [id, subscription] : subscriptions)
+    if (subscription.confirmed && subscription.onEnd)
+      port_.ended(subscription.onEnd, subscriptionFailure ? *subscriptionFailure : failure);
 }
 
 bool ClientCore::shutdown() {
@@ -562,6 +646,8 @@ bool ClientCore::shutdown() {
   auto requests = pending_.close();
   auto children = std::move(children_);
   children_.clear();
+  auto subscriptions = std::move(subscriptions_);
+  subscriptions_.clear();
   std::vector<bool> reachedConnection;
   reachedConnection.reserve(requests.size());
   for (auto& [requestId, request] : requests) reachedConnection.push_back(!dropUnsent(requestId));
@@ -576,11 +662,17 @@ bool ClientCore::shutdown() {
   bool saidGoodbye = false;
   for (size_t i = 0; i < requests.size(); ++i) {
     const PendingRequest& request = requests[i].second;
-    if (!reachedConnection[i] || !request.link) continue;
-    if (request.kind == RequestKind::Call || request.kind == RequestKind::Place) {
+    if (!reachedConnection[i]) continue;
+    if (request.kind == RequestKind::Subscribe ||
+        (request.link && (request.kind == RequestKind::Call || request.kind == RequestKind::Place))) {
       send(msg::Cancel{requests[i].first}, false);
       saidGoodbye = true;
     }
+  }
+  for (auto& [id, subscription] : subscriptions) {
+    if (!subscription.confirmed) continue;  // its subscribe is among the requests above
+    send(msg::Cancel{id}, false);
+    saidGoodbye = true;
   }
   for (auto& [childId, child] : children) {
     if (!child.link) continue;  // an unlinked child outlives its placer: it is only unwatched
@@ -595,6 +687,8 @@ bool ClientCore::shutdown() {
                          : Failure{ErrorCode::ShuttingDown, "the client is shutting down: it stopped watching child " +
                                                                 std::to_string(childId) + ", which keeps running"});
   }
+  for (auto& [id, subscription] : subscriptions)
+    if (subscription.confirmed && subscription.onEnd) port_.ended(subscription.onEnd, failure);
   return saidGoodbye;
 }
 

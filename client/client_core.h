@@ -9,7 +9,7 @@
 // is the socket shell around it; tests drive it with a ManualClock and a recording port.
 //
 // Not thread-safe: one thread calls everything. Handlers (AnswerHandler, ExitCallback) run
-// inside the call that resolved them, through ClientEffects::deliver/exited, and may call submit()
+// inside the call that resolved them, through ClientEffects::deliver/exited/event/ended, and may call submit()
 // (a completion that starts the next request); every other method must not be re-entered.
 #pragma once
 
@@ -50,6 +50,9 @@ class ClientEffects {
   virtual void deliver(AnswerHandler& done, Answer answer) = 0;
   // Runs a watched child's exit callback (exactly once per child): nullopt = returned normally.
   virtual void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) = 0;
+  // Runs a subscription's event handler (once per event) and its end handler (once).
+  virtual void event(EventHandler& onEvent, const msg::Event& event) = 0;
+  virtual void ended(EndHandler& onEnd, Failure why) = 0;
   // Replaces the connection with a fresh one (another handshake): libzmq never retries a
   // handshake the broker refused (common/handshake_monitor.h). Whatever the old one held is dropped.
   virtual void reconnect() = 0;
@@ -80,6 +83,9 @@ struct ClientRequest {
   Duration timeout{0};  // the caller's timeout, for the expiry message
   zmq::message_t header;                 // the encoded envelope
   std::optional<zmq::message_t> payload;  // submits only (always sent, possibly empty)
+  // Subscribe only: kept by the core once the request is taken.
+  EventHandler onEvent;
+  EndHandler onEnd;
 };
 
 // The local safety deadline of a submit (CallOptions): a call's wait + run budget, a place's
@@ -103,6 +109,13 @@ ClientRequest stopRequest(uint64_t requestId, uint64_t childId, Duration timeout
 ClientRequest statusRequest(uint64_t requestId, Duration timeout, AnswerHandler done);
 ClientRequest setPoolRequest(uint64_t requestId, std::string_view pool, const PoolLimitsUpdate& update,
                              Duration timeout, AnswerHandler done);
+// Subscribes to the broker's events of `pool` (empty: every pool). `done` gets msg::Subscribed,
+// or a failure (unknown_pool; broker_unreachable past `timeout`), and only after `subscribed`
+// do `onEvent` (each event) and `onEnd` (once, when it ends) run.
+ClientRequest subscribeRequest(uint64_t requestId, std::string_view pool, Duration timeout, AnswerHandler done,
+                               EventHandler onEvent, EndHandler onEnd);
+// Ends subscription `subscriptionId` (a no-op if it already ended): see ClientCore::submit.
+ClientRequest unsubscribeRequest(uint64_t subscriptionId);
 
 class ClientCore {
  public:
@@ -116,6 +129,13 @@ class ClientCore {
   // failure, a broker restart or shutdown). After shutdown() it is answered shutting_down at
   // once. Payloads over the broker's known limit fail payload_too_large without being sent;
   // payloads over 1 MiB wait for that limit (the first heartbeat answer).
+  //
+  // Subscriptions (subscribeRequest): once `subscribed` answered the request, every `event` with
+  // its id goes to onEvent, and the subscription lasts, heartbeating like any outstanding work,
+  // until it ends: the caller's unsubscribeRequest (`cancelled`; a `cancel` goes to the broker),
+  // an error from the broker naming it, a silent broker or refused handshake, a broker restart
+  // (`broker_unreachable`: the new run knows no subscription), or shutdown (`shutting_down`);
+  // onEnd then runs once. An unsubscribe is never answered.
   void submit(ClientRequest request);
 
   // One message from the broker as received: [empty delimiter][header][payload?]; `truncated`:
@@ -161,7 +181,8 @@ class ClientCore {
   bool shutdown();
 
   // Introspection (tests, logs).
-  bool outstanding() const { return !pending_.empty() || !children_.empty(); }
+  bool outstanding() const { return !pending_.empty() || !children_.empty() || !subscriptions_.empty(); }
+  size_t subscriptionCount() const { return subscriptions_.size(); }  // confirmed or not
   size_t pendingCount() const { return pending_.size(); }
   size_t watchedChildCount() const { return children_.size(); }
   size_t linkedChildCount() const;
@@ -188,6 +209,8 @@ class ClientCore {
   void on(msg::Stopped& m, zmq::message_t* payload);
   void on(msg::StatusReply& m, zmq::message_t* payload);
   void on(msg::Heartbeat& m, zmq::message_t* payload);
+  void on(msg::Subscribed& m, zmq::message_t* payload);
+  void on(msg::Event& m, zmq::message_t* payload);
   template <class T>
   void on(T& m, zmq::message_t* payload);
 
@@ -213,7 +236,9 @@ class ClientCore {
     bool link = false;
   };
   void exitChild(uint64_t childId, WatchedChild& child, std::optional<Failure> why);
-  void failEverything(const Failure& failure);
+  // Fails every request, child and subscription; subscriptions with `subscriptions` if given.
+  void failEverything(const Failure& failure, const Failure* subscriptions = nullptr);
+  void cancelSubscription(uint64_t subscriptionId);
   Failure expiryOf(const PendingRequest& request) const;
 
   const ClientCoreOptions options_;
@@ -226,6 +251,12 @@ class ClientCore {
   std::deque<Outgoing> parked_;  // large submits waiting for the broker's payload limit
   uint64_t maxPayload_ = 0;      // the broker's payload limit, from its heartbeats; 0 = unknown
   std::unordered_map<uint64_t, WatchedChild> children_;  // childId -> how to report its exit
+  struct Subscription {
+    EventHandler onEvent;
+    EndHandler onEnd;
+    bool confirmed = false;  // `subscribed` arrived: events flow, onEnd is owed
+  };
+  std::unordered_map<uint64_t, Subscription> subscriptions_;  // by the subscribe's requestId
   Duration interval_;  // heartbeat interval: ours, or the broker's if smaller
   Liveness liveness_;
   bool busy_ = false;  // work was outstanding at the last check (heartbeats and liveness run)

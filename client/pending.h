@@ -27,8 +27,8 @@ struct CallReply {
 
 // Everything that can resolve a pending request, before the public API turns it into the
 // caller's Outcome type.
-using Answer =
-    std::variant<Failure, CallReply, msg::Accepted, msg::Placed, msg::Stopped, msg::StatusReply>;
+using Answer = std::variant<Failure, CallReply, msg::Accepted, msg::Placed, msg::Stopped, msg::StatusReply,
+                            msg::Subscribed>;
 // Receives a request's Answer, exactly once. (Not the worker's Completion, which is a job's
 // outcome inside a runner.)
 using AnswerHandler = std::function<void(Answer)>;
@@ -36,7 +36,14 @@ using AnswerHandler = std::function<void(Answer)>;
 // normally.
 using ExitCallback = std::function<void(uint64_t childId, std::optional<Failure>)>;
 
-enum class RequestKind : uint8_t { Call, Cast, Place, Stop, Status, SetPool };
+// An event subscription's handlers (ClientCore): each event, and its end (exactly once, after
+// the subscription was confirmed): cancelled, broker_unreachable, shutting_down, ...
+using EventHandler = std::function<void(const msg::Event&)>;
+using EndHandler = std::function<void(Failure)>;
+
+// Subscribe waits for `subscribed` like any request; Unsubscribe never enters the table (it is
+// how an API thread hands the core a cancel of a subscription).
+enum class RequestKind : uint8_t { Call, Cast, Place, Stop, Status, SetPool, Subscribe, Unsubscribe };
 
 struct PendingRequest {
   RequestKind kind = RequestKind::Call;

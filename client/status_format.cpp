@@ -100,6 +100,54 @@ std::string formatStatusJson(const msg::StatusReply& status, std::string_view ti
   return root.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+std::string formatEventLine(const msg::Event& event) {
+  std::string line = formatIsoTime(event.timeMs) + " pool=" + event.pool + " " + std::string(eventKindName(event.kind));
+  if (!event.runnerId.empty()) line += " runner=" + event.runnerId;
+  line += " runners=" + std::to_string(event.runners) + " booting=" + std::to_string(event.booting);
+  if (event.kind == EventKind::JobRetried) {
+    line += " job=" + std::to_string(event.jobId) + " attempt=" + std::to_string(event.attempt) +
+            " delay=" + formatDuration(Duration(static_cast<int64_t>(event.delayMs)));
+  }
+  if (!event.message.empty()) {
+    // The message comes from peers (a backend's error, a runner's reason): one line, quoted.
+    line += " message=\"";
+    for (unsigned char c : event.message) {
+      if (c == '"' || c == '\\') {
+        line += '\\';
+        line += static_cast<char>(c);
+      } else if (c == '\n') {
+        line += "\\n";
+      } else if (c < 0x20 || c == 0x7f) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02x", c);
+        line += hex;
+      } else {
+        line += static_cast<char>(c);
+      }
+    }
+    line += '"';
+  }
+  return line;
+}
+
+std::string formatEventJson(const msg::Event& event) {
+  using Json = nlohmann::ordered_json;
+  Json json{{"seq", event.seq},
+            {"time", formatIsoTime(event.timeMs)},
+            {"timeMs", event.timeMs},
+            {"kind", std::string(eventKindName(event.kind))},
+            {"pool", event.pool},
+            {"runner", event.runnerId},
+            {"message", event.message},
+            {"jobId", event.jobId},
+            {"attempt", event.attempt},
+            {"delayMs", event.delayMs},
+            {"runners", event.runners},
+            {"booting", event.booting}};
+  // Strings come from peers: never throw on bad UTF-8, replace it.
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 std::string formatIsoTime(uint64_t unixMs) {
   std::time_t seconds = static_cast<std::time_t>(unixMs / 1000);
   std::tm utc{};

@@ -1,4 +1,5 @@
-// Renders a broker status reply for `flame status`: a table for humans, JSON for programs.
+// Renders a broker status reply for `flame status` and the broker's events for `flame events`:
+// text for humans, JSON for programs.
 #pragma once
 
 #include <cstdint>
@@ -25,5 +26,14 @@ std::string formatStatusJson(const msg::StatusReply& status, std::string_view ti
 // `unixMs` (milliseconds since the Unix epoch) as ISO-8601 UTC with milliseconds:
 // "2026-12-03T18:50:01.123Z".
 std::string formatIsoTime(uint64_t unixMs);
+
+// One line, no newline: "<time> pool=<pool> <kind>[ runner=<id>] runners=<n> booting=<n>", then
+// for job_retried " job=<id> attempt=<n> delay=<duration>", then ` message="<message>"` when
+// there is one (with \" \\ and control characters escaped).
+std::string formatEventLine(const msg::Event& event);
+
+// One JSON object on one line, no newline, keys in this order: seq, time (ISO-8601 UTC), timeMs,
+// kind (snake_case), pool, runner, message, jobId, attempt, delayMs, runners, booting.
+std::string formatEventJson(const msg::Event& event);
 
 }  // namespace flame

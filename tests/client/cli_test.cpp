@@ -208,7 +208,7 @@ TEST_CASE("cli: place --wait prints the child's exit, linked or not", "[client][
     REQUIRE(got);
     CHECK_FALSE(got->second.link);
     broker.send(got->first.peer, msg::Placed{got->second.requestId, 5, "r"});
-    REQUIRE(broker.awaitHeartbeats(2));  // still waiting, and watching: heartbeats go on
+    REQUIRE(broker.awaitHeartbeats(1));  // still waiting, and watching: heartbeats go on
     CHECK(run.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
     broker.send(got->first.peer, msg::ChildExited{5, ErrorCode::None, ""});
     auto r = finish(run);
@@ -395,6 +395,132 @@ TEST_CASE("cli: status --watch flags are checked", "[client][cli][watch]") {
     INFO(r.err);
     CHECK(r.code == 2);
     CHECK_THAT(r.err, Catch::Contains(error));
+  }
+}
+
+namespace {
+msg::Event eventFor(uint64_t subscription, uint64_t seq, EventKind kind, std::string runner = "r-3") {
+  msg::Event e;
+  e.requestId = subscription;
+  e.seq = seq;
+  e.timeMs = 1'796'323'801'123;  // 2026-12-03T18:50:01.123Z
+  e.kind = kind;
+  e.pool = "thumbs";
+  e.runnerId = std::move(runner);
+  e.runners = 2;
+  e.booting = 1;
+  return e;
+}
+}  // namespace
+
+TEST_CASE("cli: events --count 2 --json prints two JSON lines, then cancels", "[client][cli][events]") {
+  FakeBroker broker;
+  broker.heartbeatReplyMs = 100;
+  auto run = startCli({"--broker", broker.endpoint(), "events", "--count", "2", "--json"});
+  auto got = broker.expect<msg::Subscribe>();
+  REQUIRE(got);
+  CHECK(got->second.pool.empty());  // every pool
+  uint64_t id = got->second.requestId;
+  broker.send(got->first.peer, msg::Subscribed{id, 10});
+  broker.send(got->first.peer, eventFor(id, 11, EventKind::RunnerBooting, ""));
+  auto retried = eventFor(id, 12, EventKind::JobRetried);
+  retried.jobId = 77;
+  retried.attempt = 2;
+  retried.delayMs = 1500;
+  retried.message = "handler_error: disk full";
+  broker.send(got->first.peer, retried);
+  broker.send(got->first.peer, eventFor(id, 13, EventKind::RunnerReady));  // past --count: not printed
+  auto cancel = broker.expect<msg::Cancel>();
+  REQUIRE(cancel);
+  CHECK(cancel->second.requestId == id);
+  auto r = finish(run);
+  INFO(r.err);
+  CHECK(r.code == 0);
+  auto lines = linesOf(r.out);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] ==
+        R"({"seq":11,"time":"2026-12-03T18:50:01.123Z","timeMs":1796323801123,"kind":"runner_booting","pool":"thumbs",)"
+        R"("runner":"","message":"","jobId":0,"attempt":0,"delayMs":0,"runners":2,"booting":1})");
+  auto second = nlohmann::json::parse(lines[1]);
+  CHECK(second["seq"] == 12);
+  CHECK(second["kind"] == "job_retried");
+  CHECK(second["runner"] == "r-3");
+  CHECK(second["jobId"] == 77);
+  CHECK(second["attempt"] == 2);
+  CHECK(second["delayMs"] == 1500);
+  CHECK(second["message"] == "handler_error: disk full");
+}
+
+TEST_CASE("cli: events prints human lines, and says when events were missed", "[client][cli][events]") {
+  FakeBroker broker;
+  SECTION("every pool: a gap in seq is reported") {
+    auto run = startCli({"--broker", broker.endpoint(), "events", "--count", "3"});
+    auto got = broker.expect<msg::Subscribe>();
+    REQUIRE(got);
+    uint64_t id = got->second.requestId;
+    broker.send(got->first.peer, msg::Subscribed{id, 10});
+    broker.send(got->first.peer, eventFor(id, 11, EventKind::RunnerReady));
+    auto draining = eventFor(id, 14, EventKind::RunnerDraining);
+    draining.message = "idle for 10s";
+    broker.send(got->first.peer, draining);
+    auto retried = eventFor(id, 15, EventKind::JobRetried);
+    retried.jobId = 9;
+    retried.attempt = 1;
+    retried.delayMs = 250;
+    retried.message = "runner_lost: \"r-3\" vanished";
+    broker.send(got->first.peer, retried);
+    auto r = finish(run);
+    CHECK(r.code == 0);
+    CHECK(r.out ==
+          "2026-12-03T18:50:01.123Z pool=thumbs runner_ready runner=r-3 runners=2 booting=1\n"
+          "(missed 2 events)\n"
+          "2026-12-03T18:50:01.123Z pool=thumbs runner_draining runner=r-3 runners=2 booting=1 message=\"idle for 10s\"\n"
+          "2026-12-03T18:50:01.123Z pool=thumbs job_retried runner=r-3 runners=2 booting=1 job=9 attempt=1 delay=250ms "
+          "message=\"runner_lost: \\\"r-3\\\" vanished\"\n");
+  }
+  SECTION("one pool: other pools' numbers are skipped, no gap is claimed") {
+    auto run = startCli({"--broker", broker.endpoint(), "events", "--pool", "thumbs", "--count", "2"});
+    auto got = broker.expect<msg::Subscribe>();
+    REQUIRE(got);
+    CHECK(got->second.pool == "thumbs");
+    uint64_t id = got->second.requestId;
+    broker.send(got->first.peer, msg::Subscribed{id, 3});
+    broker.send(got->first.peer, eventFor(id, 7, EventKind::RunnerBooting, ""));
+    broker.send(got->first.peer, eventFor(id, 12, EventKind::RunnerReady));
+    auto r = finish(run);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("missed") == std::string::npos);
+    CHECK(linesOf(r.out).size() == 2);
+    CHECK_THAT(r.out, Catch::StartsWith("2026-12-03T18:50:01.123Z pool=thumbs runner_booting runners=2 booting=1\n"));
+  }
+}
+
+TEST_CASE("cli: events fails on an unknown pool and when the subscription ends", "[client][cli][events]") {
+  FakeBroker broker;
+  SECTION("unknown pool") {
+    auto run = startCli({"--broker", broker.endpoint(), "events", "--pool", "nope"});
+    auto got = broker.expect<msg::Subscribe>();
+    REQUIRE(got);
+    broker.send(got->first.peer, msg::Error{got->second.requestId, ErrorCode::UnknownPool, "no pool named nope", 0});
+    auto r = finish(run);
+    CHECK(r.code == 1);
+    CHECK(r.err == "error: unknown_pool: no pool named nope\n");
+  }
+  SECTION("a broker restart ends it") {
+    broker.heartbeatReplyMs = 50;
+    auto run = startCli({"--broker", broker.endpoint(), "events"});
+    auto got = broker.expect<msg::Subscribe>();
+    REQUIRE(got);
+    uint64_t id = got->second.requestId;
+    broker.send(got->first.peer, msg::Subscribed{id, 0});
+    broker.send(got->first.peer, eventFor(id, 1, EventKind::RunnerReady));
+    REQUIRE(broker.awaitHeartbeats(1));  // answered by run 7
+    broker.instance = 8;                 // the next answers come from a new broker run
+    REQUIRE(broker.awaitHeartbeats(1));
+    auto r = finish(run);
+    CHECK(r.code == 1);
+    CHECK(linesOf(r.out).size() == 1);
+    CHECK_THAT(r.err, Catch::StartsWith("error: broker_unreachable: broker restarted: the subscription ended"));
   }
 }
 

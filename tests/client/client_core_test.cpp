@@ -42,6 +42,8 @@ class RecordingPort final : public ClientEffects {
   void exited(ExitCallback& onExit, uint64_t childId, std::optional<Failure> why) override {
     onExit(childId, std::move(why));
   }
+  void event(EventHandler& onEvent, const msg::Event& event) override { onEvent(event); }
+  void ended(EndHandler& onEnd, Failure why) override { onEnd(std::move(why)); }
   int reconnects = 0;
   void reconnect() override { ++reconnects; }
 
@@ -83,6 +85,29 @@ struct Exits {
   }
 };
 
+// What one subscription saw: its events and its end (exactly one is expected).
+struct Feed {
+  std::vector<msg::Event> events;
+  std::vector<Failure> ends;
+  EventHandler onEvent() {
+    return [this](const msg::Event& e) { events.push_back(e); };
+  }
+  EndHandler onEnd() {
+    return [this](Failure why) { ends.push_back(std::move(why)); };
+  }
+};
+
+msg::Event eventOf(uint64_t subscription, uint64_t seq, EventKind kind = EventKind::RunnerReady) {
+  msg::Event e;
+  e.requestId = subscription;
+  e.seq = seq;
+  e.timeMs = 1'796'000'000'000 + seq;
+  e.kind = kind;
+  e.pool = "thumbs";
+  e.runnerId = "r-" + std::to_string(seq);
+  return e;
+}
+
 struct Fixture {
   ManualClock clock;
   RecordingPort port;
@@ -99,6 +124,11 @@ struct Fixture {
     uint64_t id = nextId++;
     core.submit(submitRequest(id, Mode::Place, "p", "serve", "", options, kInterval, answers.handler(),
                               exits ? exits->callback() : ExitCallback{}));
+    return id;
+  }
+  uint64_t subscribe(Answers& answers, Feed& feed, std::string pool = "thumbs", Duration timeout = Duration(1000)) {
+    uint64_t id = nextId++;
+    core.submit(subscribeRequest(id, pool, timeout, answers.handler(), feed.onEvent(), feed.onEnd()));
     return id;
   }
   void receive(Message message, std::optional<std::string> payload = std::nullopt) {
@@ -861,4 +891,161 @@ TEST_CASE("core: after shutdown a refusal is ignored", "[client][core][curve]") 
   f.core.onHandshakeRefused("late");
   CHECK_FALSE(f.core.refusal());
   CHECK(f.core.nextWakeup() == TimePoint::max());
+}
+
+// ---------------------------------------------------------------- events (issue 11, item 3)
+
+TEST_CASE("core: a subscription is confirmed, then gets its events in order until cancelled",
+          "[client][core][events]") {
+  Fixture f;
+  Answers answer;
+  Feed feed;
+  uint64_t id = f.subscribe(answer, feed);
+  auto sent = f.port.all<msg::Subscribe>();
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].requestId == id);
+  CHECK(sent[0].pool == "thumbs");
+  f.receive(eventOf(id, 4));  // before subscribed: not confirmed, dropped
+  CHECK(feed.events.empty());
+  f.receive(msg::Subscribed{id, 41});
+  REQUIRE(answer.answered());
+  CHECK(std::get<msg::Subscribed>(answer.got[0]).lastSeq == 41);
+  CHECK(f.core.pendingCount() == 0);
+  CHECK(f.core.subscriptionCount() == 1);
+
+  f.receive(eventOf(id, 42, EventKind::RunnerBooting));
+  f.receive(eventOf(id + 100, 43));  // another subscription's: not ours
+  f.receive(eventOf(id, 44, EventKind::RunnerReady));
+  REQUIRE(feed.events.size() == 2);
+  CHECK(feed.events[0].seq == 42);
+  CHECK(feed.events[0].kind == EventKind::RunnerBooting);
+  CHECK(feed.events[1].seq == 44);
+  CHECK(feed.events[1].runnerId == "r-44");
+  CHECK(feed.ends.empty());
+
+  f.core.submit(unsubscribeRequest(id));
+  REQUIRE(feed.ends.size() == 1);
+  CHECK(feed.ends[0] == Failure{ErrorCode::Cancelled, "the subscription was cancelled"});
+  auto cancels = f.port.all<msg::Cancel>();
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].requestId == id);
+  // The broker's answer to the cancel, and a late event, find nothing: no second end, no event.
+  f.receive(msg::Error{id, ErrorCode::Cancelled, "cancelled", 0});
+  f.receive(eventOf(id, 45));
+  CHECK(feed.ends.size() == 1);
+  CHECK(feed.events.size() == 2);
+  f.core.submit(unsubscribeRequest(id));  // twice: a no-op
+  CHECK(f.port.all<msg::Cancel>().size() == 1);
+  CHECK_FALSE(f.core.outstanding());
+  CHECK(f.core.nextWakeup() == TimePoint::max());
+}
+
+TEST_CASE("core: an unknown pool fails the subscribe, and its end never runs", "[client][core][events]") {
+  Fixture f;
+  Answers answer;
+  Feed feed;
+  uint64_t id = f.subscribe(answer, feed, "nope");
+  f.receive(msg::Error{id, ErrorCode::UnknownPool, "no pool named nope", 0});
+  CHECK(answer.failure() == Failure{ErrorCode::UnknownPool, "no pool named nope"});
+  CHECK(feed.ends.empty());
+  CHECK(f.core.subscriptionCount() == 0);
+  CHECK_FALSE(f.core.outstanding());
+}
+
+TEST_CASE("core: a subscription heartbeats, and a silent broker ends it once, broker_unreachable",
+          "[client][core][events]") {
+  Fixture f;
+  Answers answer;
+  Feed feed;
+  uint64_t id = f.subscribe(answer, feed);
+  f.receive(msg::Subscribed{id, 0});
+  CHECK(f.port.heartbeats() == 1);  // at once, when work began
+  for (int i = 1; i <= 5; ++i) {   // the broker answers: the subscription lives on
+    f.runUntil(Duration(100 * i));
+    f.heartbeatAnswer();
+  }
+  CHECK(f.port.heartbeats() == 6);
+  f.receive(eventOf(id, 1));  // events are signs of life too
+  CHECK(feed.ends.empty());
+  // Silent from t0 + 500: dead at 800.
+  f.runUntil(Duration(799));
+  CHECK(feed.ends.empty());
+  f.runUntil(Duration(800));
+  REQUIRE(feed.ends.size() == 1);
+  CHECK(feed.ends[0].code == ErrorCode::BrokerUnreachable);
+  CHECK(f.core.subscriptionCount() == 0);
+  f.runUntil(Duration(2000));
+  CHECK(feed.ends.size() == 1);
+  CHECK(f.core.nextWakeup() == TimePoint::max());
+}
+
+TEST_CASE("core: a broker restart ends a subscription, saying so", "[client][core][events]") {
+  Fixture f;
+  Answers answer;
+  Feed feed;
+  uint64_t id = f.subscribe(answer, feed);
+  f.receive(msg::Subscribed{id, 0});
+  f.heartbeatAnswer(100, 7);
+  f.heartbeatAnswer(100, 8);
+  REQUIRE(feed.ends.size() == 1);
+  CHECK(feed.ends[0].code == ErrorCode::BrokerUnreachable);
+  CHECK_THAT(feed.ends[0].message, Catch::StartsWith("broker restarted: the subscription ended"));
+}
+
+TEST_CASE("core: shutdown cancels a subscription at the broker and ends it shutting_down", "[client][core][events]") {
+  Fixture f;
+  Answers answer, unconfirmedAnswer;
+  Feed feed, unconfirmed;
+  uint64_t id = f.subscribe(answer, feed);
+  uint64_t pendingId = f.subscribe(unconfirmedAnswer, unconfirmed, "");
+  CHECK(f.port.all<msg::Subscribe>().at(1).pool.empty());  // every pool
+  f.receive(msg::Subscribed{id, 0});
+  CHECK(f.core.shutdown());
+  auto cancels = f.port.all<msg::Cancel>();
+  REQUIRE(cancels.size() == 2);
+  CHECK(((cancels[0].requestId == id && cancels[1].requestId == pendingId) ||
+         (cancels[0].requestId == pendingId && cancels[1].requestId == id)));
+  REQUIRE(feed.ends.size() == 1);
+  CHECK(feed.ends[0].code == ErrorCode::ShuttingDown);
+  CHECK(unconfirmedAnswer.failure().code == ErrorCode::ShuttingDown);
+  CHECK(unconfirmed.ends.empty());  // never confirmed: its request was answered instead
+}
+
+TEST_CASE("core: an unanswered subscribe fails at its deadline, a late subscribed is cancelled",
+          "[client][core][events]") {
+  Fixture f;
+  Answers answer;
+  Feed feed;
+  uint64_t id = f.subscribe(answer, feed, "thumbs", Duration(50));
+  f.runUntil(Duration(50));
+  CHECK(answer.failure() == Failure{ErrorCode::BrokerUnreachable, "broker unreachable: no answer to subscribe within 50ms"});
+  REQUIRE(f.port.all<msg::Cancel>().size() == 1);
+  f.receive(msg::Subscribed{id, 0});
+  f.receive(eventOf(id, 1));
+  CHECK(f.port.all<msg::Cancel>().size() == 2);  // nobody listens: ended at the broker again
+  CHECK(feed.events.empty());
+  CHECK(feed.ends.empty());
+  CHECK(f.core.subscriptionCount() == 0);
+}
+
+TEST_CASE("core: an event handler may cancel its own subscription", "[client][core][events]") {
+  Fixture f;
+  Answers answer;
+  std::vector<uint64_t> seen;
+  std::vector<Failure> ends;
+  uint64_t id = f.nextId++;
+  f.core.submit(subscribeRequest(
+      id, "", Duration(1000), answer.handler(),
+      [&](const msg::Event& e) {
+        seen.push_back(e.seq);
+        if (e.seq == 2) f.core.submit(unsubscribeRequest(id));
+      },
+      [&](Failure why) { ends.push_back(std::move(why)); }));
+  f.receive(msg::Subscribed{id, 0});
+  f.receive(eventOf(id, 1));
+  f.receive(eventOf(id, 2));
+  f.receive(eventOf(id, 3));
+  CHECK(seen == std::vector<uint64_t>{1, 2});
+  REQUIRE(ends.size() == 1);
+  CHECK(ends[0].code == ErrorCode::Cancelled);
 }

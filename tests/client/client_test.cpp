@@ -640,3 +640,82 @@ TEST_CASE("clients sharing one ZeroMQ context each work, and one's end leaves th
   }  // the second is destroyed: the shared context stays open
   answer(first, "again");
 }
+
+TEST_CASE("subscribe delivers events on the I/O thread, the handle's end cancels it once", "[client][events]") {
+  FakeBroker broker;
+  broker.heartbeatReplyMs = 100;
+  auto client = std::make_unique<Client>(fastOptions(broker.endpoint()));
+  std::mutex mutex;
+  std::vector<uint64_t> seqs;
+  std::vector<Failure> ends;
+  std::promise<void> twoEvents, ended;
+  auto subscribing = std::async(std::launch::async, [&] {
+    return client->subscribe(
+        "thumbs",
+        [&](const msg::Event& e) {
+          std::lock_guard lock(mutex);
+          seqs.push_back(e.seq);
+          if (seqs.size() == 2) twoEvents.set_value();
+        },
+        [&](Failure why) {
+          std::lock_guard lock(mutex);
+          ends.push_back(std::move(why));
+          ended.set_value();
+        });
+  });
+  auto got = broker.expect<msg::Subscribe>();
+  REQUIRE(got);
+  CHECK(got->second.pool == "thumbs");
+  uint64_t id = got->second.requestId;
+  broker.send(got->first.peer, msg::Subscribed{id, 5});
+  REQUIRE(ready(subscribing));
+  auto subscription = subscribing.get();
+  REQUIRE(subscription);
+  CHECK(subscription->id() == id);
+  CHECK(subscription->lastSeq() == 5);
+  msg::Event e;
+  e.requestId = id;
+  e.seq = 6;
+  broker.send(got->first.peer, e);
+  e.seq = 7;
+  broker.send(got->first.peer, e);
+  auto events = twoEvents.get_future();
+  REQUIRE(ready(events));
+  REQUIRE(broker.awaitHeartbeats(2));  // subscribed: the client keeps heartbeating
+
+  Subscription moved = std::move(*subscription);  // the moved-from handle ends nothing
+  CHECK_FALSE(*subscription);
+  moved = Subscription();  // assigning over a live handle ends it
+  auto cancel = broker.expect<msg::Cancel>();
+  REQUIRE(cancel);
+  CHECK(cancel->second.requestId == id);
+  auto end = ended.get_future();
+  REQUIRE(ready(end));
+  client.reset();  // no second end at shutdown
+  std::lock_guard lock(mutex);
+  CHECK(seqs == std::vector<uint64_t>{6, 7});
+  REQUIRE(ends.size() == 1);
+  CHECK(ends[0].code == ErrorCode::Cancelled);
+}
+
+TEST_CASE("a subscription handle may outlive its client, the client's end ends it shutting_down", "[client][events]") {
+  FakeBroker broker;
+  auto client = std::make_unique<Client>(fastOptions(broker.endpoint()));
+  std::promise<Failure> ended;
+  auto subscribing = std::async(std::launch::async, [&] {
+    return client->subscribe("", {}, [&](Failure why) { ended.set_value(std::move(why)); });
+  });
+  auto got = broker.expect<msg::Subscribe>();
+  REQUIRE(got);
+  CHECK(got->second.pool.empty());
+  broker.send(got->first.peer, msg::Subscribed{got->second.requestId, 0});
+  REQUIRE(ready(subscribing));
+  auto subscription = subscribing.get();
+  REQUIRE(subscription);
+  auto end = ended.get_future();
+  client.reset();
+  REQUIRE(ready(end));
+  CHECK(end.get().code == ErrorCode::ShuttingDown);
+  subscription->cancel();  // the client is gone: nothing happens
+  CHECK_FALSE(*subscription);
+}

@@ -77,3 +77,21 @@ TEST_CASE("status JSON survives invalid UTF-8 from peers", "[client]") {
   auto text = formatStatusJson(reply);
   CHECK(nlohmann::json::parse(text)["pools"][0]["name"] == "bad\xEF\xBF\xBD");
 }
+
+TEST_CASE("ISO-8601 times are UTC with milliseconds", "[client]") {
+  CHECK(formatIsoTime(0) == "1970-01-01T00:00:00.000Z");
+  CHECK(formatIsoTime(1'796'323'801'123) == "2026-12-03T18:50:01.123Z");
+  CHECK(formatIsoTime(1'796'323'801'007) == "2026-12-03T18:50:01.007Z");
+}
+
+TEST_CASE("an event line escapes its message", "[client][events]") {
+  msg::Event e;
+  e.timeMs = 0;
+  e.kind = EventKind::BootFailed;
+  e.pool = "p";
+  e.message = "line1\nline2 \"q\" \\ \x01";
+  CHECK(formatEventLine(e) ==
+        "1970-01-01T00:00:00.000Z pool=p boot_failed runners=0 booting=0 message=\"line1\\nline2 \\\"q\\\" \\\\ \\x01\"");
+  e.message = "bad\xff";
+  CHECK(nlohmann::json::parse(formatEventJson(e))["message"] == "bad\xEF\xBF\xBD");
+}
