@@ -754,7 +754,7 @@ void BrokerCore::loseJob(Job& job, ErrorCode code, const std::string& message) {
   Pool& pool = *job.pool;
   if (job.runner) freeSlot(job);
   if (retry(job, ErrorCode::RunnerLost, message)) return;
-  ++pool.counters.failed;
+  if (!job.superseded) ++pool.counters.failed;  // a superseded attempt's request is its retry's
   answerError(job, code, message);
   if (job.mode == Mode::Place) notifyStopWaiters(job.id);
   finish(job);

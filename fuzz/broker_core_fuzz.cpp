@@ -9,7 +9,7 @@
 //
 // Checked after every step, beyond "no crash, no sanitizer report, no exception":
 // - everything the core sends decodes, and is a kind its receiver accepts (clients get
-//   result/error/accepted/placed/childExited/stopped/statusReply/heartbeat; runners get
+//   result/error/accepted/placed/childExited/stopped/statusReply/heartbeat/subscribed/event; runners get
 //   welcome/job/cancelJob/heartbeat/error/drain);
 // - no runner uses more slots than it has; the queues never hold more jobs than exist.
 // At the end, after every peer has been silent for longer than any deadline: no runner is
@@ -43,7 +43,8 @@ bool clientKind(const Message& m) {
   return std::holds_alternative<msg::Result>(m) || std::holds_alternative<msg::Error>(m) ||
          std::holds_alternative<msg::Accepted>(m) || std::holds_alternative<msg::Placed>(m) ||
          std::holds_alternative<msg::ChildExited>(m) || std::holds_alternative<msg::Stopped>(m) ||
-         std::holds_alternative<msg::StatusReply>(m) || std::holds_alternative<msg::Heartbeat>(m);
+         std::holds_alternative<msg::StatusReply>(m) || std::holds_alternative<msg::Heartbeat>(m) ||
+         std::holds_alternative<msg::Subscribed>(m) || std::holds_alternative<msg::Event>(m);
 }
 bool runnerKind(const Message& m) {
   return std::holds_alternative<msg::Welcome>(m) || std::holds_alternative<msg::Job>(m) ||
@@ -192,7 +193,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case fuzz::Op::Drain:
         if (!readyIds.empty())
           if (RunnerState* r = core.findRunner(readyIds[step.peer % readyIds.size()]))
-            core.drainRunner(r->id, Duration(step.value));
+            core.drainRunner(r->id, Duration(step.value), "fuzz: drained");
         break;
       case fuzz::Op::FailQueued:
         core.failQueued(fuzz::kDeclaredPool, ErrorCode::BootFailed, "fuzz: boot failed");

@@ -130,6 +130,16 @@ void codecSeeds(const fs::path& dir) {
   set.max = 8;
   put(0, "set-pool", enc(set));
   put(0, "heartbeat", enc(msg::Heartbeat{}));
+  put(0, "subscribe-all", enc(msg::Subscribe{7, ""}));
+  put(0, "subscribe-pool", enc(msg::Subscribe{8, "default"}));
+  msg::Submit retrying = submit(9, Mode::Call, "default", "fail", 500);
+  retrying.splitBudget = true;
+  retrying.retries = 3;
+  retrying.retryHandlerError = true;
+  retrying.retryTimeout = true;
+  retrying.retryBackoffMs = 100;
+  retrying.retryBackoffMaxMs = 1000;
+  put(0, "submit-retrying", enc(retrying));
   put(0, "version-2", bytes(encodeWithVersion(msg::StatusRequest{6}, 2)));
   // 1: the broker's runner endpoint.
   put(1, "ready", enc(ready("runner-1", "default", 4, {"echo", "sleep", "fail"})));
@@ -176,6 +186,20 @@ void codecSeeds(const fs::path& dir) {
   put(3, "stopped", enc(msg::Stopped{placed.childId}));
   put(3, "status-reply", enc(statusReply()));
   put(3, "heartbeat", enc(beat));
+  put(3, "subscribed", enc(msg::Subscribed{7, 41}));
+  msg::Event event;
+  event.requestId = 7;
+  event.seq = 42;
+  event.timeMs = 1'796'000'000'000;
+  event.kind = EventKind::JobRetried;
+  event.pool = "default";
+  event.message = "handler_error: boom";
+  event.jobId = (uint64_t{1} << 32) | 3;
+  event.attempt = 2;
+  event.delayMs = 200;
+  event.runners = 3;
+  event.booting = 1;
+  put(3, "event-job-retried", enc(event));
 }
 
 // ---- broker_core_fuzz: scenarios played on a real core while written ----
@@ -323,6 +347,24 @@ void brokerSeeds(const fs::path& dir) {
     s.client(0, msg::Heartbeat{});
     s.simple(fuzz::Op::FailQueued);
     put("cancel-status-setpool", s);
+  }
+  {
+    Scenario s;
+    s.client(5, msg::Subscribe{1, ""});
+    s.client(5, msg::Subscribe{2, pool});
+    s.runner(4, ready("r-4", pool, 1, {"fail"}));
+    msg::Submit retrying = submit(3, Mode::Call, pool, "fail", 1000);
+    retrying.splitBudget = true;
+    retrying.retries = 2;
+    retrying.retryHandlerError = true;
+    retrying.retryTimeout = true;
+    retrying.retryBackoffMs = 100;
+    s.client(6, retrying, "x");
+    s.runner(4, jobDone(s.job(4), ErrorCode::HandlerError, "boom"));
+    s.tick(150);
+    s.client(5, msg::Cancel{2});
+    s.tick(1000);
+    put("subscribe-retry", s);
   }
   {
     Scenario s;
