@@ -75,6 +75,7 @@ void addRetryArgs(CLI::App* cmd, JobArgs& args) {
                   "failures to retry, comma-separated: runner_lost (= --idempotent: the job may run twice), "
                   "handler_error, timeout (its run budget ran out on a runner)")
       ->delimiter(',')
+      ->expected(1)  // one comma-separated word: POOL after it is not taken for a second reason
       ->check(CLI::IsMember(std::vector<std::string>(std::begin(kRetryReasons), std::end(kRetryReasons))));
   cmd->add_option("--retry-backoff", args.retryBackoff,
                   "delay before the first retry, doubled for each later one, jittered down by up to 25% "
@@ -276,17 +277,19 @@ int followEvents(Client& client, const CliStreams& io, const EventsArgs& args) {
   // slow consumer). With one, other pools' numbers are skipped: a gap says nothing.
   bool detectGaps = args.pool.empty();
   StopSignals signals;
-  auto onEvent = [state, &io, &args, detectGaps](const msg::Event& event) {
+  // After the wait below, `done` is set under the lock and nothing else is touched: the I/O
+  // thread may still deliver an event before the subscription's cancel reaches it.
+  auto onEvent = [state, &io, json = args.json, count = args.count, detectGaps](const msg::Event& event) {
     std::lock_guard lock(state->mutex);
     if (state->done) return;
     if (detectGaps && state->lastSeq && event.seq > *state->lastSeq + 1) {
       // On stderr with --json, so stdout stays one JSON object per line.
-      (args.json ? io.err : io.out) << "(missed " << (event.seq - *state->lastSeq - 1) << " events)\n";
+      (json ? io.err : io.out) << "(missed " << (event.seq - *state->lastSeq - 1) << " events)\n";
     }
     state->lastSeq = std::max(state->lastSeq.value_or(0), event.seq);
-    io.out << (args.json ? formatEventJson(event) : formatEventLine(event)) << "\n";
+    io.out << (json ? formatEventJson(event) : formatEventLine(event)) << "\n";
     io.out.flush();
-    if (args.count && ++state->printed >= *args.count) {
+    if (count && ++state->printed >= *count) {
       state->done = true;
       state->changed.notify_all();
     }

@@ -413,8 +413,12 @@ void ClientCore::on(msg::Heartbeat& m, zmq::message_t*) {
 }
 
 void ClientCore::on(msg::Subscribed& m, zmq::message_t*) {
-  auto request = pending_.take(m.requestId);
   auto sub = subscriptions_.find(m.requestId);
+  if (sub != subscriptions_.end() && sub->second.confirmed) {
+    log_->debug("dropping a second subscribed for subscription={}", m.requestId);
+    return;
+  }
+  auto request = pending_.take(m.requestId);
   if (!request || sub == subscriptions_.end()) {
     // Its caller gave up (local deadline) or cancelled it: nobody listens, end it at the broker.
     log_->debug("cancelling subscription={} that nobody waits for", m.requestId);
