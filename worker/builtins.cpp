@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -26,6 +28,27 @@ HandlerResult failFn(JobContext& job) { return fail(std::string(job.payload()));
 
 [[noreturn]] HandlerResult crash(JobContext&) { std::abort(); }
 
+// "N:text": the first N calls with this payload in this process fail, the next ones return
+// `text` (for retry tests: a failure that goes away).
+HandlerResult flaky(JobContext& job) {
+  static std::mutex mutex;
+  static std::map<std::string, unsigned> calls;
+  std::string payload(job.payload());
+  auto colon = payload.find(':');
+  unsigned failures = 0;
+  if (colon == std::string::npos ||
+      std::from_chars(payload.data(), payload.data() + colon, failures).ec != std::errc())
+    return fail("flaky: payload must be N:text, got '" + payload + "'");
+  unsigned call;
+  {
+    std::lock_guard lock(mutex);
+    call = ++calls[payload];
+  }
+  if (call <= failures)
+    return fail("flaky: failure " + std::to_string(call) + " of " + std::to_string(failures));
+  return payload.substr(colon + 1);
+}
+
 HandlerResult hang(JobContext&) {
   // Deliberately never looks at the stop token.
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -40,6 +63,7 @@ void registerBuiltinFunctions(Runner& runner, bool enableTestFunctions) {
   if (enableTestFunctions) {
     runner.handle("crash", crash);
     runner.handle("hang", hang);
+    runner.handle("flaky", flaky);
   }
 }
 

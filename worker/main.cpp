@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
                  "on SIGTERM, how long in-flight jobs may finish (default 30s)");
   app.add_option("--cancel-grace", cancelGrace,
                  "retire when a cancelled job runs this much longer (default 5s)");
-  app.add_flag("--enable-test-functions", testFunctions, "also serve crash and hang (tests only)");
+  app.add_flag("--enable-test-functions", testFunctions, "also serve crash, hang and flaky (tests only)");
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error, off")
       ->capture_default_str();
   try {
