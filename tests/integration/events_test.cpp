@@ -139,3 +139,20 @@ command = [")" + binary("flame-worker") + R"(", "--failsafe-after", "2s"]
   CHECK(lines[static_cast<size_t>(firstBoot - kinds.begin())]["booting"].get<int>() >= 1);
   unlink(config.c_str());
 }
+
+TEST_CASE("flame status --watch into a pipe appends stamped tables until SIGTERM, then exits 0",
+          "[integration][watch]") {
+  auto broker = BrokerProcess::start();
+  auto watch = Process::start({binary("flame"), "status", "--watch", "--interval", "100ms", "--broker", broker.clients});
+  // Not a terminal: each table follows a "# <time> broker <endpoint>" line, no screen codes.
+  REQUIRE(watch->waitForLine("# ", Millis(10000)));
+  REQUIRE(watch->waitForLine("no pools", Millis(10000)));  // a broker without a config
+  REQUIRE(watch->waitForLine("# ", Millis(10000)));  // a second table: still watching
+  watch->signal(SIGTERM);
+  auto status = watch->waitExit(Millis(5000));
+  REQUIRE(status);
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  CHECK(watch->output().find('\x1b') == std::string::npos);
+  CHECK(watch->output().find(" broker " + broker.clients + "\n") != std::string::npos);
+}
