@@ -2,15 +2,17 @@
 // sockets and no threads, like BrokerCore. It keeps the pending-request table and its local
 // deadlines, heartbeats while work is outstanding, decides when the broker is gone (Liveness)
 // or restarted, admits payloads against the broker's limit, watches placed children (linked ones,
-// and unlinked ones placed with an onExit), and says goodbye on shutdown. It takes requests, the broker's messages, "writable" and the time from a
+// and unlinked ones placed with an onExit), keeps event subscriptions, and says goodbye on
+// shutdown. It takes requests, the broker's messages, "writable" and the time from a
 // Clock, and emits through a ClientEffects: messages for the broker and the answers to deliver.
 //
 // The rules it implements are those of client/client.h ("Deadlines and liveness"). flame::Client
 // is the socket shell around it; tests drive it with a ManualClock and a recording port.
 //
-// Not thread-safe: one thread calls everything. Handlers (AnswerHandler, ExitCallback) run
-// inside the call that resolved them, through ClientEffects::deliver/exited/event/ended, and may call submit()
-// (a completion that starts the next request); every other method must not be re-entered.
+// Not thread-safe: one thread calls everything. Handlers (AnswerHandler, ExitCallback,
+// EventHandler, EndHandler) run inside the call that resolved them, through
+// ClientEffects::deliver/exited/event/ended, and may call submit() (a completion that starts the
+// next request, an event handler that unsubscribes); every other method must not be re-entered.
 #pragma once
 
 #include <zmq.hpp>
