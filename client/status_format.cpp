@@ -101,7 +101,8 @@ std::string formatStatusJson(const msg::StatusReply& status, std::string_view ti
 }
 
 std::string formatEventLine(const msg::Event& event) {
-  std::string line = formatIsoTime(event.timeMs) + " pool=" + event.pool + " " + std::string(eventKindName(event.kind));
+  std::string line = formatIsoTime(event.timeMs) + " pool=" + event.pool + " " +
+                     std::string(eventKindName(event.kind));
   if (!event.runnerId.empty()) line += " runner=" + event.runnerId;
   line += " runners=" + std::to_string(event.runners) + " booting=" + std::to_string(event.booting);
   if (event.kind == EventKind::JobRetried) {
@@ -132,18 +133,12 @@ std::string formatEventLine(const msg::Event& event) {
 
 std::string formatEventJson(const msg::Event& event) {
   using Json = nlohmann::ordered_json;
-  Json json{{"seq", event.seq},
-            {"time", formatIsoTime(event.timeMs)},
-            {"timeMs", event.timeMs},
-            {"kind", std::string(eventKindName(event.kind))},
-            {"pool", event.pool},
-            {"runner", event.runnerId},
-            {"message", event.message},
-            {"jobId", event.jobId},
-            {"attempt", event.attempt},
-            {"delayMs", event.delayMs},
-            {"runners", event.runners},
-            {"booting", event.booting}};
+  Json json{{"seq", event.seq},         {"time", formatIsoTime(event.timeMs)},
+            {"timeMs", event.timeMs},   {"kind", std::string(eventKindName(event.kind))},
+            {"pool", event.pool},       {"runner", event.runnerId},
+            {"message", event.message}, {"jobId", event.jobId},
+            {"attempt", event.attempt}, {"delayMs", event.delayMs},
+            {"runners", event.runners}, {"booting", event.booting}};
   // Strings come from peers: never throw on bad UTF-8, replace it.
   return json.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
@@ -153,8 +148,9 @@ std::string formatIsoTime(uint64_t unixMs) {
   std::tm utc{};
   gmtime_r(&seconds, &utc);
   char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<unsigned>(unixMs % 1000));
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                static_cast<unsigned>(unixMs % 1000));
   return text;
 }
 

@@ -1,13 +1,12 @@
 // `flame events` end to end (issue 11, item 3): a real broker with a process-backend pool of
 // min 0, the real `flame events --json` as a child process, and a burst of calls that grows the
 // pool from 0 and lets it shrink back. Every wait is bounded; nothing sleeps.
-#include <catch2/catch.hpp>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -48,7 +47,8 @@ std::vector<nlohmann::json> jsonLines(const std::string& output) {
 
 }  // namespace
 
-TEST_CASE("flame events --json shows a min-0 pool growing for a burst and shrinking back", "[integration][events]") {
+TEST_CASE("flame events --json shows a min-0 pool growing for a burst and shrinking back",
+          "[integration][events]") {
   auto config = writeConfig(R"(
 [pools.ev]
 backend = "process"
@@ -59,16 +59,19 @@ idle_shutdown_after = "1s"
 shutdown_timeout = "2s"
 boot_timeout = "10s"
 [pools.ev.process]
-command = [")" + binary("flame-worker") + R"(", "--failsafe-after", "2s"]
+command = [")" + binary("flame-worker") +
+                            R"(", "--failsafe-after", "2s"]
 [pools.other]
 backend = "process"
 min = 0
 max = 1
 [pools.other.process]
-command = [")" + binary("flame-worker") + R"(", "--failsafe-after", "2s"]
+command = [")" + binary("flame-worker") +
+                            R"(", "--failsafe-after", "2s"]
 )");
   auto broker = BrokerProcess::start({"--config", config});
-  auto events = Process::start({binary("flame"), "events", "--json", "--pool", "ev", "--broker", broker.clients});
+  auto events = Process::start(
+      {binary("flame"), "events", "--json", "--pool", "ev", "--broker", broker.clients});
 
   ClientOptions co;
   co.broker = broker.clients;
@@ -126,7 +129,8 @@ command = [")" + binary("flame-worker") + R"(", "--failsafe-after", "2s"]
     CHECK(e["seq"].get<uint64_t>() > lastSeq);
     lastSeq = e["seq"].get<uint64_t>();
     CHECK(e["time"].get<std::string>().size() == 24);
-    for (const char* key : {"timeMs", "runner", "message", "jobId", "attempt", "delayMs", "runners", "booting"})
+    for (const char* key :
+         {"timeMs", "runner", "message", "jobId", "attempt", "delayMs", "runners", "booting"})
       CHECK(e.contains(key));
     kinds.push_back(e["kind"].get<std::string>());
   }
@@ -153,7 +157,8 @@ command = [")" + binary("flame-worker") + R"(", "--failsafe-after", "2s"]
 TEST_CASE("flame status --watch into a pipe appends stamped tables until SIGTERM, then exits 0",
           "[integration][watch]") {
   auto broker = BrokerProcess::start();
-  auto watch = Process::start({binary("flame"), "status", "--watch", "--interval", "100ms", "--broker", broker.clients});
+  auto watch = Process::start(
+      {binary("flame"), "status", "--watch", "--interval", "100ms", "--broker", broker.clients});
   // Not a terminal: each table follows a "# <time> broker <endpoint>" line, no screen codes.
   REQUIRE(watch->waitForLine("no pools", Millis(10000)));  // a broker without a config
   auto tables = [&] {
@@ -162,7 +167,8 @@ TEST_CASE("flame status --watch into a pipe appends stamped tables until SIGTERM
     for (size_t at = out.find("\n# "); at != std::string::npos; at = out.find("\n# ", at + 1)) ++n;
     return n;
   };
-  REQUIRE(eventually([&] { return tables() >= 3; }, Millis(10000)));  // still watching, one per 100 ms
+  REQUIRE(
+      eventually([&] { return tables() >= 3; }, Millis(10000)));  // still watching, one per 100 ms
   watch->signal(SIGTERM);
   auto status = watch->waitExit(Millis(5000));
   REQUIRE(status);
