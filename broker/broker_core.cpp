@@ -266,8 +266,8 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
   job.retryHandlerError = s.retryHandlerError && s.mode != Mode::Place;
   job.retryTimeout = s.retryTimeout && s.splitBudget && s.mode != Mode::Place;
   job.retriesLeft = s.idempotent || job.retryHandlerError || job.retryTimeout ? std::max<uint8_t>(s.retries, 1) : 0;
-  job.retryBackoff = s.retryBackoffMs == 0 ? pool->retryBackoff : fromWireMs(s.retryBackoffMs);
-  job.retryBackoffMax = s.retryBackoffMaxMs == 0 ? pool->retryBackoffMax : fromWireMs(s.retryBackoffMaxMs);
+  job.retryBackoffMs = s.retryBackoffMs == 0 ? toWireMs(pool->retryBackoff) : s.retryBackoffMs;
+  job.retryBackoffMaxMs = s.retryBackoffMaxMs == 0 ? toWireMs(pool->retryBackoffMax) : s.retryBackoffMaxMs;
   job.pool = pool;
   job.function = std::move(s.function);
   job.client = client;
@@ -853,7 +853,8 @@ void BrokerCore::scheduleRetry(Job& job, ErrorCode code, const std::string& why)
   ++job.attempt;
   ++pool.counters.retried;
   double draw = std::uniform_real_distribution<double>(0.0, 1.0)(random_);
-  Duration delay = backoffDelay(job.retryBackoff, job.retryBackoffMax, job.attempt - 1, kRetryJitter, draw);
+  Duration delay = backoffDelay(fromWireMs(job.retryBackoffMs), fromWireMs(job.retryBackoffMaxMs), job.attempt - 1u,
+                                kRetryJitter, draw);
   std::string reason = std::string(errorCodeName(code)) + ": " + why;
   log_->info("pool={} job={} {}: retry {} in {} ({} left)", pool.name, job.id, reason, job.attempt,
              formatDuration(delay), job.retriesLeft);
@@ -883,8 +884,8 @@ bool BrokerCore::retryTimedOut(Job& old) {
   next.retryTimeout = old.retryTimeout;
   next.retriesLeft = old.retriesLeft;
   next.attempt = old.attempt;
-  next.retryBackoff = old.retryBackoff;
-  next.retryBackoffMax = old.retryBackoffMax;
+  next.retryBackoffMs = old.retryBackoffMs;
+  next.retryBackoffMaxMs = old.retryBackoffMaxMs;
   next.pool = old.pool;
   next.function = old.function;
   next.client = old.client;

@@ -75,7 +75,7 @@ void addRetryArgs(CLI::App* cmd, JobArgs& args) {
                   "failures to retry, comma-separated: runner_lost (= --idempotent: the job may run twice), "
                   "handler_error, timeout (its run budget ran out on a runner)")
       ->delimiter(',')
-      ->expected(1)  // one comma-separated word: POOL after it is not taken for a second reason
+      ->allow_extra_args(false)  // one comma-separated word: POOL after it is not taken for a reason
       ->check(CLI::IsMember(std::vector<std::string>(std::begin(kRetryReasons), std::end(kRetryReasons))));
   cmd->add_option("--retry-backoff", args.retryBackoff,
                   "delay before the first retry, doubled for each later one, jittered down by up to 25% "

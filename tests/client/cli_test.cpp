@@ -246,6 +246,18 @@ TEST_CASE("cli: call and cast send the retry options", "[client][cli][retry]") {
     broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, std::string("ok"));
     CHECK(finish(run).code == 0);
   }
+  SECTION("--retry-on takes one word: the pool after it is the pool, and the flag may repeat") {
+    auto run = startCli({"--broker", broker.endpoint(), "call", "--retry-on", "handler_error", "--retry-on",
+                         "timeout", "pool-after", "f"});
+    auto got = broker.expect<msg::Submit>();
+    REQUIRE(got);
+    CHECK(got->second.pool == "pool-after");
+    CHECK(got->second.function == "f");
+    CHECK(got->second.retryHandlerError);
+    CHECK(got->second.retryTimeout);
+    broker.send(got->first.peer, msg::Result{got->second.requestId, 1}, std::string("ok"));
+    CHECK(finish(run).code == 0);
+  }
   SECTION("cast --retry-on runner_lost is --idempotent, backoffs default to the pool's") {
     auto run = startCli({"--broker", broker.endpoint(), "cast", "--retry-on", "runner_lost", "p", "f"});
     auto got = broker.expect<msg::Submit>();
