@@ -12,12 +12,14 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "client/client.h"
+#include "client/status_format.h"
 #include "common/log.h"
 
 extern char** environ;
@@ -64,9 +66,13 @@ PoolSnapshot view(flame::Client& client, const std::string& pool) {
   return v;
 }
 
+// The status lines (main thread) and the events (the client's I/O thread) share stdout.
+std::mutex outputMutex;
+
 void printLine(double t, const PoolSnapshot& v, int done, int total) {
   std::string bar(v.ready + v.draining, '#');
   bar += std::string(v.booting, '+');
+  std::lock_guard lock(outputMutex);
   std::printf("  t=%5.1fs  runners %-6s ready %u  booting %u  draining %u  slots %2u/%-2u  queued %2u  done %2d/%d\n", t,
               bar.c_str(), v.ready, v.booting, v.draining, v.slotsUsed, v.slotsTotal, v.queued, done, total);
   std::fflush(stdout);
@@ -78,9 +84,11 @@ int main(int argc, char** argv) {
   CLI::App app{"flame-demo: a burst of jobs on an elastic pool of local runner processes"};
   std::string config = FLAME_DEMO_CONFIG;
   int jobs = 24, sleepMs = 1000;
+  bool events = true;
   app.add_option("--config", config, "broker config with a pool named 'demo'")->capture_default_str();
   app.add_option("--jobs", jobs, "calls in the burst")->check(CLI::Range(1, 10000))->capture_default_str();
   app.add_option("--sleep-ms", sleepMs, "how long each call works")->check(CLI::Range(0, 60000))->capture_default_str();
+  app.add_flag("!--no-events", events, "do not print the pool's events (what `flame events --pool demo` shows)");
   CLI11_PARSE(app, argc, argv);
   flame::setLogLevel("warn");
 
@@ -135,6 +143,18 @@ int main(int argc, char** argv) {
   flame::ClientOptions co;
   co.broker = clients;
   flame::Client client(co);
+  // The scaler's and broker's events, as `flame events --pool demo` prints them from another
+  // terminal: the pool growing from zero under the burst and shrinking back.
+  flame::Subscription subscription;
+  if (events) {
+    auto subscribed = client.subscribe("demo", [](const flame::msg::Event& e) {
+      std::lock_guard lock(outputMutex);
+      std::printf("  event %s\n", flame::formatEventLine(e).c_str());
+      std::fflush(stdout);
+    });
+    if (subscribed) subscription = std::move(subscribed.value());
+    else std::printf("flame-demo: no events: %s\n", subscribed.error().toString().c_str());
+  }
   flame::CallOptions options;
   options.timeout = flame::Duration(120000);
   auto start = SteadyClock::now();
@@ -153,6 +173,7 @@ int main(int argc, char** argv) {
       auto r = calls[i].get();
       if (!r) {
         ++failed;
+        std::lock_guard lock(outputMutex);
         std::printf("  call %zu failed: %s\n", i, r.error().toString().c_str());
       }
     }
@@ -162,8 +183,11 @@ int main(int argc, char** argv) {
     if (done < jobs) std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   double burst = seconds();
-  std::printf("all %d calls answered in %.1f s (%d failed); peak %u runners\n", jobs, burst, failed, peak);
-  std::printf("waiting for idle runners to shut down...\n");
+  {
+    std::lock_guard lock(outputMutex);
+    std::printf("all %d calls answered in %.1f s (%d failed); peak %u runners\n", jobs, burst, failed, peak);
+    std::printf("waiting for idle runners to shut down...\n");
+  }
   PoolSnapshot v;
   while (seconds() < burst + 60) {
     v = view(client, "demo");
@@ -171,6 +195,7 @@ int main(int argc, char** argv) {
     if (v.ready + v.booting + v.draining == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  subscription.cancel();
   bool zero = v.ready + v.booting + v.draining == 0;
   std::printf(zero ? "pool is back to zero runners (%llu booted in all). done.\n"
                    : "pool did not shrink to zero (%llu booted in all)\n",
