@@ -9,7 +9,8 @@ test("an encoded submit decodes to the same fields", () => {
   const header = encode("submit", fields);
   assert.equal(header.length % 8, 0);
   assert.deepEqual(decode(header), {
-    kind: "submit", version: PROTOCOL_VERSION, idempotent: false, retries: 0, waitTimeoutMs: 0, splitBudget: false, ...fields,
+    kind: "submit", version: PROTOCOL_VERSION, idempotent: false, retries: 0, waitTimeoutMs: 0, splitBudget: false,
+    retryHandlerError: false, retryTimeout: false, retryBackoffMs: 0, retryBackoffMaxMs: 0, ...fields,
   });
 });
 
