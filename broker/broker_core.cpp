@@ -332,7 +332,7 @@ void BrokerCore::handleStopChild(const std::string& client, const msg::StopChild
     return;
   }
   log_->info("pool={} child={} stop requested", job.pool->name, job.id);
-  if (job.state == JobState::Queued) {
+  if (job.state != JobState::Running) {  // waiting for a runner, or for its retry's backoff
     answerError(job, ErrorCode::Cancelled, "stopped before it was placed");
     finish(job);
     sendClient(client, msg::Stopped{s.childId});

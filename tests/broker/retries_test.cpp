@@ -201,3 +201,24 @@ TEST_CASE("retries: the pool's retry_backoff applies to jobs that set none, and 
   CHECK(h.jobsFor(r).empty());
   CHECK(h.core.jobCount() == 0);
 }
+
+TEST_CASE("retries: an idempotent child waiting out its backoff after its runner was lost can be stopped", "[broker][retries]") {
+  Harness h;
+  auto r1 = h.ready("r1", "p", 1);
+  msg::Submit s = retrying(1, 1, 1000);
+  s.retryHandlerError = false;
+  s.idempotent = true;
+  s.mode = Mode::Place;
+  submit(h, "c", s);
+  auto placed = h.outbox.takeOf<msg::Placed>("c");
+  REQUIRE(placed.size() == 1);
+  CHECK(h.core.dropRunner("r1", "machine gone"));
+  CHECK(h.core.status(1).pools.at(0).retried == 1);
+  h.core.onClient("other", msg::StopChild{placed[0].childId}, {});
+  CHECK(h.outbox.takeOf<msg::Stopped>("other").size() == 1);  // at once: it runs nowhere
+  auto r2 = h.ready("r2", "p", 1);
+  h.heartbeat(r2);
+  h.advance(Duration(1000));
+  CHECK(h.jobsFor(r2).empty());
+  CHECK(h.core.jobCount() == 0);
+}
