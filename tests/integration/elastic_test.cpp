@@ -46,21 +46,6 @@ bool alive(pid_t pid) {
   return close != std::string::npos && line.find(" Z ", close) != close + 1;
 }
 
-std::string writeConfig(const std::string& body) {
-  char path[] = "/tmp/flame-elastic-XXXXXX.toml";
-  int fd = mkstemps(path, 5);
-  REQUIRE(fd >= 0);
-  std::string text = R"([broker]
-clients = "tcp://127.0.0.1:*"
-runners = "tcp://127.0.0.1:*"
-heartbeat_interval = "200ms"
-liveness = 3
-)" + body;
-  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
-  close(fd);
-  return path;
-}
-
 std::string workerCommand(const std::string& extra = "") {
   return "command = [\"" + binary("flame-worker") + "\", \"--failsafe-after\", \"2s\"" + extra + "]\n";
 }
@@ -69,7 +54,7 @@ std::string workerCommand(const std::string& extra = "") {
 
 TEST_CASE("a burst on a min-0 pool boots exactly max runners, completes every call, and shrinks to zero",
           "[integration][elastic]") {
-  auto config = writeConfig(R"(
+  auto config = writeBrokerConfig(R"(
 [pools.burst]
 backend = "process"
 min = 0
@@ -112,7 +97,7 @@ boot_timeout = "10s"
 
 TEST_CASE("kill -9 of the broker leaves no runner process alive after the failsafe period",
           "[integration][elastic]") {
-  auto config = writeConfig(R"(
+  auto config = writeBrokerConfig(R"(
 [pools.keep]
 backend = "process"
 min = 2
@@ -141,7 +126,7 @@ max = 2
 }
 
 TEST_CASE("a dead min runner is replaced", "[integration][elastic]") {
-  auto config = writeConfig(R"(
+  auto config = writeBrokerConfig(R"(
 [pools.m]
 backend = "process"
 min = 1
@@ -171,7 +156,7 @@ max = 1
 }
 
 TEST_CASE("a pool whose runners cannot start fails waiting calls with boot_failed", "[integration][elastic]") {
-  auto config = writeConfig(R"(
+  auto config = writeBrokerConfig(R"(
 [pools.broken]
 backend = "process"
 max = 2
@@ -194,7 +179,7 @@ command = ["/bin/false"]
 }
 
 TEST_CASE("a bad config is refused at start-up naming the key", "[integration][elastic]") {
-  auto config = writeConfig("[pools.x]\nmin = 5\nmax = 2\n[pools.x.process]\ncommand = [\"w\"]\n");
+  auto config = writeBrokerConfig("[pools.x]\nmin = 5\nmax = 2\n[pools.x.process]\ncommand = [\"w\"]\n");
   auto p = Process::start({binary("flame-broker"), "--config", config});
   auto status = p->waitExit(Millis(5000));
   REQUIRE(status);
@@ -207,7 +192,7 @@ TEST_CASE("the --default-timeout flag applies to a pool declared in the config f
           "[integration][elastic]") {
   // The configuration in effect, as the broker prints it: the flag's 1 s is the pool's default
   // run budget (its own `timeout` key would still win), not the built-in 30 s.
-  auto config = writeConfig(R"(
+  auto config = writeBrokerConfig(R"(
 [pools.slow]
 backend = "process"
 [pools.slow.process]
@@ -255,7 +240,7 @@ idle_shutdown_after = "30s"
 [pools.)" + name + R"(.process]
 command = ["sh", "-c", "sleep 2; exec \"$0\" --failsafe-after 2s", ")" + binary("flame-worker") + R"("]
 )";
-  auto config = writeConfig(pools);
+  auto config = writeBrokerConfig(pools);
   auto broker = BrokerProcess::start({"--config", config});
   ClientOptions co;
   co.broker = broker.clients;

@@ -18,21 +18,6 @@ using namespace flame::test;
 
 namespace {
 
-std::string writeConfig(const std::string& body) {
-  char path[] = "/tmp/flame-events-XXXXXX.toml";
-  int fd = mkstemps(path, 5);
-  REQUIRE(fd >= 0);
-  std::string text = R"([broker]
-clients = "tcp://127.0.0.1:*"
-runners = "tcp://127.0.0.1:*"
-heartbeat_interval = "200ms"
-liveness = 3
-)" + body;
-  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
-  close(fd);
-  return path;
-}
-
 // The JSON objects among `output`'s lines (the process's stderr is merged in: skip the rest).
 std::vector<nlohmann::json> jsonLines(const std::string& output) {
   std::vector<nlohmann::json> out;
@@ -49,7 +34,7 @@ std::vector<nlohmann::json> jsonLines(const std::string& output) {
 
 TEST_CASE("flame events --json shows a min-0 pool growing for a burst and shrinking back",
           "[integration][events]") {
-  auto config = writeConfig(R"(
+  auto config = writeBrokerConfig(R"(
 [pools.ev]
 backend = "process"
 min = 0

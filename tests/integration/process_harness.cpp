@@ -156,4 +156,20 @@ BrokerProcess BrokerProcess::start(const std::vector<std::string>& extraArgs) {
   return b;
 }
 
+std::string writeBrokerConfig(const std::string& body) {
+  char path[] = "/tmp/flame-config-XXXXXX.toml";
+  int fd = mkstemps(path, 5);
+  if (fd < 0) throw std::runtime_error(std::string("cannot create a config file: ") + std::strerror(errno));
+  std::string text = R"([broker]
+clients = "tcp://127.0.0.1:*"
+runners = "tcp://127.0.0.1:*"
+heartbeat_interval = "200ms"
+liveness = 3
+)" + body;
+  bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  close(fd);
+  if (!written) throw std::runtime_error(std::string("cannot write ") + path);
+  return path;
+}
+
 }  // namespace flame::test

@@ -56,6 +56,11 @@ class Process {
 // interval, not a way of making time pass.
 bool eventually(const std::function<bool()>& condition, Millis bound, Millis step = Millis(20));
 
+// Writes a broker config file (a fresh /tmp path, returned): a [broker] section on OS-chosen
+// loopback ports with a 200 ms heartbeat and liveness 3, then `body` (pools, ...). Throws on
+// failure.
+std::string writeBrokerConfig(const std::string& body);
+
 // A broker started on OS-chosen loopback ports; endpoints read from its first stdout line.
 struct BrokerProcess {
   std::unique_ptr<Process> process;
