@@ -14,6 +14,7 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 
 export const Mode = schema.Mode; // { CALL, CAST, PLACE }
 export const ErrorCode = schema.ErrorCode; // { NONE, BAD_REQUEST, UNKNOWN_POOL, ... }
+export const EventKind = schema.EventKind; // { RUNNER_BOOTING, RUNNER_READY, ..., JOB_RETRIED }
 
 // The C++ tools print error codes in snake_case (`unknown_pool`); so do we.
 const codeNames = new Map(Object.entries(ErrorCode).map(([k, v]) => [v, k.toLowerCase()]));
@@ -22,6 +23,14 @@ const codeNames = new Map(Object.entries(ErrorCode).map(([k, v]) => [v, k.toLowe
 // "Error codes").
 export function codeName(code) {
   return codeNames.get(code) ?? "internal";
+}
+
+const eventKindNames = new Map(Object.entries(EventKind).map(([k, v]) => [v, k.toLowerCase()]));
+
+// snake_case name of an event kind number (`runner_ready`, `job_retried`, as `flame events`
+// prints them); a kind this schema does not know yet (kinds are only added) is `unknown`.
+export function eventKindName(kind) {
+  return eventKindNames.get(kind) ?? "unknown";
 }
 
 // A failed request: `code` is the snake_case error code (`timeout`, `unknown_pool`, ...; the
@@ -41,8 +50,13 @@ const kinds = new Map(Object.entries(schema.Envelope_Body_Which).map(([k, v]) =>
 const capitalized = (s) => s[0].toUpperCase() + s.slice(1);
 
 // Encodes one Envelope holding `fields` as the body member `kind`. Array fields become lists
-// (of text, or of structs given as objects). Returns a Buffer to send as the header frame.
+// (of text, or of structs given as objects); a body's own `kind` field is given as
+// `eventKind` (as decode() returns it). Returns a Buffer to send as the header frame.
 export function encode(kind, fields = {}) {
+  if (`${kind}Kind` in fields) {
+    const { [`${kind}Kind`]: own, ...rest } = fields;
+    fields = { ...rest, kind: own };
+  }
   const message = new Message();
   const envelope = message.initRoot(schema.Envelope);
   envelope.version = PROTOCOL_VERSION;
@@ -80,7 +94,13 @@ export function decode(frame) {
     const kind = kinds.get(envelope.body.which());
     if (!kind) return { error: `unknown message kind ${envelope.body.which()}` };
     // Read everything now, inside the try: capnp-es reads lazily and throws on bad pointers.
-    return { kind, version, ...toPlain(envelope.body[kind], frame.length / 8) };
+    const fields = toPlain(envelope.body[kind], frame.length / 8);
+    // `kind` names the message; a body's own `kind` field (Event's EventKind) is `eventKind`.
+    if ("kind" in fields) {
+      fields[`${kind}Kind`] = fields.kind;
+      delete fields.kind;
+    }
+    return { kind, version, ...fields };
   } catch (e) {
     return { error: `undecodable header: ${e.message}` };
   }

@@ -2,7 +2,7 @@
 // (no processes, no sockets).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { codeName, decode, encode, ErrorCode, Mode, PROTOCOL_VERSION } from "../lib/wire.js";
+import { codeName, decode, encode, ErrorCode, EventKind, eventKindName, Mode, PROTOCOL_VERSION } from "../lib/wire.js";
 
 test("an encoded submit decodes to the same fields", () => {
   const fields = { requestId: 7n, mode: Mode.PLACE, pool: "thumbs", function: "resize", timeoutMs: 0xffffffff, link: true };
@@ -12,6 +12,38 @@ test("an encoded submit decodes to the same fields", () => {
     kind: "submit", version: PROTOCOL_VERSION, idempotent: false, retries: 0, waitTimeoutMs: 0, splitBudget: false,
     retryHandlerError: false, retryTimeout: false, retryBackoffMs: 0, retryBackoffMaxMs: 0, ...fields,
   });
+});
+
+test("subscribe, subscribed and event round-trip; an event's own kind is eventKind", () => {
+  assert.deepEqual(decode(encode("subscribe", { requestId: 3n, pool: "gpu" })), {
+    kind: "subscribe", version: PROTOCOL_VERSION, requestId: 3n, pool: "gpu",
+  });
+  assert.deepEqual(decode(encode("subscribed", { requestId: 3n, lastSeq: 41n })), {
+    kind: "subscribed", version: PROTOCOL_VERSION, requestId: 3n, lastSeq: 41n,
+  });
+  const event = {
+    requestId: 3n, seq: 42n, timeMs: 1_700_000_000_123n, eventKind: EventKind.JOB_RETRIED, pool: "gpu",
+    runnerId: "gpu-1", message: "handler_error: disk full", jobId: 0xfedcba9876543210n, attempt: 2, delayMs: 250,
+    runners: 3, booting: 1,
+  };
+  assert.deepEqual(decode(encode("event", event)), { kind: "event", version: PROTOCOL_VERSION, ...event });
+  // The schema's own name for the field works too.
+  assert.equal(decode(encode("event", { requestId: 1n, kind: EventKind.RUNNER_READY })).eventKind, EventKind.RUNNER_READY);
+});
+
+test("event kinds read as flame events prints them, in the schema's order", () => {
+  const names = [
+    "runner_booting", "runner_ready", "runner_draining", "runner_stopped", "runner_lost", "boot_failed",
+    "pool_changed", "queue_full", "job_retried",
+  ];
+  names.forEach((name, i) => assert.equal(eventKindName(i), name));
+  assert.equal(eventKindName(EventKind.JOB_RETRIED), "job_retried");
+  assert.equal(eventKindName(99), "unknown");
+});
+
+test("a status reply carries each pool's retried count", () => {
+  const reply = decode(encode("statusReply", { requestId: 1n, pools: [{ name: "a", retried: 7n }] }));
+  assert.equal(reply.pools[0].retried, 7n);
 });
 
 test("lists of text and of structs round-trip", () => {
