@@ -402,9 +402,14 @@ void BrokerCore::handleSubscribe(const std::string& client, ClientSession& sessi
   sendClient(client, msg::Subscribed{sub.requestId, eventSeq_});
 }
 
-size_t BrokerCore::unsubscribe(const std::string& client, ClientSession& session, std::optional<uint64_t> requestId) {
+size_t BrokerCore::unsubscribe(const std::string& client, ClientSession& session, std::optional<uint64_t> requestId,
+                               const std::string& tell) {
   size_t ended = std::erase_if(subscriptions_, [&](const Subscription& s) {
-    return s.client == client && (!requestId || s.requestId == *requestId);
+    if (s.client != client || (requestId && s.requestId != *requestId)) return false;
+    // A client that only paused (its liveness window is longer than ours) learns it must
+    // subscribe again instead of waiting for events that will not come.
+    if (!tell.empty()) replyError(client, s.requestId, ErrorCode::Cancelled, tell);
+    return true;
   });
   session.subscriptions -= std::min<uint32_t>(session.subscriptions, static_cast<uint32_t>(ended));
   return ended;
@@ -1161,8 +1166,10 @@ void BrokerCore::sweepPeers(TimePoint now) {
   }
   for (auto& client : gone) {
     auto it = sessions_.find(client);
-    if (it->second.subscriptions > 0 && unsubscribe(client, it->second, std::nullopt) > 0)
-      log_->info("client={} silent for {}: its event subscriptions ended", hex(client), formatDuration(window));
+    const std::string silent = "silent for " + formatDuration(window);
+    if (it->second.subscriptions > 0 &&
+        unsubscribe(client, it->second, std::nullopt, "the subscription ended: this client was " + silent) > 0)
+      log_->info("client={} {}: its event subscriptions ended", hex(client), silent);
     if (it->second.linked > 0) clientGone(client, it->second);
     if (it->second.requests.empty()) sessions_.erase(it);
   }

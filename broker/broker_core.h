@@ -163,8 +163,10 @@ class BrokerCore final : public ScalerPort {
   void handleCancel(const std::string& client, ClientSession& session, const msg::Cancel& cancel);
   void handleStopChild(const std::string& client, const msg::StopChild& stop, std::string_view key);
   void handleSubscribe(const std::string& client, ClientSession& session, const msg::Subscribe& subscribe);
-  // Ends `client`'s subscriptions (all of them, or the one of `requestId`); how many ended.
-  size_t unsubscribe(const std::string& client, ClientSession& session, std::optional<uint64_t> requestId);
+  // Ends `client`'s subscriptions (all of them, or the one of `requestId`); how many ended. With
+  // `tell`, each ended one is answered `error cancelled` with that text.
+  size_t unsubscribe(const std::string& client, ClientSession& session, std::optional<uint64_t> requestId,
+                     const std::string& tell = {});
   // An event about `runner` (its pool, id) with `message`.
   void publishRunner(EventKind kind, const RunnerState& runner, std::string message);
   void handleReady(const std::string& routingId, msg::Ready& ready, std::string_view key);

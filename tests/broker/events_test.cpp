@@ -109,6 +109,12 @@ TEST_CASE("events: a silent subscriber is dropped, a heartbeating one kept, a go
   CHECK(h.core.subscriptionCount() == 1);
   CHECK(h.outbox.takeOf<msg::Event>("alive").size() == 1);
   CHECK(h.outbox.takeOf<msg::Event>("quiet").empty());
+  // The silent one was told, should it only have paused: it subscribes again if it wants events.
+  auto ended = h.outbox.takeOf<msg::Error>("quiet");
+  REQUIRE(ended.size() == 1);
+  CHECK(ended[0].requestId == 1);
+  CHECK(ended[0].code == ErrorCode::Cancelled);
+  CHECK(ended[0].message.find("silent") != std::string::npos);
   CHECK(h.core.clientSessionCount() == 1);
 }
 
