@@ -229,7 +229,7 @@ void BrokerCore::handleSubmit(const std::string& client, ClientSession& session,
     return reject(ErrorCode::UnknownFunction, "no runner of pool '" + s.pool + "' serves function '" + s.function + "'");
   if (pool->maxQueue != 0 && pool->queue.size() >= pool->maxQueue) {
     std::string why = "the queue of pool '" + s.pool + "' is full (" + std::to_string(pool->maxQueue) + " jobs)";
-    if (auto now = clock_.now(); now - pool->queueFullEventAt >= Duration(1000) || pool->queueFullEventAt == TimePoint{}) {
+    if (auto now = clock_.now(); now - pool->queueFullEventAt >= Duration(1000)) {
       pool->queueFullEventAt = now;  // one event per second at most: a full queue refuses many
       publish(msg::Event{.kind = EventKind::QueueFull, .pool = pool->name, .runnerId = {}, .message = why});
     }
@@ -416,7 +416,8 @@ size_t BrokerCore::unsubscribe(const std::string& client, ClientSession& session
 }
 
 void BrokerCore::publish(msg::Event event) {
-  event.seq = ++eventSeq_;
+  event.seq = ++eventSeq_;  // numbered even unheard: a later subscriber's lastSeq counts it
+  if (subscriptions_.empty()) return;
   event.timeMs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                            std::chrono::system_clock::now().time_since_epoch())
                                            .count());
@@ -426,7 +427,6 @@ void BrokerCore::publish(msg::Event event) {
     event.runners = static_cast<uint32_t>(pool->runners.size());
     event.booting = counts.booting;
   }
-  if (subscriptions_.empty()) return;
   std::vector<std::string> gone;
   for (const Subscription& sub : subscriptions_) {
     if (!sub.pool.empty() && sub.pool != event.pool) continue;
@@ -758,7 +758,7 @@ void BrokerCore::attach(Job& job, RunnerState& runner) {
 void BrokerCore::loseJob(Job& job, ErrorCode code, const std::string& message) {
   Pool& pool = *job.pool;
   if (job.runner) freeSlot(job);
-  if (retry(job, ErrorCode::RunnerLost, message)) return;
+  if (wantsRetry(job, ErrorCode::RunnerLost)) return scheduleRetry(job, ErrorCode::RunnerLost, message);
   if (!job.superseded) ++pool.counters.failed;  // a superseded attempt's request is its retry's
   answerError(job, code, message);
   if (job.mode == Mode::Place) notifyStopWaiters(job.id);
@@ -803,15 +803,16 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
               std::to_string(options_.maxPayloadBytes) + " bytes";
   }
   pool.metrics.runSeconds.observe(clock_.now() - job.dispatched);
-  bool retried = false;
-  if (job.superseded) {
-    // A retry took over its request (its run budget ran out): only the slot comes back.
-  } else if (code == ErrorCode::HandlerError || code == ErrorCode::Timeout) {
-    freeSlot(job);
-    retried = retry(job, code, message);
-  }
-  if (job.superseded || retried) {
-    if (!retried) finish(job);
+  // A superseded attempt (a retry took over its request when its run budget ran out) only gives
+  // its slot back; a failure the job asked to retry runs again.
+  bool again = !job.superseded && wantsRetry(job, code);
+  if (job.superseded || again) {
+    if (again) {
+      freeSlot(job);
+      scheduleRetry(job, code, message);
+    } else {
+      finish(job);
+    }
     listener_->jobFinished(runner);
     dispatch(pool);
     listener_->demandChanged(pool);
@@ -841,14 +842,12 @@ void BrokerCore::handleJobDone(RunnerState& runner, const msg::JobDone& done, zm
   listener_->demandChanged(pool);
 }
 
-bool BrokerCore::retry(Job& job, ErrorCode code, const std::string& why) {
+bool BrokerCore::wantsRetry(const Job& job, ErrorCode code) const {
   bool wanted = code == ErrorCode::RunnerLost     ? job.idempotent
                 : code == ErrorCode::HandlerError ? job.retryHandlerError
                 : code == ErrorCode::Timeout      ? job.retryTimeout
                                                   : false;
-  if (!wanted || job.retriesLeft == 0 || job.answered || shuttingDown_) return false;
-  scheduleRetry(job, code, why);
-  return true;
+  return wanted && job.retriesLeft > 0 && !job.answered && !shuttingDown_;
 }
 
 void BrokerCore::scheduleRetry(Job& job, ErrorCode code, const std::string& why) {
@@ -878,7 +877,7 @@ void BrokerCore::scheduleRetry(Job& job, ErrorCode code, const std::string& why)
 }
 
 bool BrokerCore::retryTimedOut(Job& old) {
-  if (!old.retryTimeout || old.retriesLeft == 0 || old.answered || shuttingDown_) return false;
+  if (!wantsRetry(old, ErrorCode::Timeout)) return false;
   // The runner holds `old` until its cancel lands (a handler may ignore it for a while), and a
   // runner knows a job by its id: the retry is a new job that takes over the client's request.
   Job& next = jobs_.create();

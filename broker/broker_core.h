@@ -182,10 +182,9 @@ class BrokerCore final : public ScalerPort {
   // A running job whose runner no longer has it (lost with the runner or its connection):
   // retried if idempotent with retries left, else answered `code` and finished.
   void loseJob(Job& job, ErrorCode code, const std::string& message);
-  // A job that failed with `code` (its slot already given back) runs again if it asked for
-  // retries of that failure and has some left: at once, or Delayed by its backoff. False: it
-  // does not (the caller answers the failure).
-  bool retry(Job& job, ErrorCode code, const std::string& why);
+  // A job that failed with `code` runs again if it asked for retries of that failure, has some
+  // left, and nobody had its answer yet (and the broker is not shutting down).
+  bool wantsRetry(const Job& job, ErrorCode code) const;
   // Schedules a retry (counted, published, logged): requeued now or Delayed until its backoff ends.
   void scheduleRetry(Job& job, ErrorCode code, const std::string& why);
   // The run budget of a running job ran out and it asked for timeout retries: a new job takes
